@@ -1,0 +1,8 @@
+//! Load generation and measurement, used by `wraith bench`, `wraith demo` and the
+//! oracle tests.
+//!
+//! - [`workload`]: a write workload on a table of the `items` shape that also
+//!   writes every effect to a mirror table in the same transaction, so the result
+//!   of a migration can be checked row for row.
+
+pub mod workload;

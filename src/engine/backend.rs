@@ -1,0 +1,100 @@
+//! The one trait each database implements; the engine calls nothing else.
+//!
+//! Contract, in the words of DESIGN section 2:
+//! - `prepare` creates the change source before the shadow and before any copy
+//!   snapshot (A).
+//! - `poll_changes` returns keys whose changes are already visible to a new
+//!   snapshot, or that `apply_keys` makes visible with a locking read (B).
+//! - `copy_chunk` only inserts rows that are missing in the shadow; `apply_keys`
+//!   re-reads keys from the source and makes the shadow match (upsert or delete).
+//! - Nothing here writes the original table; `swap` is one atomic step and every
+//!   failure before it leaves the application where it was (E).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::plan::Plan;
+
+/// A primary-key value: each key column's value in the database's text form.
+pub type Key = Vec<String>;
+
+/// What one poll of the change stream found.
+#[derive(Debug, Default, Clone)]
+pub struct ChangeBatch {
+    /// Keys touched by committed transactions (duplicates allowed).
+    pub keys: Vec<Key>,
+    /// Fence markers seen (cutover).
+    pub fences: Vec<String>,
+    /// Stream position to confirm once `keys` are applied.
+    pub position: Option<String>,
+    /// Row events read.
+    pub events: u64,
+    /// Commit time of the newest transaction read (unix microseconds).
+    pub last_commit_unix_us: Option<i64>,
+    /// The poll reached the end of the stream.
+    pub caught_up: bool,
+}
+
+/// One copied chunk.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub rows: u64,
+    /// Last key of the chunk: the next chunk starts after it.
+    pub last: Key,
+    /// The chunk reached the end key.
+    pub done: bool,
+}
+
+/// Which session re-reads keys: the background applier, or the cutover
+/// transaction that holds the write lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOn {
+    Worker,
+    Cutover,
+}
+
+/// A database engine, as the phase machine sees it.
+pub trait Backend: Send + Sync + 'static {
+    /// Read-only checks and the plan; the shadow shape is validated without leaving anything behind.
+    fn preflight(&self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
+    /// Change source first, then the shadow table.
+    fn prepare(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Last key of the table when the copy starts (`None`: the table is empty).
+    /// Rows beyond it arrive through the change stream.
+    fn copy_end(&self) -> impl Future<Output = anyhow::Result<Option<Key>>> + Send;
+    /// Copies up to `rows` rows with keys in `(after, end]`.
+    fn copy_chunk(
+        &self,
+        after: Option<Key>,
+        end: Key,
+        rows: u64,
+    ) -> impl Future<Output = anyhow::Result<Chunk>> + Send;
+    /// Reads committed changes from the stream (at most about `max_events` row events).
+    fn poll_changes(
+        &self,
+        max_events: u64,
+    ) -> impl Future<Output = anyhow::Result<ChangeBatch>> + Send;
+    /// Makes the shadow rows of `keys` equal to the source rows (transformed), deleting gone ones.
+    fn apply_keys(
+        &self,
+        keys: Vec<Key>,
+        on: ApplyOn,
+    ) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// Everything before `position` is applied: the stream may forget it.
+    fn confirm(&self, position: String) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Work after the copy that must finish before the swap (validate constraints, statistics).
+    fn before_cutover(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Tries to block writes to the source within `timeout`. `false`: not granted, nothing held.
+    fn lock_for_cutover(
+        &self,
+        timeout: Duration,
+    ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+    /// Writes marker `id` through the change stream from another session (DESIGN 2.D).
+    fn emit_fence(&self, id: String) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Swaps the tables and releases the lock, atomically.
+    fn swap(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Gives up the current cutover attempt: undoes everything since `lock_for_cutover`.
+    fn release_cutover(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Removes what the run created (change source always; shadow unless swapped).
+    fn cleanup(&self, swapped: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
+}

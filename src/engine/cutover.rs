@@ -1,0 +1,135 @@
+//! The cutover: bounded, retried, and drained to a fence.
+//!
+//! Each attempt: catch up, take the write lock with a short timeout (the
+//! application waits at most that long), write a fence marker through the change
+//! stream from another session, read the stream up to the marker, apply every
+//! key inside the locked transaction, swap, commit (DESIGN 2.D). A lock not
+//! granted, or a drain that runs too long, rolls the attempt back — nothing
+//! changed — and the next attempt follows a backoff with jitter.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::engine::migration::{POLL_EVENTS, Run, unix_us};
+use crate::engine::pacing::cutover_backoff;
+use crate::engine::{ApplyOn, Backend, Phase};
+
+/// The drain under the lock took longer than allowed; the attempt is rolled back.
+#[derive(Debug, thiserror::Error)]
+#[error("the last changes did not drain within {0:?} while writes were blocked")]
+struct DrainTimeout(Duration);
+
+impl<B: Backend> Run<B> {
+    pub(crate) async fn cutover(&mut self) -> anyhow::Result<()> {
+        self.stats.set_phase(Phase::Cutover);
+        let attempts = self.opts.cutover_attempts.max(1);
+        for attempt in 1..=attempts {
+            self.catch_up().await?;
+            let t0 = Instant::now();
+            let granted = self
+                .backend
+                .lock_for_cutover(self.opts.cutover_lock_timeout)
+                .await
+                .context("cutover: taking the write lock")?;
+            if !granted {
+                self.stats.cutover_retries.fetch_add(1, Relaxed);
+                let wait = cutover_backoff(attempt);
+                tracing::warn!(
+                    attempt,
+                    "cutover lock not granted within {:?} (another session holds the table); retrying in {:?}",
+                    self.opts.cutover_lock_timeout,
+                    wait
+                );
+                self.apply_for(wait).await?;
+                continue;
+            }
+            let lock_wait = t0.elapsed();
+            let held = Instant::now();
+            match self.drain_and_swap(attempt, held).await {
+                Ok(()) => {
+                    let hold = held.elapsed();
+                    self.stats
+                        .cutover_lock_wait_ms
+                        .store(lock_wait.as_millis() as u64, Relaxed);
+                    self.stats
+                        .cutover_hold_ms
+                        .store(hold.as_millis() as u64, Relaxed);
+                    tracing::info!(
+                        attempt,
+                        lock_wait_ms = lock_wait.as_millis() as u64,
+                        hold_ms = hold.as_millis() as u64,
+                        "swapped"
+                    );
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.backend
+                        .release_cutover()
+                        .await
+                        .context("cutover: rolling back the attempt")?;
+                    if e.is::<DrainTimeout>() {
+                        self.stats.cutover_retries.fetch_add(1, Relaxed);
+                        tracing::warn!(attempt, "{e}; rolled back, retrying");
+                        continue;
+                    }
+                    return Err(e.context("cutover (rolled back: the original table is untouched)"));
+                }
+            }
+        }
+        Err(anyhow::anyhow!(
+            "cutover: the write lock was not granted in {attempts} attempts; nothing was changed. \
+             Retry when the table is quieter, or raise --cutover-attempts / --cutover-lock-timeout"
+        ))
+    }
+
+    async fn drain_and_swap(&mut self, attempt: u32, held: Instant) -> anyhow::Result<()> {
+        let fence = format!("{}-{attempt}-{}", std::process::id(), unix_us());
+        self.backend
+            .emit_fence(fence.clone())
+            .await
+            .context("writing the cutover fence")?;
+        loop {
+            let mut batch = self
+                .backend
+                .poll_changes(POLL_EVENTS)
+                .await
+                .context("draining the change stream")?;
+            self.stats.events_read.fetch_add(batch.events, Relaxed);
+            self.dirty.extend(std::mem::take(&mut batch.keys));
+            // The keys are held in memory until the swap commits (a rolled-back attempt
+            // applies them later); the slot dies with the process, so confirming here
+            // cannot lose them.
+            if let Some(pos) = batch.position {
+                self.backend
+                    .confirm(pos)
+                    .await
+                    .context("confirming the stream position")?;
+            }
+            if batch.fences.contains(&fence) {
+                break;
+            }
+            if held.elapsed() > self.opts.cutover_drain_timeout {
+                return Err(DrainTimeout(self.opts.cutover_drain_timeout).into());
+            }
+            if batch.caught_up {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        let released = self.rechecks.release(&self.tracker);
+        self.dirty.extend(released);
+        let keys = self.dirty.snapshot();
+        let n = keys.len() as u64;
+        self.backend
+            .apply_keys(keys, ApplyOn::Cutover)
+            .await
+            .context("applying the last changes under the lock")?;
+        self.backend.swap().await.context("swapping the tables")?;
+        self.stats.swapped.store(true, Relaxed);
+        self.stats.keys_applied.fetch_add(n, Relaxed);
+        self.dirty.clear();
+        self.update_waiting();
+        Ok(())
+    }
+}

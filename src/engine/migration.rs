@@ -1,0 +1,278 @@
+//! The phases of one migration, in order. Start reading here.
+//!
+//! `run` owns the exit paths: whatever happens after preflight (error, abort,
+//! Ctrl-C), the backend's `cleanup` runs before `run` returns, so the change
+//! source never outlives the run and, unless the swap committed, the shadow goes too.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::engine::dirty::{ChunkTracker, DirtyKeys, Rechecks};
+use crate::engine::pacing::{ChunkSizer, rate_wait};
+use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Stats, Summary};
+use crate::error::Aborted;
+use crate::plan::{Plan, RunOptions};
+
+/// Row events read per poll of the change stream.
+pub(crate) const POLL_EVENTS: u64 = 20_000;
+
+/// What a run ended with.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Dry run: the plan, nothing created.
+    Planned(Plan),
+    /// The table was rewritten and swapped in.
+    Migrated(Plan, Summary),
+}
+
+/// Runs a migration through every phase. `abort` is checked at every safe point.
+pub async fn run<B: Backend>(
+    backend: Arc<B>,
+    opts: RunOptions,
+    stats: Arc<Stats>,
+    abort: Arc<AtomicBool>,
+) -> anyhow::Result<Outcome> {
+    stats.set_phase(Phase::Preflight);
+    let plan = backend.preflight().await.context("preflight")?;
+    stats.rows_estimate.store(plan.estimated_rows, Relaxed);
+    if !opts.execute {
+        return Ok(Outcome::Planned(plan));
+    }
+    tracing::debug!("plan:\n{plan}");
+
+    let mut run = Run {
+        backend: backend.clone(),
+        opts,
+        stats: stats.clone(),
+        abort,
+        dirty: DirtyKeys::default(),
+        rechecks: Rechecks::default(),
+        tracker: Arc::new(ChunkTracker::default()),
+    };
+    let result = run.migrate().await;
+
+    stats.set_phase(Phase::Cleanup);
+    let swapped = stats.swapped.load(Relaxed);
+    let cleaned = backend.cleanup(swapped).await;
+    stats.set_phase(Phase::Done);
+    match (result, cleaned) {
+        (Ok(()), Ok(())) => Ok(Outcome::Migrated(plan, stats.summary())),
+        (Ok(()), Err(e)) => Err(e.context(
+            "the new table is in place, but removing the change capture failed: run `wraith cleanup`",
+        )),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(c)) => {
+            tracing::error!("cleanup after the failure failed too: {c:#}; run `wraith cleanup`");
+            Err(e)
+        }
+    }
+}
+
+/// State of a run between prepare and cleanup.
+pub(crate) struct Run<B: Backend> {
+    pub(crate) backend: Arc<B>,
+    pub(crate) opts: RunOptions,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) abort: Arc<AtomicBool>,
+    pub(crate) dirty: DirtyKeys,
+    pub(crate) rechecks: Rechecks,
+    pub(crate) tracker: Arc<ChunkTracker>,
+}
+
+/// Aborts the copy task when the run leaves early.
+struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<B: Backend> Run<B> {
+    async fn migrate(&mut self) -> anyhow::Result<()> {
+        self.stats.set_phase(Phase::Prepare);
+        self.backend.prepare().await.context("prepare")?;
+        self.check_abort()?;
+
+        self.stats.set_phase(Phase::Copy);
+        let mut copy = AbortOnDrop(tokio::spawn(copy_all(
+            self.backend.clone(),
+            self.tracker.clone(),
+            self.stats.clone(),
+            self.opts.clone(),
+            self.abort.clone(),
+        )));
+        loop {
+            self.check_abort()?;
+            if copy.0.is_finished() {
+                match (&mut copy.0).await {
+                    Ok(r) => r.context("copy")?,
+                    Err(e) => anyhow::bail!("copy task failed: {e}"),
+                }
+                break;
+            }
+            let batch = self.poll_and_apply().await?;
+            if batch.caught_up {
+                tokio::time::sleep(self.opts.poll_interval).await;
+            }
+        }
+
+        self.stats.set_phase(Phase::CatchUp);
+        self.catch_up().await?;
+        self.backend
+            .before_cutover()
+            .await
+            .context("before cutover")?;
+        self.catch_up().await?;
+        self.check_abort()?;
+        self.cutover().await
+    }
+
+    pub(crate) fn check_abort(&self) -> anyhow::Result<()> {
+        if self.abort.load(Relaxed) {
+            return Err(Aborted.into());
+        }
+        Ok(())
+    }
+
+    /// One poll of the stream, its keys applied, then its position confirmed (DESIGN 2.G).
+    pub(crate) async fn poll_and_apply(&mut self) -> anyhow::Result<ChangeBatch> {
+        let mut batch = self
+            .backend
+            .poll_changes(POLL_EVENTS)
+            .await
+            .context("reading the change stream")?;
+        self.stats.events_read.fetch_add(batch.events, Relaxed);
+        self.dirty.extend(std::mem::take(&mut batch.keys));
+        self.apply_dirty().await?;
+        if let Some(pos) = batch.position.clone() {
+            self.backend
+                .confirm(pos)
+                .await
+                .context("confirming the stream position")?;
+        }
+        match batch.last_commit_unix_us {
+            Some(t) => self
+                .stats
+                .record_lag(Duration::from_micros((unix_us() - t).max(0) as u64)),
+            None if batch.caught_up => self.stats.record_lag(Duration::ZERO),
+            None => {}
+        }
+        Ok(batch)
+    }
+
+    /// Re-reads every dirty key (and released re-checks) from the source.
+    pub(crate) async fn apply_dirty(&mut self) -> anyhow::Result<()> {
+        let released = self.rechecks.release(&self.tracker);
+        self.dirty.extend(released);
+        while !self.dirty.is_empty() {
+            let keys = self.dirty.take(self.opts.apply_batch_keys);
+            let n = keys.len() as u64;
+            // Chunks in flight now may hold an older version of these rows (DESIGN 2.C).
+            let held = self.tracker.newest_running().map(|id| (id, keys.clone()));
+            self.backend
+                .apply_keys(keys, ApplyOn::Worker)
+                .await
+                .context("applying changes to the shadow table")?;
+            if let Some((id, keys)) = held {
+                self.rechecks.hold(id, keys);
+            }
+            self.stats.keys_applied.fetch_add(n, Relaxed);
+            self.update_waiting();
+        }
+        self.update_waiting();
+        Ok(())
+    }
+
+    pub(crate) fn update_waiting(&self) {
+        self.stats
+            .dirty_waiting
+            .store((self.dirty.len() + self.rechecks.len()) as u64, Relaxed);
+    }
+
+    /// Applies until the stream is read to its end and nothing waits.
+    pub(crate) async fn catch_up(&mut self) -> anyhow::Result<()> {
+        loop {
+            self.check_abort()?;
+            let batch = self.poll_and_apply().await?;
+            if batch.caught_up && self.dirty.is_empty() && self.rechecks.is_empty() {
+                return Ok(());
+            }
+            if batch.caught_up {
+                tokio::time::sleep(self.opts.poll_interval).await;
+            }
+        }
+    }
+
+    /// Keeps applying for `d` (used while backing off between cutover attempts).
+    pub(crate) async fn apply_for(&mut self, d: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.check_abort()?;
+            let batch = self.poll_and_apply().await?;
+            if batch.caught_up {
+                let left = until.saturating_duration_since(Instant::now());
+                tokio::time::sleep(left.min(self.opts.poll_interval)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies the table chunk by chunk, pacing itself; runs beside the apply loop.
+async fn copy_all<B: Backend>(
+    backend: Arc<B>,
+    tracker: Arc<ChunkTracker>,
+    stats: Arc<Stats>,
+    opts: RunOptions,
+    abort: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    stats.copy_started();
+    let Some(end) = backend.copy_end().await.context("finding the last key")? else {
+        stats.copy_finished();
+        return Ok(());
+    };
+    let mut sizer = ChunkSizer::new(opts.initial_chunk_rows, opts.chunk_time);
+    let mut after = None;
+    let started = Instant::now();
+    loop {
+        if abort.load(Relaxed) {
+            return Err(Aborted.into());
+        }
+        let copied = stats.rows_copied.load(Relaxed);
+        tokio::time::sleep(rate_wait(copied, started.elapsed(), opts.max_rows_per_sec)).await;
+        let mut rows = sizer.rows();
+        if let Some(rate) = opts.max_rows_per_sec {
+            // A chunk never takes more than one target chunk time's worth of the rate.
+            rows = rows.min(((rate as f64 * opts.chunk_time.as_secs_f64()) as u64).max(1));
+        }
+        let id = tracker.begin();
+        let t0 = Instant::now();
+        let res = backend.copy_chunk(after.clone(), end.clone(), rows).await;
+        tracker.end(id);
+        let chunk = res.with_context(|| match &after {
+            Some(k) => format!("copying the chunk after key ({})", k.join(", ")),
+            None => "copying the first chunk".to_string(),
+        })?;
+        tracing::debug!(after = ?after, last = ?chunk.last, rows = chunk.rows, done = chunk.done, "chunk copied");
+        sizer.observe(chunk.rows, t0.elapsed());
+        stats.rows_copied.fetch_add(chunk.rows, Relaxed);
+        stats.chunks.fetch_add(1, Relaxed);
+        if chunk.done {
+            break;
+        }
+        after = Some(chunk.last);
+    }
+    stats.copy_finished();
+    Ok(())
+}
+
+pub(crate) fn unix_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

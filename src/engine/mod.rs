@@ -1,0 +1,26 @@
+//! The phase state machine shared by every database.
+//!
+//! `preflight -> prepare -> copy || capture+apply -> catch-up -> cutover -> cleanup`
+//!
+//! The engine never builds SQL: it drives a [`Backend`] (one per database) through
+//! these phases and owns the logic that must exist once: chunk pacing, the dirty-key
+//! set with the in-flight-chunk rule (DESIGN 2.C), the cutover retry loop and the
+//! drain to a fence (2.D), cleanup on every exit path, progress and the summary.
+//!
+//! - [`backend`]: the trait a database implements.
+//! - [`migration`]: the phases, in order (start reading here).
+//! - [`cutover`]: the bounded, retried swap.
+//! - [`dirty`]: dirty keys, copy chunks in flight and keys held for a re-check.
+//! - [`pacing`]: adaptive chunk size and the rows/s cap.
+//! - [`progress`]: live counters, the progress bar and the final summary.
+
+pub mod backend;
+pub mod cutover;
+pub mod dirty;
+pub mod migration;
+pub mod pacing;
+pub mod progress;
+
+pub use backend::{ApplyOn, Backend, ChangeBatch, Chunk, Key};
+pub use migration::run;
+pub use progress::{Phase, Stats, Summary};

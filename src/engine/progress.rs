@@ -1,0 +1,315 @@
+//! Live counters of a run, the progress display and the final summary.
+//!
+//! Counters are atomics written by the copy and apply loops and read by the
+//! reporter (a progress bar on a terminal, periodic log lines otherwise) and by
+//! whoever wants a status. Nothing here affects the migration itself.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Preflight = 0,
+    Prepare,
+    Copy,
+    CatchUp,
+    Cutover,
+    Cleanup,
+    Done,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Preflight,
+            1 => Phase::Prepare,
+            2 => Phase::Copy,
+            3 => Phase::CatchUp,
+            4 => Phase::Cutover,
+            5 => Phase::Cleanup,
+            _ => Phase::Done,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Preflight => "preflight",
+            Phase::Prepare => "prepare",
+            Phase::Copy => "copy",
+            Phase::CatchUp => "catch-up",
+            Phase::Cutover => "cutover",
+            Phase::Cleanup => "cleanup",
+            Phase::Done => "done",
+        })
+    }
+}
+
+/// Counters of one run.
+#[derive(Debug)]
+pub struct Stats {
+    started: Instant,
+    phase: AtomicU8,
+    pub rows_estimate: AtomicU64,
+    pub rows_copied: AtomicU64,
+    pub chunks: AtomicU64,
+    pub events_read: AtomicU64,
+    pub keys_applied: AtomicU64,
+    pub dirty_waiting: AtomicU64,
+    pub apply_lag_ms: AtomicU64,
+    pub max_apply_lag_ms: AtomicU64,
+    pub cutover_lock_wait_ms: AtomicU64,
+    pub cutover_hold_ms: AtomicU64,
+    pub cutover_retries: AtomicU64,
+    pub swapped: AtomicBool,
+    copy_span: Mutex<(Option<Instant>, Option<Instant>)>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            phase: AtomicU8::new(0),
+            rows_estimate: AtomicU64::new(0),
+            rows_copied: AtomicU64::new(0),
+            chunks: AtomicU64::new(0),
+            events_read: AtomicU64::new(0),
+            keys_applied: AtomicU64::new(0),
+            dirty_waiting: AtomicU64::new(0),
+            apply_lag_ms: AtomicU64::new(0),
+            max_apply_lag_ms: AtomicU64::new(0),
+            cutover_lock_wait_ms: AtomicU64::new(0),
+            cutover_hold_ms: AtomicU64::new(0),
+            cutover_retries: AtomicU64::new(0),
+            swapped: AtomicBool::new(false),
+            copy_span: Mutex::new((None, None)),
+        }
+    }
+}
+
+impl Stats {
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Relaxed))
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.store(p as u8, Relaxed);
+        tracing::info!(phase = %p, "phase");
+    }
+
+    pub fn copy_started(&self) {
+        self.span().0 = Some(Instant::now());
+    }
+
+    pub fn copy_finished(&self) {
+        self.span().1 = Some(Instant::now());
+    }
+
+    /// Time spent copying so far (or in total once done).
+    pub fn copy_time(&self) -> Duration {
+        let (s, e) = *self.span();
+        match (s, e) {
+            (Some(s), Some(e)) => e - s,
+            (Some(s), None) => s.elapsed(),
+            _ => Duration::ZERO,
+        }
+    }
+
+    pub fn record_lag(&self, lag: Duration) {
+        let ms = lag.as_millis() as u64;
+        self.apply_lag_ms.store(ms, Relaxed);
+        self.max_apply_lag_ms.fetch_max(ms, Relaxed);
+    }
+
+    fn span(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Option<Instant>)> {
+        self.copy_span.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn summary(&self) -> Summary {
+        let copy = self.copy_time();
+        let rows = self.rows_copied.load(Relaxed);
+        Summary {
+            total: self.started.elapsed(),
+            rows_copied: rows,
+            copy_time: copy,
+            copy_rows_per_sec: if copy.as_secs_f64() > 0.0 {
+                rows as f64 / copy.as_secs_f64()
+            } else {
+                0.0
+            },
+            chunks: self.chunks.load(Relaxed),
+            events_read: self.events_read.load(Relaxed),
+            keys_applied: self.keys_applied.load(Relaxed),
+            max_apply_lag_ms: self.max_apply_lag_ms.load(Relaxed),
+            cutover_lock_wait_ms: self.cutover_lock_wait_ms.load(Relaxed),
+            cutover_hold_ms: self.cutover_hold_ms.load(Relaxed),
+            cutover_retries: self.cutover_retries.load(Relaxed),
+            swapped: self.swapped.load(Relaxed),
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub total: Duration,
+    pub rows_copied: u64,
+    pub copy_time: Duration,
+    pub copy_rows_per_sec: f64,
+    pub chunks: u64,
+    pub events_read: u64,
+    pub keys_applied: u64,
+    pub max_apply_lag_ms: u64,
+    pub cutover_lock_wait_ms: u64,
+    pub cutover_hold_ms: u64,
+    pub cutover_retries: u64,
+    pub swapped: bool,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "total time:        {:.2} s", self.total.as_secs_f64())?;
+        writeln!(
+            f,
+            "rows copied:       {} in {:.2} s ({:.0} rows/s, {} chunks)",
+            self.rows_copied,
+            self.copy_time.as_secs_f64(),
+            self.copy_rows_per_sec,
+            self.chunks
+        )?;
+        writeln!(
+            f,
+            "changes applied:   {} keys re-read ({} row events)",
+            self.keys_applied, self.events_read
+        )?;
+        writeln!(f, "max apply lag:     {} ms", self.max_apply_lag_ms)?;
+        writeln!(
+            f,
+            "cutover:           lock wait {} ms, writes blocked {} ms, {} retries",
+            self.cutover_lock_wait_ms, self.cutover_hold_ms, self.cutover_retries
+        )
+    }
+}
+
+/// Shows progress until dropped: a bar on a terminal, a log line every few seconds otherwise.
+pub struct Reporter {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reporter {
+    pub fn start(stats: Arc<Stats>) -> Reporter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {prefix:9} [{bar:30}] {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            set_bar(Some(bar.clone()));
+            bar
+        });
+        let task = tokio::spawn(async move {
+            let mut last_log = Instant::now();
+            while !flag.load(Relaxed) {
+                let msg = format!(
+                    "dirty keys {}  apply lag {} ms",
+                    stats.dirty_waiting.load(Relaxed),
+                    stats.apply_lag_ms.load(Relaxed)
+                );
+                let copied = stats.rows_copied.load(Relaxed);
+                let total = stats.rows_estimate.load(Relaxed).max(copied);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_length(total);
+                        bar.set_position(copied);
+                        bar.set_prefix(stats.phase().to_string());
+                        bar.set_message(msg);
+                        bar.tick();
+                    }
+                    None if last_log.elapsed() >= Duration::from_secs(5) => {
+                        last_log = Instant::now();
+                        tracing::info!(
+                            phase = %stats.phase(),
+                            rows_copied = copied,
+                            rows_total = total,
+                            keys_applied = stats.keys_applied.load(Relaxed),
+                            dirty_keys = stats.dirty_waiting.load(Relaxed),
+                            apply_lag_ms = stats.apply_lag_ms.load(Relaxed),
+                            "progress"
+                        );
+                    }
+                    None => {}
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            if let Some(bar) = bar {
+                set_bar(None);
+                bar.finish_and_clear();
+            }
+        });
+        Reporter {
+            stop,
+            task: Some(task),
+        }
+    }
+
+    pub async fn finish(mut self) {
+        self.stop.store(true, Relaxed);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// The progress bar on screen, if any: log lines are printed around it.
+static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
+fn set_bar(bar: Option<ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// A log writer for stderr that keeps the progress bar intact.
+#[derive(Clone, Copy, Default)]
+pub struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LogWriter
+    }
+}

@@ -1,0 +1,15 @@
+//! wraith: online, verified table rewrites for PostgreSQL.
+//!
+//! The CLI (`main.rs`) is a thin layer over this library:
+//! - [`plan`]: what the user asked for (spec, ALTER text, transforms) and the column mapping.
+//! - [`engine`]: the phase state machine shared by every database: copy, apply, cutover.
+//! - [`pg`]: the PostgreSQL backend (catalog, preflight, pgoutput capture, apply, cutover).
+//! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
+
+pub mod bench;
+pub mod demo;
+pub mod engine;
+pub mod error;
+pub mod pg;
+pub mod plan;
+pub mod sandbox;

@@ -1,0 +1,255 @@
+//! The `wraith` command line: a thin layer over the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wraith::engine::migration::Outcome;
+use wraith::engine::progress::Reporter;
+use wraith::engine::{self, Stats};
+use wraith::error::{bad_input, exit_code, redact_dsn};
+use wraith::pg::PgBackend;
+use wraith::plan::{MigrationSpec, RunOptions, Transform};
+
+#[derive(Parser)]
+#[command(
+    name = "wraith",
+    version,
+    about = "Online, verified table rewrites for PostgreSQL: shadow table, throttled copy, \
+             logical-decoding apply, atomic cutover.",
+    after_help = "Exit codes: 0 done, 1 failed (nothing changed for the application), 2 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More log detail (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rewrite a table into a new shape while the application keeps writing (dry run unless --execute).
+    Migrate(MigrateArgs),
+    /// Remove wraith's leftovers for a table (slot, publication, shadow table) and nothing else.
+    Cleanup(TableArgs),
+    /// Show a whole migration on a scratch PostgreSQL that wraith starts, with live writes.
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct TableArgs {
+    /// Connection string, e.g. postgres://user:password@host:5432/db
+    #[arg(long, env = "WRAITH_DSN")]
+    dsn: String,
+    /// Table to migrate, optionally schema-qualified (default schema: public).
+    #[arg(long)]
+    table: String,
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    #[command(flatten)]
+    target: TableArgs,
+    /// ALTER TABLE actions applied verbatim to the shadow table; several statements may be separated by ';'.
+    #[arg(long)]
+    alter: String,
+    /// Fill a column of the new table with an expression over the old row: COLUMN=EXPR (repeatable).
+    #[arg(long = "transform", value_name = "COLUMN=EXPR")]
+    transforms: Vec<String>,
+    /// Really run the migration (without it: preflight and plan only, nothing changed).
+    #[arg(long)]
+    execute: bool,
+    /// Target duration of one copy chunk (e.g. 500ms, 1s).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    chunk_time: Duration,
+    /// Hard cap on rows copied per second.
+    #[arg(long)]
+    max_rows_per_sec: Option<u64>,
+    /// Longest wait for the cutover lock per attempt; the application waits at most this long.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    cutover_lock_timeout: Duration,
+    /// Cutover attempts before giving up (nothing is changed then).
+    #[arg(long, default_value_t = 30)]
+    cutover_attempts: u32,
+    /// Longest the cutover may hold the write lock while applying the last changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    cutover_drain_timeout: Duration,
+    /// Drop the original table after a successful swap (default: keep it as _<table>_old).
+    #[arg(long)]
+    drop_old: bool,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Rows in the demo table.
+    #[arg(long, default_value_t = 200_000)]
+    rows: i64,
+    /// Write transactions per second during the migration.
+    #[arg(long, default_value_t = 500)]
+    tps: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "ms"));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate(args) => migrate(args).await,
+            Command::Cleanup(args) => cleanup(args).await,
+            Command::Demo(args) => wraith::demo::run(args.rows, args.tps).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e) as u8)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("wraith={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(wraith::engine::progress::LogWriter);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
+    let transforms = args
+        .transforms
+        .iter()
+        .map(|t| Transform::parse(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if !args.target.dsn.starts_with("postgres://")
+        && !args.target.dsn.starts_with("postgresql://")
+        && !args.target.dsn.contains('=')
+    {
+        return Err(bad_input(format!(
+            "--dsn {} is not a PostgreSQL connection string (postgres://user@host/db)",
+            redact_dsn(&args.target.dsn)
+        )));
+    }
+    let mut spec = MigrationSpec {
+        dsn: args.target.dsn.clone(),
+        schema: None,
+        table: String::new(),
+        alter: args.alter.clone(),
+        transforms,
+        options: RunOptions {
+            execute: args.execute,
+            chunk_time: args.chunk_time,
+            max_rows_per_sec: args.max_rows_per_sec,
+            cutover_lock_timeout: args.cutover_lock_timeout,
+            cutover_attempts: args.cutover_attempts,
+            cutover_drain_timeout: args.cutover_drain_timeout,
+            drop_old: args.drop_old,
+            ..RunOptions::default()
+        },
+    };
+    spec.set_table(&args.target.table);
+    Ok(spec)
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let spec = spec_from(&args)?;
+    let opts = spec.options.clone();
+    let backend = Arc::new(PgBackend::connect(spec).await?);
+    let stats = Arc::new(Stats::default());
+    let abort = Arc::new(AtomicBool::new(false));
+    let flag = abort.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!(
+                "interrupted: stopping and cleaning up (press Ctrl-C again to quit at once)"
+            );
+            flag.store(true, Relaxed);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    let reporter = opts.execute.then(|| Reporter::start(stats.clone()));
+    let outcome = engine::run(backend, opts, stats, abort).await;
+    if let Some(r) = reporter {
+        r.finish().await;
+    }
+    match outcome? {
+        Outcome::Planned(plan) => {
+            println!("{plan}");
+            println!("\nDry run: nothing was changed. Add --execute to run this migration.");
+        }
+        Outcome::Migrated(_, summary) => {
+            println!("Migration done: the table has its new shape.\n{summary}");
+        }
+    }
+    Ok(())
+}
+
+async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
+    let mut spec = MigrationSpec {
+        dsn: args.dsn.clone(),
+        schema: None,
+        table: String::new(),
+        alter: String::new(),
+        transforms: vec![],
+        options: RunOptions::default(),
+    };
+    spec.set_table(&args.table);
+    let removed = wraith::pg::cleanup_command(&spec).await?;
+    if removed.is_empty() {
+        println!("Nothing to clean up for {}.{}.", spec.schema(), spec.table);
+    } else {
+        for r in removed {
+            println!("removed {r}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,402 @@
+//! Change capture on PostgreSQL: a publication for the table and a temporary
+//! logical slot (it dies with wraith's session, so no exit path can leak it),
+//! polled with `pg_logical_slot_peek_binary_changes` and advanced only after
+//! the keys read are applied (DESIGN 2.G).
+//!
+//! Only keys are taken from the stream: values are re-read from the source.
+//! Before keys are handed out, their transactions must be visible to new
+//! snapshots (DESIGN 2.B): a commit reaches the WAL (and the stream) before it
+//! leaves the proc array. A TRUNCATE or a change of the table's columns aborts
+//! the run (2.F).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::{TryStreamExt, pin_mut};
+use tokio_postgres::Client;
+
+use crate::engine::{ChangeBatch, Key};
+use crate::pg::catalog::Table;
+use crate::pg::conn::{DbResult, describe, sqlstate};
+use crate::pg::names::Names;
+use crate::pg::pgoutput::{self, Message, OldTuple, Tuple, Value};
+
+/// Prefix of wraith's fence messages in the stream.
+pub const FENCE_PREFIX: &str = "wraith";
+
+/// Decoding state kept between polls.
+#[derive(Debug)]
+pub struct Decoder {
+    rel_oid: u32,
+    key: Vec<String>,
+    /// (name, type oid) of every column, as preflight saw them.
+    columns: Vec<(String, u32)>,
+    /// Positions of the key columns in the stream's tuples.
+    key_pos: Option<Vec<usize>>,
+    confirmed: u64,
+}
+
+impl Decoder {
+    pub fn new(table: &Table) -> Decoder {
+        Decoder {
+            rel_oid: table.oid,
+            key: table.key.clone(),
+            // pgoutput leaves generated columns out of its relation descriptions.
+            columns: table
+                .columns
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| (c.name.clone(), c.type_oid))
+                .collect(),
+            key_pos: None,
+            confirmed: 0,
+        }
+    }
+}
+
+/// Creates the publication (on `ctrl`) and then the slot (on `capture`, whose
+/// session owns it). The publication must exist before the slot's start point.
+pub async fn create(
+    ctrl: &Client,
+    capture: &Client,
+    names: &Names,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    ctrl.batch_execute(&format!(
+        "CREATE PUBLICATION {} FOR TABLE {}",
+        crate::pg::sql::ident(&names.publication),
+        names.src()
+    ))
+    .await
+    .db("creating the publication")?;
+    capture
+        .batch_execute(&format!("SET statement_timeout = {}", timeout.as_millis()))
+        .await
+        .db("setting the slot creation timeout")?;
+    let created = capture
+        .query_one(
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', true)",
+            &[&names.slot],
+        )
+        .await;
+    capture
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .db("resetting the statement timeout")?;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if sqlstate(&e) == Some("57014") => {
+            let blockers = ctrl
+                .query(
+                    "SELECT pid, coalesce(state, ''), coalesce(now() - xact_start, '0'::interval)::text, \
+                            left(coalesce(query, ''), 80) \
+                     FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .db("listing transactions that block slot creation")?;
+            let list: Vec<String> = blockers
+                .iter()
+                .map(|r| {
+                    format!(
+                        "pid {} ({}, open for {}): {}",
+                        r.get::<_, i32>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2),
+                        r.get::<_, String>(3)
+                    )
+                })
+                .collect();
+            Err(anyhow::anyhow!(
+                "creating the replication slot waits for transactions that were open when it started, \
+                 and they did not finish within {timeout:?}: {}. End them (or wait for a quieter moment) \
+                 and run again",
+                if list.is_empty() {
+                    "none left now".to_string()
+                } else {
+                    list.join("; ")
+                }
+            ))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "creating the replication slot: {}",
+            describe(&e)
+        )),
+    }
+}
+
+/// Reads committed changes (at most about `max_events` rows) without consuming them.
+pub async fn poll(
+    c: &Client,
+    names: &Names,
+    dec: &Mutex<Decoder>,
+    max_events: u64,
+) -> anyhow::Result<ChangeBatch> {
+    let limit = max_events.min(i32::MAX as u64) as i32;
+    let rows = c
+        .query_raw(
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+               'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
+            [
+                &names.slot as &(dyn tokio_postgres::types::ToSql + Sync),
+                &limit,
+                &names.publication,
+            ],
+        )
+        .await
+        .db("reading the replication slot")?;
+    pin_mut!(rows);
+    let mut batch = ChangeBatch::default();
+    let mut txn = Txn::default();
+    let mut xids = Vec::new();
+    let mut n: u64 = 0;
+    while let Some(row) = rows.try_next().await.db("reading the replication slot")? {
+        n += 1;
+        let data: &[u8] = row.get(0);
+        let msg = pgoutput::decode(data)
+            .map_err(|e| anyhow::anyhow!("decoding the change stream: {e}"))?;
+        let mut d = dec.lock().unwrap_or_else(|e| e.into_inner());
+        d.apply(msg, &mut txn, &mut batch, &mut xids)?;
+    }
+    batch.caught_up = n < limit as u64;
+    wait_visible(c, &xids).await?;
+    Ok(batch)
+}
+
+/// Keys of the transaction being decoded.
+#[derive(Debug, Default)]
+struct Txn {
+    xid: u32,
+    keys: Vec<Key>,
+    fences: Vec<String>,
+}
+
+impl Decoder {
+    fn apply(
+        &mut self,
+        msg: Message,
+        txn: &mut Txn,
+        batch: &mut ChangeBatch,
+        xids: &mut Vec<u32>,
+    ) -> anyhow::Result<()> {
+        match msg {
+            Message::Begin { xid, .. } => {
+                *txn = Txn {
+                    xid,
+                    ..Txn::default()
+                };
+            }
+            Message::Relation {
+                rel_id, columns, ..
+            } if rel_id == self.rel_oid => {
+                let seen: Vec<(String, u32)> = columns
+                    .iter()
+                    .map(|c| (c.name.clone(), c.type_id))
+                    .collect();
+                if seen != self.columns {
+                    anyhow::bail!(
+                        "the source table's columns changed during the migration (DDL on the table); \
+                         aborting: the original table is untouched"
+                    );
+                }
+                let pos = self
+                    .key
+                    .iter()
+                    .map(|k| {
+                        columns.iter().position(|c| &c.name == k).ok_or_else(|| {
+                            anyhow::anyhow!("key column {k} missing from the change stream")
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                self.key_pos = Some(pos);
+            }
+            Message::Insert { rel_id, new } if rel_id == self.rel_oid => {
+                txn.keys.push(self.key_of(&new)?);
+                batch.events += 1;
+            }
+            Message::Update { rel_id, old, new } if rel_id == self.rel_oid => {
+                let new_key = self.key_of(&new)?;
+                if let Some(OldTuple::Key(t) | OldTuple::Full(t)) = old {
+                    let old_key = self.key_of(&t)?;
+                    if old_key != new_key {
+                        txn.keys.push(old_key);
+                    }
+                }
+                txn.keys.push(new_key);
+                batch.events += 1;
+            }
+            Message::Delete {
+                rel_id,
+                old: OldTuple::Key(t) | OldTuple::Full(t),
+            } if rel_id == self.rel_oid => {
+                txn.keys.push(self.key_of(&t)?);
+                batch.events += 1;
+            }
+            Message::Truncate { rel_ids, .. } if rel_ids.contains(&self.rel_oid) => {
+                anyhow::bail!(
+                    "the source table was TRUNCATEd during the migration; aborting: nothing was swapped"
+                );
+            }
+            Message::Message {
+                prefix,
+                content,
+                transactional,
+                ..
+            } if prefix == FENCE_PREFIX => {
+                let id = String::from_utf8_lossy(&content).into_owned();
+                if transactional {
+                    txn.fences.push(id);
+                } else {
+                    batch.fences.push(id);
+                }
+            }
+            Message::Commit {
+                end_lsn,
+                commit_time_us,
+                ..
+            } => {
+                if !txn.keys.is_empty() {
+                    xids.push(txn.xid);
+                }
+                batch.keys.append(&mut txn.keys);
+                batch.fences.append(&mut txn.fences);
+                batch.position = Some(pgoutput::format_lsn(end_lsn));
+                batch.last_commit_unix_us = Some(pgoutput::pg_epoch_to_unix_us(commit_time_us));
+            }
+            // Other tables' relations, types, origins and other messages carry nothing for us.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn key_of(&self, t: &Tuple) -> anyhow::Result<Key> {
+        let pos = self.key_pos.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("a row change arrived before its relation description")
+        })?;
+        pos.iter()
+            .zip(&self.key)
+            .map(|(&p, name)| match t.0.get(p) {
+                Some(Value::Text(b)) => String::from_utf8(b.clone()).map_err(|_| {
+                    anyhow::anyhow!("key column {name} is not valid UTF-8 in the change stream")
+                }),
+                other => Err(anyhow::anyhow!(
+                    "key column {name} has no value in the change stream ({other:?})"
+                )),
+            })
+            .collect()
+    }
+}
+
+/// Waits until every transaction in `xids` is visible to a new snapshot.
+async fn wait_visible(c: &Client, xids: &[u32]) -> anyhow::Result<()> {
+    if xids.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let snap: String = c
+            .query_one("SELECT pg_current_snapshot()::text", &[])
+            .await
+            .db("taking a snapshot for the visibility fence")?
+            .get(0);
+        let snap = Snapshot::parse(&snap)?;
+        match xids.iter().find(|&&x| snap.in_progress(x)) {
+            None => return Ok(()),
+            Some(x) if started.elapsed() > Duration::from_secs(60) => {
+                anyhow::bail!(
+                    "transaction {x} was decoded as committed but stays invisible for over a minute"
+                )
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// `xmin:xmax:xip,...` of `pg_current_snapshot()`.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Snapshot {
+    fn parse(s: &str) -> anyhow::Result<Snapshot> {
+        let bad = || anyhow::anyhow!("unexpected snapshot text {s:?}");
+        let mut parts = s.split(':');
+        let xmin = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let xmax = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+        let xip = match parts.next() {
+            Some("") | None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<anyhow::Result<_>>()?,
+        };
+        Ok(Snapshot { xmin, xmax, xip })
+    }
+
+    /// Whether the 32-bit `xid` (a recent one) is still running in this snapshot.
+    fn in_progress(&self, xid: u32) -> bool {
+        // Widen with xmax's epoch; a recent xid above xmax's low half is from the previous epoch.
+        let mut full = (self.xmax & !0xffff_ffff) | xid as u64;
+        if full > self.xmax {
+            full = full.wrapping_sub(1 << 32);
+        }
+        full >= self.xmax || (full >= self.xmin && self.xip.contains(&full))
+    }
+}
+
+/// Tells the slot that everything before `position` is applied.
+pub async fn confirm(
+    c: &Client,
+    names: &Names,
+    dec: &Mutex<Decoder>,
+    position: &str,
+) -> anyhow::Result<()> {
+    let lsn = pgoutput::parse_lsn(position)
+        .ok_or_else(|| anyhow::anyhow!("bad stream position {position}"))?;
+    {
+        let d = dec.lock().unwrap_or_else(|e| e.into_inner());
+        if lsn <= d.confirmed {
+            return Ok(());
+        }
+    }
+    c.execute(
+        "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+        &[&names.slot, &position],
+    )
+    .await
+    .db("advancing the replication slot")?;
+    dec.lock().unwrap_or_else(|e| e.into_inner()).confirmed = lsn;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_visibility() {
+        let s = Snapshot::parse("100:105:101,103").unwrap();
+        assert_eq!(
+            s,
+            Snapshot {
+                xmin: 100,
+                xmax: 105,
+                xip: vec![101, 103]
+            }
+        );
+        assert!(!s.in_progress(99));
+        assert!(s.in_progress(101));
+        assert!(!s.in_progress(102));
+        assert!(s.in_progress(105));
+        assert!(!Snapshot::parse("7:7:").unwrap().in_progress(6));
+        // Second epoch: xmax = 2^32 + 10; xid 5 is 2^32 + 5 (done), xid 4294967290 is from epoch 0 (done).
+        let s = Snapshot::parse("4294967300:4294967306:").unwrap();
+        assert!(!s.in_progress(5));
+        assert!(s.in_progress(10));
+        assert!(!s.in_progress(4_294_967_290));
+        assert!(Snapshot::parse("garbage").is_err());
+    }
+}

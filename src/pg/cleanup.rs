@@ -1,0 +1,100 @@
+//! Removing what wraith created for a table: after every run (success, failure,
+//! abort) and on demand (`wraith cleanup`). Only wraith's own objects are touched:
+//! the slot and publication by their deterministic names, the shadow table only
+//! when it carries wraith's marker comment. The original and the kept old table
+//! are never dropped here.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use crate::pg::conn::DbResult;
+use crate::pg::names::Names;
+use crate::pg::sql::ident;
+
+/// What to do about a slot still held by a live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveSlot {
+    /// Our own session is closing: wait for the temporary slot to go with it.
+    Wait,
+    /// Someone else's run: refuse to touch it.
+    Refuse,
+}
+
+/// Removes the slot, the publication and (unless `keep_shadow`) the marked shadow.
+/// Returns what was removed.
+pub async fn remove(
+    c: &Client,
+    names: &Names,
+    active: ActiveSlot,
+    keep_shadow: bool,
+) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let started = Instant::now();
+    loop {
+        let slot = c
+            .query_opt(
+                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+                &[&names.slot],
+            )
+            .await
+            .db("looking for wraith's replication slot")?;
+        match slot {
+            None => break,
+            Some(r) if !r.get::<_, bool>(0) => {
+                c.execute("SELECT pg_drop_replication_slot($1)", &[&names.slot])
+                    .await
+                    .db("dropping the replication slot")?;
+                removed.push(format!("replication slot {}", names.slot));
+                break;
+            }
+            Some(r) => {
+                let pid: Option<i32> = r.get(1);
+                if active == ActiveSlot::Refuse || started.elapsed() > Duration::from_secs(15) {
+                    anyhow::bail!(
+                        "replication slot {} is in use by pid {} (a wraith run still going?): stop that run \
+                         first, or end the session with SELECT pg_terminate_backend({}); nothing was removed",
+                        names.slot,
+                        pid.unwrap_or_default(),
+                        pid.unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let had_pub: bool = c
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)",
+            &[&names.publication],
+        )
+        .await
+        .db("looking for wraith's publication")?
+        .get(0);
+    if had_pub {
+        c.batch_execute(&format!(
+            "DROP PUBLICATION IF EXISTS {}",
+            ident(&names.publication)
+        ))
+        .await
+        .db("dropping the publication")?;
+        removed.push(format!("publication {}", names.publication));
+    }
+    if !keep_shadow {
+        let comment: Option<String> = c
+            .query_one(
+                "SELECT obj_description(to_regclass($1), 'pg_class')",
+                &[&names.shadow_q()],
+            )
+            .await
+            .db("looking for wraith's shadow table")?
+            .get(0);
+        if comment.as_deref() == Some(names.shadow_comment().as_str()) {
+            c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
+                .await
+                .db("dropping the shadow table")?;
+            removed.push(format!("shadow table {}", names.shadow_q()));
+        }
+    }
+    Ok(removed)
+}

@@ -1,0 +1,74 @@
+//! Connections to PostgreSQL and readable errors from them.
+//!
+//! Every wraith session pins the settings that make values round-trip as text
+//! (keys travel as text between decoding and re-reading) and names itself
+//! `wraith` in `pg_stat_activity`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_postgres::{Client, NoTls};
+
+use crate::error::redact_dsn;
+
+/// Settings every wraith session runs with.
+const SESSION_SETUP: &str = "SET application_name = 'wraith'; SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
+     SET bytea_output = 'hex'; SET statement_timeout = 0; SET lock_timeout = 0; \
+     SET idle_in_transaction_session_timeout = 0";
+
+/// Opens a session; `role` names it in logs.
+pub async fn connect(dsn: &str, role: &str) -> anyhow::Result<Arc<Client>> {
+    let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+        .await
+        .with_context(|| format!("connecting to {}", redact_dsn(dsn)))?;
+    let role_name = role.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(session = %role_name, "connection closed: {e}");
+        }
+    });
+    client
+        .batch_execute(SESSION_SETUP)
+        .await
+        .map_err(|e| db_error(e, &format!("setting up the {role} session")))?;
+    Ok(Arc::new(client))
+}
+
+/// A PostgreSQL error as a readable message: the server's text, detail and hint.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = db.message().to_string();
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Wraps a PostgreSQL error with what wraith was doing.
+pub fn db_error(e: tokio_postgres::Error, doing: &str) -> anyhow::Error {
+    anyhow::anyhow!("{doing}: {}", describe(&e))
+}
+
+/// The SQLSTATE of an error, if the server sent one.
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
+    e.code().map(|c| c.code())
+}
+
+/// `.db(doing)` on PostgreSQL results: context in the error, the server's words kept.
+pub trait DbResult<T> {
+    fn db(self, doing: &str) -> anyhow::Result<T>;
+}
+
+impl<T> DbResult<T> for Result<T, tokio_postgres::Error> {
+    fn db(self, doing: &str) -> anyhow::Result<T> {
+        self.map_err(|e| db_error(e, doing))
+    }
+}

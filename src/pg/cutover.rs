@@ -1,0 +1,129 @@
+//! The PostgreSQL side of the cutover: lock, fence, swap, all in one transaction
+//! on the control session. A failure anywhere before COMMIT rolls everything back.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::pg::capture::FENCE_PREFIX;
+use crate::pg::catalog::Table;
+use crate::pg::conn::{DbResult, describe, sqlstate};
+use crate::pg::names::Names;
+use crate::pg::sql::{ident, literal, qualified};
+use crate::plan::Mapping;
+
+/// Opens the cutover transaction and takes both tables' write locks within
+/// `timeout`. Returns false (with nothing held) when the lock was not granted.
+pub async fn lock(c: &Client, names: &Names, timeout: Duration) -> anyhow::Result<bool> {
+    c.batch_execute("BEGIN")
+        .await
+        .db("starting the cutover transaction")?;
+    let locked = c
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}; LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE; \
+             LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE",
+            timeout.as_millis().max(1),
+            names.src(),
+            names.shadow_q()
+        ))
+        .await;
+    match locked {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            c.batch_execute("ROLLBACK")
+                .await
+                .db("rolling back the cutover attempt")?;
+            if sqlstate(&e) == Some("55P03") {
+                Ok(false)
+            } else {
+                Err(anyhow::anyhow!(
+                    "locking the tables for cutover: {}",
+                    describe(&e)
+                ))
+            }
+        }
+    }
+}
+
+/// Commits a fence message through the stream from another session; with
+/// synchronous_commit on, it and everything before it are flushed to the WAL.
+pub async fn fence(other: &Client, id: &str) -> anyhow::Result<()> {
+    other
+        .batch_execute("SET synchronous_commit = on")
+        .await
+        .db("preparing the fence session")?;
+    other
+        .execute(
+            "SELECT pg_logical_emit_message(true, $1, $2)",
+            &[&FENCE_PREFIX, &id],
+        )
+        .await
+        .db("writing the fence message")?;
+    Ok(())
+}
+
+/// Renames the tables, moves what binds to the old one, and commits.
+pub async fn swap(
+    c: &Client,
+    names: &Names,
+    table: &Table,
+    mapping: &Mapping,
+) -> anyhow::Result<()> {
+    let new_q = names.src();
+    let mut stmts = vec![
+        format!(
+            "ALTER TABLE {} RENAME TO {}",
+            names.src(),
+            ident(&names.old)
+        ),
+        format!(
+            "ALTER TABLE {} RENAME TO {}",
+            names.shadow_q(),
+            ident(&names.table)
+        ),
+    ];
+    for (seq, col, identity) in &table.sequences {
+        let Some(new_col) = mapping.carried_name(col) else {
+            continue;
+        };
+        if *identity {
+            // The new table has its own identity sequence: continue from the old one.
+            stmts.push(format!(
+                "SELECT setval(pg_get_serial_sequence({}, {}), s.last_value, s.is_called) FROM {seq} s \
+                 WHERE pg_get_serial_sequence({}, {}) IS NOT NULL",
+                literal(&new_q),
+                literal(new_col),
+                literal(&new_q),
+                literal(new_col)
+            ));
+        } else {
+            // A SERIAL's sequence is shared by both tables' defaults; it must not go
+            // away with the old table.
+            stmts.push(format!(
+                "ALTER SEQUENCE {seq} OWNED BY {}.{}",
+                qualified(&names.schema, &names.table),
+                ident(new_col)
+            ));
+        }
+    }
+    stmts.push(format!(
+        "COMMENT ON TABLE {new_q} IS {}",
+        table
+            .comment
+            .as_deref()
+            .map(literal)
+            .unwrap_or_else(|| "NULL".into())
+    ));
+    for s in &stmts {
+        c.batch_execute(s).await.db("swapping the tables")?;
+    }
+    c.batch_execute("COMMIT").await.db("committing the swap")?;
+    Ok(())
+}
+
+/// Rolls back the cutover transaction (no-op when none is open).
+pub async fn release(c: &Client) -> anyhow::Result<()> {
+    c.batch_execute("ROLLBACK")
+        .await
+        .db("rolling back the cutover attempt")
+}

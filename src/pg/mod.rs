@@ -1,0 +1,279 @@
+//! The PostgreSQL engine: implements [`Backend`] with logical decoding (pgoutput)
+//! for capture and a rename swap in one transaction for the cutover.
+//!
+//! Sessions: `ctrl` (preflight, shadow DDL, the cutover transaction), `copy`
+//! (chunks, then the fence), `apply` (re-reads), `capture` (owns the temporary
+//! slot). All are closed before cleanup, so an open cutover transaction or the
+//! slot can never outlive the run.
+//!
+//! Where things are: [`preflight`], [`shadow`], [`capture`] + [`pgoutput`],
+//! [`rows`] (copy and apply), [`cutover`], [`cleanup`]; all SQL text in [`sql`].
+
+pub mod capture;
+pub mod catalog;
+pub mod cleanup;
+pub mod conn;
+pub mod cutover;
+pub mod names;
+pub mod pgoutput;
+pub mod preflight;
+pub mod rows;
+pub mod shadow;
+pub mod sql;
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::engine::{ApplyOn, Backend, ChangeBatch, Chunk, Key};
+use crate::plan::alter::{self, AlterText};
+use crate::plan::{MigrationSpec, Plan};
+use capture::Decoder;
+use catalog::Table;
+use conn::DbResult;
+use names::Names;
+use shadow::Shape;
+
+#[derive(Default)]
+struct Sessions {
+    ctrl: Option<Arc<Client>>,
+    copy: Option<Arc<Client>>,
+    apply: Option<Arc<Client>>,
+    capture: Option<Arc<Client>>,
+}
+
+pub struct PgBackend {
+    spec: MigrationSpec,
+    names: Names,
+    alter: AlterText,
+    sessions: Mutex<Sessions>,
+    table: OnceLock<Table>,
+    shape: OnceLock<Shape>,
+    decoder: OnceLock<Mutex<Decoder>>,
+}
+
+impl PgBackend {
+    /// Validates the spec and opens the control session.
+    pub async fn connect(spec: MigrationSpec) -> anyhow::Result<PgBackend> {
+        let names = Names::new(spec.schema(), &spec.table)?;
+        let alter = alter::parse(&spec.alter, &spec.table)?;
+        let ctrl = conn::connect(&spec.dsn, "control").await?;
+        Ok(PgBackend {
+            spec,
+            names,
+            alter,
+            sessions: Mutex::new(Sessions {
+                ctrl: Some(ctrl),
+                ..Sessions::default()
+            }),
+            table: OnceLock::new(),
+            shape: OnceLock::new(),
+            decoder: OnceLock::new(),
+        })
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    fn session(
+        &self,
+        pick: fn(&Sessions) -> &Option<Arc<Client>>,
+        name: &str,
+    ) -> anyhow::Result<Arc<Client>> {
+        let s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        pick(&s)
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the {name} session is closed"))
+    }
+
+    fn ctrl(&self) -> anyhow::Result<Arc<Client>> {
+        self.session(|s| &s.ctrl, "control")
+    }
+
+    fn table(&self) -> anyhow::Result<&Table> {
+        self.table
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))
+    }
+
+    fn shape(&self) -> anyhow::Result<&Shape> {
+        self.shape
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("the shadow table is not prepared"))
+    }
+
+    fn decoder(&self) -> anyhow::Result<&Mutex<Decoder>> {
+        self.decoder
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("change capture has not started"))
+    }
+}
+
+impl Backend for PgBackend {
+    async fn preflight(&self) -> anyhow::Result<Plan> {
+        let checked = preflight::run(&*self.ctrl()?, &self.spec, &self.names, &self.alter).await?;
+        let _ = self.table.set(checked.table);
+        Ok(checked.plan)
+    }
+
+    async fn prepare(&self) -> anyhow::Result<()> {
+        let table = self.table()?;
+        let dsn = &self.spec.dsn;
+        let (capture, copy, apply) = (
+            conn::connect(dsn, "capture").await?,
+            conn::connect(dsn, "copy").await?,
+            conn::connect(dsn, "apply").await?,
+        );
+        {
+            let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            s.capture = Some(capture.clone());
+            s.copy = Some(copy);
+            s.apply = Some(apply);
+        }
+        let ctrl = self.ctrl()?;
+        // The change source first (DESIGN 2.A), then the shadow.
+        capture::create(
+            &ctrl,
+            &capture,
+            &self.names,
+            self.spec.options.slot_create_timeout,
+        )
+        .await?;
+        let _ = self.decoder.set(Mutex::new(Decoder::new(table)));
+        ctrl.batch_execute("BEGIN")
+            .await
+            .db("starting the shadow transaction")?;
+        match shadow::build(
+            &ctrl,
+            &self.names,
+            table,
+            &self.alter,
+            &self.spec.transforms,
+        )
+        .await
+        {
+            Ok(shape) => {
+                ctrl.batch_execute("COMMIT")
+                    .await
+                    .db("creating the shadow table")?;
+                let _ = self.shape.set(shape);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = ctrl.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn copy_end(&self) -> anyhow::Result<Option<Key>> {
+        let shape = self.shape()?;
+        let copy = self.session(|s| &s.copy, "copy")?;
+        let row = copy
+            .query_opt(&shape.sql.last_key, &[])
+            .await
+            .db("finding the table's last key")?;
+        Ok(row.map(|r| {
+            (0..shape.key.source.len())
+                .map(|i| r.get::<_, String>(i))
+                .collect()
+        }))
+    }
+
+    async fn copy_chunk(&self, after: Option<Key>, end: Key, rows: u64) -> anyhow::Result<Chunk> {
+        let copy = self.session(|s| &s.copy, "copy")?;
+        rows::copy_chunk(&copy, &self.shape()?.sql, after.as_ref(), &end, rows).await
+    }
+
+    async fn poll_changes(&self, max_events: u64) -> anyhow::Result<ChangeBatch> {
+        let capture = self.session(|s| &s.capture, "capture")?;
+        capture::poll(&capture, &self.names, self.decoder()?, max_events).await
+    }
+
+    async fn apply_keys(&self, keys: Vec<Key>, on: ApplyOn) -> anyhow::Result<u64> {
+        let sql = &self.shape()?.sql;
+        match on {
+            ApplyOn::Worker => {
+                rows::apply_keys(&*self.session(|s| &s.apply, "apply")?, sql, &keys, false).await
+            }
+            ApplyOn::Cutover => rows::apply_keys(&*self.ctrl()?, sql, &keys, true).await,
+        }
+    }
+
+    async fn confirm(&self, position: String) -> anyhow::Result<()> {
+        let capture = self.session(|s| &s.capture, "capture")?;
+        capture::confirm(&capture, &self.names, self.decoder()?, &position).await
+    }
+
+    async fn before_cutover(&self) -> anyhow::Result<()> {
+        let ctrl = self.ctrl()?;
+        let shadow = self.names.shadow_q();
+        let pending = ctrl
+            .query(
+                "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND NOT convalidated",
+                &[&shadow],
+            )
+            .await
+            .db("listing constraints to validate")?;
+        for r in pending {
+            let name: String = r.get(0);
+            tracing::info!(constraint = %name, "validating");
+            ctrl.batch_execute(&format!("ALTER TABLE {shadow} VALIDATE CONSTRAINT {}", sql::ident(&name)))
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "constraint {name} does not hold for the rewritten rows: {}; nothing was swapped",
+                        conn::describe(&e)
+                    )
+                })?;
+        }
+        ctrl.batch_execute(&format!("ANALYZE {shadow}"))
+            .await
+            .db("analyzing the shadow table")
+    }
+
+    async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
+        cutover::lock(&*self.ctrl()?, &self.names, timeout).await
+    }
+
+    async fn emit_fence(&self, id: String) -> anyhow::Result<()> {
+        cutover::fence(&*self.session(|s| &s.copy, "copy")?, &id).await
+    }
+
+    async fn swap(&self) -> anyhow::Result<()> {
+        let shape = self.shape()?;
+        cutover::swap(&*self.ctrl()?, &self.names, self.table()?, &shape.mapping).await?;
+        if self.spec.options.drop_old {
+            self.ctrl()?
+                .batch_execute(&format!("DROP TABLE {}", self.names.old_q()))
+                .await
+                .db("dropping the old table (--drop-old)")?;
+        }
+        Ok(())
+    }
+
+    async fn release_cutover(&self) -> anyhow::Result<()> {
+        cutover::release(&*self.ctrl()?).await
+    }
+
+    async fn cleanup(&self, swapped: bool) -> anyhow::Result<()> {
+        // Closing every session ends any open transaction and the temporary slot.
+        let old = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(old);
+        let c = conn::connect(&self.spec.dsn, "cleanup").await?;
+        let removed = cleanup::remove(&c, &self.names, cleanup::ActiveSlot::Wait, swapped).await?;
+        for r in removed {
+            tracing::debug!("removed {r}");
+        }
+        Ok(())
+    }
+}
+
+/// `wraith cleanup`: removes an earlier run's slot, publication and shadow for the table.
+pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
+    let names = Names::new(spec.schema(), &spec.table)?;
+    let c = conn::connect(&spec.dsn, "cleanup").await?;
+    cleanup::remove(&c, &names, cleanup::ActiveSlot::Refuse, false).await
+}

@@ -1,0 +1,102 @@
+//! The names wraith gives what it creates for a table: shadow, old table,
+//! replication slot and publication. Deterministic, so a later run (and
+//! `wraith cleanup`) finds the leftovers of an earlier one, and nothing else.
+
+use crate::error::bad_input;
+use crate::pg::sql::qualified;
+
+/// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
+const MAX_IDENT: usize = 63;
+
+/// Marker in the shadow table's comment: only tables carrying it are ever dropped.
+pub const SHADOW_MARK: &str = "wraith shadow of ";
+
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub schema: String,
+    pub table: String,
+    pub shadow: String,
+    pub old: String,
+    pub slot: String,
+    pub publication: String,
+}
+
+impl Names {
+    pub fn new(schema: &str, table: &str) -> anyhow::Result<Names> {
+        let shadow = format!("_{table}_new");
+        let old = format!("_{table}_old");
+        for n in [&shadow, &old] {
+            if n.len() > MAX_IDENT {
+                return Err(bad_input(format!(
+                    "the table name {table:?} is too long for wraith's helper name {n:?} \
+                     (PostgreSQL allows {MAX_IDENT} bytes): rename the table first"
+                )));
+            }
+        }
+        // Slot names allow only lower-case letters, digits and underscores.
+        let clean: String = table
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let slot = format!("wraith_{clean}_{:08x}", fnv1a(&format!("{schema}.{table}")));
+        Ok(Names {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            shadow,
+            old,
+            publication: slot.clone(),
+            slot,
+        })
+    }
+
+    pub fn src(&self) -> String {
+        qualified(&self.schema, &self.table)
+    }
+
+    pub fn shadow_q(&self) -> String {
+        qualified(&self.schema, &self.shadow)
+    }
+
+    pub fn old_q(&self) -> String {
+        qualified(&self.schema, &self.old)
+    }
+
+    /// The comment that marks the shadow as wraith's.
+    pub fn shadow_comment(&self) -> String {
+        format!("{SHADOW_MARK}{}.{}", self.schema, self.table)
+    }
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_deterministic_and_valid() {
+        let n = Names::new("public", "Orders-2024").unwrap();
+        assert_eq!(n.shadow, "_Orders-2024_new");
+        assert_eq!(n.old, "_Orders-2024_old");
+        assert!(n.slot.starts_with("wraith_orders_2024_"));
+        assert!(
+            n.slot
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        );
+        assert_eq!(n.slot, Names::new("public", "Orders-2024").unwrap().slot);
+        assert_ne!(n.slot, Names::new("other", "Orders-2024").unwrap().slot);
+        assert!(Names::new("public", &"x".repeat(60)).is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! Preflight: read-only checks that every later phase relies on, each failure a
+//! clear error that names the fix, before anything is created. The shadow is
+//! built and thrown away inside a rolled-back transaction to validate the ALTER,
+//! the mapping and every statement.
+
+use tokio_postgres::Client;
+
+use crate::error::{bad_input, redact_dsn};
+use crate::pg::catalog::{self, Table};
+use crate::pg::conn::DbResult;
+use crate::pg::names::Names;
+use crate::pg::shadow::{self, Shape};
+use crate::plan::alter::AlterText;
+use crate::plan::{MigrationSpec, Plan};
+
+/// Oldest server wraith supports: logical messages in pgoutput need 14.
+const MIN_VERSION: i32 = 140000;
+
+pub struct Checked {
+    pub table: Table,
+    pub shape: Shape,
+    pub plan: Plan,
+    pub server_version: i32,
+}
+
+pub async fn run(
+    c: &Client,
+    spec: &MigrationSpec,
+    names: &Names,
+    alter: &AlterText,
+) -> anyhow::Result<Checked> {
+    let server = server_checks(c).await?;
+    let table = catalog::table(c, &names.schema, &names.table).await?;
+    privileges(c, names).await?;
+    leftovers(c, spec, names).await?;
+    let deps = catalog::unsupported_dependents(c, table.oid, &names.publication).await?;
+    if !deps.is_empty() {
+        return Err(bad_input(format!(
+            "{}.{} has dependents that a table swap would leave pointing at the old table, \
+             which wraith cannot carry over yet: {}. Nothing was changed",
+            names.schema,
+            names.table,
+            deps.join(", ")
+        )));
+    }
+
+    c.batch_execute("BEGIN")
+        .await
+        .db("starting the preflight transaction")?;
+    let shape = shadow::build(c, names, &table, alter, &spec.transforms).await;
+    c.batch_execute("ROLLBACK")
+        .await
+        .db("rolling back the preflight transaction")?;
+    let shape = shape?;
+
+    let plan = Plan {
+        target: format!("{}.{}", names.schema, names.table),
+        server: format!("PostgreSQL {}", server.1),
+        estimated_rows: table.estimated_rows,
+        key_columns: table.key.clone(),
+        source_steps: vec![
+            format!(
+                "CREATE PUBLICATION {} FOR TABLE {}",
+                crate::pg::sql::ident(&names.publication),
+                names.src()
+            ),
+            format!(
+                "SELECT pg_create_logical_replication_slot('{}', 'pgoutput', temporary => true)",
+                names.slot
+            ),
+        ],
+        shadow_ddl: shape.ddl.clone(),
+        mapping: shape.mapping.clone(),
+        copy_sql: shape.sql.copy_next.clone(),
+        apply_sql: vec![
+            shape.sql.apply_delete.clone(),
+            shape.sql.apply_upsert.clone(),
+        ],
+        cutover_steps: cutover_steps(names, &table),
+        warnings: Vec::new(),
+    };
+    Ok(Checked {
+        table,
+        shape,
+        plan,
+        server_version: server.0,
+    })
+}
+
+fn cutover_steps(names: &Names, table: &Table) -> Vec<String> {
+    let mut steps = vec![
+        "wait until the change backlog is small".to_string(),
+        format!(
+            "BEGIN; SET LOCAL lock_timeout; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE (retried with backoff when not granted)",
+            names.src()
+        ),
+        "fence: another session commits pg_logical_emit_message(true, 'wraith', <id>) with synchronous_commit = on".to_string(),
+        "read the change stream up to the fence and apply every key under the lock".to_string(),
+        format!("ALTER TABLE {} RENAME TO {}", names.src(), crate::pg::sql::ident(&names.old)),
+        format!("ALTER TABLE {} RENAME TO {}", names.shadow_q(), crate::pg::sql::ident(&names.table)),
+    ];
+    for (seq, col, identity) in &table.sequences {
+        steps.push(if *identity {
+            format!("continue the identity of column {col} from {seq}")
+        } else {
+            format!("ALTER SEQUENCE {seq} OWNED BY the new table's column {col}")
+        });
+    }
+    steps.push("COMMIT; then drop the replication slot and publication".to_string());
+    steps
+}
+
+/// Version, wal_level and a free replication slot. Returns (version_num, version text).
+async fn server_checks(c: &Client) -> anyhow::Result<(i32, String)> {
+    let r = c
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version'), \
+                    current_setting('wal_level'), current_setting('max_replication_slots')::int, \
+                    (SELECT count(*)::int FROM pg_replication_slots)",
+            &[],
+        )
+        .await
+        .db("reading server settings")?;
+    let (num, version, wal_level, max_slots, used): (i32, String, String, i32, i32) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    if num < MIN_VERSION {
+        return Err(bad_input(format!(
+            "PostgreSQL {version} is too old: wraith needs 14 or newer"
+        )));
+    }
+    if wal_level != "logical" {
+        return Err(bad_input(format!(
+            "wal_level is '{wal_level}', but wraith follows changes through logical decoding, which needs \
+             wal_level = logical. Fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
+        )));
+    }
+    if used >= max_slots {
+        return Err(bad_input(format!(
+            "no free replication slot: max_replication_slots = {max_slots} and {used} are in use. \
+             Drop an unused slot (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots \
+             (needs a restart)"
+        )));
+    }
+    Ok((num, version))
+}
+
+async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
+    let r = c
+        .query_one(
+            "SELECT current_user::text, r.rolsuper OR r.rolreplication, \
+                    pg_has_role(current_user, t.relowner, 'MEMBER'), \
+                    has_schema_privilege($1, 'CREATE'), \
+                    has_database_privilege(current_database(), 'CREATE'), \
+                    pg_get_userbyid(t.relowner)::text \
+             FROM pg_roles r, pg_class t \
+             WHERE r.rolname = current_user AND t.oid = $2::text::regclass",
+            &[&names.schema, &names.src()],
+        )
+        .await
+        .db("checking privileges")?;
+    let (user, replication, owner, create_schema, create_db, table_owner): (
+        String,
+        bool,
+        bool,
+        bool,
+        bool,
+        String,
+    ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+    let mut missing = Vec::new();
+    if !replication {
+        missing.push(format!(
+            "REPLICATION (to create a replication slot): ALTER ROLE {user} REPLICATION"
+        ));
+    }
+    if !owner {
+        missing.push(format!(
+            "ownership of the table (to swap it): GRANT {table_owner} TO {user}"
+        ));
+    }
+    if !create_schema {
+        missing.push(format!(
+            "CREATE on schema {} (for the shadow table): GRANT CREATE ON SCHEMA {} TO {user}",
+            names.schema, names.schema
+        ));
+    }
+    if !create_db {
+        missing.push(format!(
+            "CREATE on the database (for the publication): GRANT CREATE ON DATABASE <db> TO {user}"
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(bad_input(format!(
+            "role {user} lacks privileges wraith needs:\n  - {}",
+            missing.join("\n  - ")
+        )));
+    }
+    Ok(())
+}
+
+/// A shadow, slot or publication from an earlier run, or an old table in the way.
+async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::Result<()> {
+    let r = c
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3), \
+                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $3)",
+            &[&names.shadow_q(), &names.old_q(), &names.slot],
+        )
+        .await
+        .db("looking for leftovers of an earlier run")?;
+    let (shadow, old, slot, publication): (bool, bool, bool, bool) =
+        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let mut found = Vec::new();
+    if shadow {
+        found.push(format!("shadow table {}", names.shadow_q()));
+    }
+    if slot {
+        found.push(format!("replication slot {}", names.slot));
+    }
+    if publication {
+        found.push(format!("publication {}", names.publication));
+    }
+    if !found.is_empty() {
+        return Err(bad_input(format!(
+            "an earlier wraith run on {}.{} left {} behind (or one is still running). \
+             Remove them with: wraith cleanup --dsn '{}' --table {}.{}",
+            names.schema,
+            names.table,
+            found.join(", "),
+            redact_dsn(&spec.dsn),
+            names.schema,
+            names.table
+        )));
+    }
+    if old {
+        return Err(bad_input(format!(
+            "table {} already exists (the original kept by an earlier migration?); \
+             wraith renames the original to that name at cutover: drop or rename it first",
+            names.old_q()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Building the shadow table: the original's shape (`LIKE ... INCLUDING ALL`, its
+//! own foreign keys NOT VALID, grants, owner), then the user's ALTER verbatim.
+//!
+//! The same code runs twice: in preflight inside a transaction that is rolled
+//! back (so a dry run validates the ALTER, the mapping and every statement
+//! without leaving anything behind), and in prepare, committed.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use crate::error::bad_input;
+use crate::pg::catalog::{self, Table};
+use crate::pg::conn::{DbResult, describe};
+use crate::pg::names::Names;
+use crate::pg::sql::{KeyCols, RowSql, ident, literal};
+use crate::plan::alter::AlterText;
+use crate::plan::{Mapping, SourceColumn, TargetColumn, Transform, mapping};
+
+/// The shadow as built: its DDL, the column mapping and the statements over it.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub ddl: Vec<String>,
+    pub mapping: Mapping,
+    pub key: KeyCols,
+    pub sql: RowSql,
+}
+
+/// Builds the shadow in `c`'s open transaction; the caller commits or rolls back.
+pub async fn build(
+    c: &Client,
+    names: &Names,
+    table: &Table,
+    alter: &AlterText,
+    transforms: &[Transform],
+) -> anyhow::Result<Shape> {
+    let shadow = names.shadow_q();
+    let mut ddl = Vec::new();
+
+    let create = format!("CREATE TABLE {shadow} (LIKE {} INCLUDING ALL)", names.src());
+    c.batch_execute(&create)
+        .await
+        .db("creating the shadow table")?;
+    ddl.push(create);
+    // Attribute numbers survive RENAME and TYPE changes: they tell which new column
+    // descends from which old one without parsing the ALTER.
+    let before: HashMap<i16, String> = catalog::columns_of(c, &shadow)
+        .await?
+        .into_iter()
+        .map(|col| (col.attnum, col.name))
+        .collect();
+
+    let fks = c
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = $1 AND contype = 'f' ORDER BY conname",
+            &[&table.oid],
+        )
+        .await
+        .db("reading the table's foreign keys")?;
+    for fk in fks {
+        let (name, def): (String, String) = (fk.get(0), fk.get(1));
+        let stmt = format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {def} NOT VALID",
+            ident(&name)
+        );
+        c.batch_execute(&stmt)
+            .await
+            .db("copying a foreign key to the shadow table")?;
+        ddl.push(stmt);
+    }
+
+    for actions in &alter.actions {
+        let stmt = format!("ALTER TABLE {shadow} {actions}");
+        c.batch_execute(&stmt).await.map_err(|e| {
+            bad_input(format!(
+                "PostgreSQL rejected the ALTER on the shadow table: {}\n  statement: {stmt}",
+                describe(&e)
+            ))
+        })?;
+        ddl.push(stmt);
+    }
+
+    let grants = c
+        .query(
+            "SELECT a.privilege_type, \
+                    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, \
+                    a.is_grantable \
+             FROM pg_class t, aclexplode(t.relacl) a \
+             WHERE t.oid = $1 AND a.grantee <> t.relowner",
+            &[&table.oid],
+        )
+        .await
+        .db("reading the table's grants")?;
+    for g in grants {
+        let (privilege, grantee, grantable): (String, String, bool) =
+            (g.get(0), g.get(1), g.get(2));
+        let stmt = format!(
+            "GRANT {privilege} ON {shadow} TO {grantee}{}",
+            if grantable { " WITH GRANT OPTION" } else { "" }
+        );
+        c.batch_execute(&stmt)
+            .await
+            .db("copying grants to the shadow table")?;
+        ddl.push(stmt);
+    }
+    let owner: Option<String> = c
+        .query_opt(
+            "SELECT quote_ident(pg_get_userbyid(relowner)) FROM pg_class WHERE oid = $1 \
+               AND pg_get_userbyid(relowner) <> current_user",
+            &[&table.oid],
+        )
+        .await
+        .db("reading the table's owner")?
+        .map(|r| r.get(0));
+    if let Some(owner) = owner {
+        let stmt = format!("ALTER TABLE {shadow} OWNER TO {owner}");
+        c.batch_execute(&stmt)
+            .await
+            .db("giving the shadow table the original owner")?;
+        ddl.push(stmt);
+    }
+    let comment = format!(
+        "COMMENT ON TABLE {shadow} IS {}",
+        literal(&names.shadow_comment())
+    );
+    c.batch_execute(&comment)
+        .await
+        .db("marking the shadow table")?;
+    ddl.push(comment);
+
+    let after = catalog::columns_of(c, &shadow).await?;
+    let source: Vec<SourceColumn> = table
+        .columns
+        .iter()
+        .map(|col| SourceColumn {
+            name: col.name.clone(),
+            type_name: col.type_name.clone(),
+        })
+        .collect();
+    let targets: Vec<TargetColumn> = after
+        .iter()
+        .map(|col| TargetColumn {
+            name: col.name.clone(),
+            type_name: col.type_name.clone(),
+            origin: before.get(&col.attnum).cloned(),
+            insertable: !col.generated,
+            required: col.not_null && !col.has_default,
+        })
+        .collect();
+    let mapping = mapping::derive(
+        &source,
+        &targets,
+        &alter.usings,
+        transforms,
+        &table.key,
+        ident,
+    )?;
+    let key = KeyCols {
+        source: table.key.clone(),
+        shadow: table
+            .key
+            .iter()
+            .map(|k| mapping.carried_name(k).unwrap_or(k).to_string())
+            .collect(),
+        types: table.key_types.clone(),
+    };
+    let sql = RowSql::build(&names.src(), &shadow, &key, &mapping);
+    // Parsing every statement now turns a bad transform or key change into a
+    // clear error before anything is created.
+    for (what, stmt) in [
+        ("the copy statement", &sql.copy_next),
+        ("the chunk boundary query", &sql.bound_next),
+        ("the apply statement", &sql.apply_upsert),
+        ("the apply delete", &sql.apply_delete),
+    ] {
+        c.prepare(stmt).await.map_err(|e| {
+            bad_input(format!(
+                "{what} does not work with this ALTER/transform: {}\n  statement: {stmt}",
+                describe(&e)
+            ))
+        })?;
+    }
+    Ok(Shape {
+        ddl,
+        mapping,
+        key,
+        sql,
+    })
+}

@@ -1,0 +1,142 @@
+//! The migration spec: which table, the ALTER text, transforms and run options.
+//! Built from CLI flags or read from a TOML file; validated before any connection.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::bad_input;
+
+/// `--transform col=EXPR`: fill column `col` of the new table with `EXPR`,
+/// evaluated against the original row.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Transform {
+    pub column: String,
+    pub expr: String,
+}
+
+impl Transform {
+    /// Parses `col=EXPR` (the first `=` splits; the expression may contain more).
+    pub fn parse(s: &str) -> anyhow::Result<Transform> {
+        match s.split_once('=') {
+            Some((col, expr)) if !col.trim().is_empty() && !expr.trim().is_empty() => {
+                Ok(Transform {
+                    column: col.trim().to_string(),
+                    expr: expr.trim().to_string(),
+                })
+            }
+            _ => Err(bad_input(format!(
+                "--transform {s:?} is not of the form column=EXPRESSION (for example --transform status=\"status::status_t\")"
+            ))),
+        }
+    }
+}
+
+/// Everything that describes one migration.
+#[derive(Debug, Clone)]
+pub struct MigrationSpec {
+    pub dsn: String,
+    /// Schema of the table; `None` means `public`.
+    pub schema: Option<String>,
+    pub table: String,
+    /// The user's ALTER text, applied verbatim to the shadow table.
+    pub alter: String,
+    pub transforms: Vec<Transform>,
+    pub options: RunOptions,
+}
+
+impl MigrationSpec {
+    /// Splits `schema.table` when the user passed a qualified name.
+    pub fn set_table(&mut self, name: &str) {
+        match name.split_once('.') {
+            Some((s, t)) if !s.is_empty() && !t.is_empty() && !name.contains('"') => {
+                self.schema = Some(s.to_string());
+                self.table = t.to_string();
+            }
+            _ => self.table = name.to_string(),
+        }
+    }
+
+    pub fn schema(&self) -> &str {
+        self.schema.as_deref().unwrap_or("public")
+    }
+}
+
+/// How the run behaves (pacing, cutover), shared by every engine.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Without it the run stops after preflight and prints the plan.
+    pub execute: bool,
+    /// Target duration of one copy chunk; the chunk size adapts to it.
+    pub chunk_time: Duration,
+    /// Rows in the first chunk, before adapting.
+    pub initial_chunk_rows: u64,
+    /// Hard cap on copied rows per second.
+    pub max_rows_per_sec: Option<u64>,
+    /// Longest wait for the cutover lock in one attempt; the application waits at most this long.
+    pub cutover_lock_timeout: Duration,
+    /// Attempts before giving up on the cutover (the run then fails cleanly).
+    pub cutover_attempts: u32,
+    /// Longest the write lock may be held while draining the last changes before an attempt is rolled back.
+    pub cutover_drain_timeout: Duration,
+    /// How long to wait for the change source (e.g. a replication slot) to be created.
+    pub slot_create_timeout: Duration,
+    /// Pause between polls of the change stream when it is idle.
+    pub poll_interval: Duration,
+    /// Most dirty keys re-read in one apply statement.
+    pub apply_batch_keys: usize,
+    /// Drop the original table after a successful swap instead of keeping it.
+    pub drop_old: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            execute: false,
+            chunk_time: Duration::from_millis(500),
+            initial_chunk_rows: 1000,
+            max_rows_per_sec: None,
+            cutover_lock_timeout: Duration::from_millis(500),
+            cutover_attempts: 30,
+            cutover_drain_timeout: Duration::from_secs(2),
+            slot_create_timeout: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(50),
+            apply_batch_keys: 2000,
+            drop_old: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transform_parsing() {
+        let t = Transform::parse("status = lower(status)::status_t").unwrap();
+        assert_eq!(t.column, "status");
+        assert_eq!(t.expr, "lower(status)::status_t");
+        let t = Transform::parse("flag=a = b").unwrap();
+        assert_eq!(t.expr, "a = b");
+        assert!(Transform::parse("nocolumn").is_err());
+        assert!(Transform::parse("=x").is_err());
+        assert!(Transform::parse("x=").is_err());
+    }
+
+    #[test]
+    fn qualified_table_names() {
+        let mut s = MigrationSpec {
+            dsn: String::new(),
+            schema: None,
+            table: String::new(),
+            alter: String::new(),
+            transforms: vec![],
+            options: RunOptions::default(),
+        };
+        s.set_table("sales.orders");
+        assert_eq!((s.schema(), s.table.as_str()), ("sales", "orders"));
+        s.schema = None;
+        s.set_table("orders");
+        assert_eq!((s.schema(), s.table.as_str()), ("public", "orders"));
+    }
+}

@@ -1,0 +1,610 @@
+//! A throwaway PostgreSQL server built from the installed Debian binaries.
+//!
+//! [`PgSandbox`] runs `initdb` and `postgres` inside a fresh temporary directory
+//! (data directory, unix socket directory and `postgres.log` all live there) and
+//! listens on a free port on 127.0.0.1 with `trust` authentication and
+//! `wal_level=logical`. It promises never to touch the system PostgreSQL service
+//! (no `pg_ctlcluster`, no shared socket directory, no fixed port) and never to
+//! outlive its owner: dropping the sandbox, including during a panic unwind, stops
+//! the server and removes the directory.
+//!
+//! PostgreSQL refuses to run as root, so when the effective uid is 0 the server
+//! runs as the `postgres` system user and the temporary directory is handed to it.
+
+use std::fs::{self, File};
+use std::os::unix::fs::lchown;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tempfile::TempDir;
+use tokio_postgres::NoTls;
+
+/// Where Debian installs one directory per server major version.
+const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
+/// Overrides the binary discovery with an explicit `bin` directory.
+const PG_BIN_ENV: &str = "WRAITH_PG_BIN";
+/// A lost race for the free port is the only start failure worth retrying.
+const START_ATTEMPTS: usize = 3;
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_POLL: Duration = Duration::from_millis(50);
+/// Bound on the immediate shutdown done by `Drop` before escalating to SIGKILL.
+const DROP_WAIT: Duration = Duration::from_secs(10);
+/// Bound on the fast shutdown done by [`PgSandbox::stop`].
+const STOP_WAIT: Duration = Duration::from_secs(30);
+const LOG_TAIL_LINES: usize = 40;
+
+/// How the sandbox server is configured.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// Durable writes. Off by default: a sandbox is thrown away, and fsync only costs time.
+    pub fsync: bool,
+    /// Extra `name = value` settings passed as `-c` after the defaults, so they can override them.
+    pub extra_conf: Vec<(String, String)>,
+    /// `shared_buffers`, e.g. `"256MB"`; the server default when `None`.
+    pub shared_buffers: Option<String>,
+}
+
+/// A running throwaway PostgreSQL server; stopped and deleted on drop.
+#[derive(Debug)]
+pub struct PgSandbox {
+    // Field order matters: fields drop in declaration order, so the server is
+    // stopped before its directory is removed.
+    server: Option<Postmaster>,
+    port: u16,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl PgSandbox {
+    /// Starts a sandbox with [`PgOptions::default`].
+    pub async fn start() -> Result<PgSandbox> {
+        Self::start_with(PgOptions::default()).await
+    }
+
+    /// Creates a cluster in a new temporary directory and starts a server on it,
+    /// returning once it accepts connections.
+    pub async fn start_with(opts: PgOptions) -> Result<PgSandbox> {
+        let bin = find_pg_bin()?;
+        let owner = server_owner()?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("wraith-pg-")
+            .tempdir()
+            .context("creating the sandbox temporary directory")?;
+        let data_dir = dir.path().join("data");
+        let socket_dir = dir.path().join("socket");
+        let log_path = dir.path().join("postgres.log");
+        fs::create_dir(&socket_dir)
+            .with_context(|| format!("creating {}", socket_dir.display()))?;
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        if let Some(owner) = owner {
+            chown_tree(dir.path(), owner)?;
+        }
+
+        run_initdb(&bin, dir.path(), &data_dir, owner, opts.fsync).await?;
+
+        let mut last_err = None;
+        for attempt in 1..=START_ATTEMPTS {
+            let port = free_port()?;
+            let server = spawn_postmaster(
+                &bin,
+                dir.path(),
+                &data_dir,
+                &socket_dir,
+                &log_path,
+                port,
+                owner,
+                &opts,
+            )?;
+            match wait_ready(server, port, &log_path).await {
+                Ok(server) => {
+                    tracing::debug!(port, dir = %dir.path().display(), "postgres sandbox ready");
+                    return Ok(PgSandbox {
+                        server: Some(server),
+                        port,
+                        data_dir,
+                        log_path,
+                        _dir: dir,
+                    });
+                }
+                Err(StartError::PortTaken(err)) if attempt < START_ATTEMPTS => {
+                    tracing::debug!(port, attempt, "sandbox port was taken, retrying");
+                    last_err = Some(err);
+                }
+                Err(StartError::PortTaken(err)) | Err(StartError::Fatal(err)) => return Err(err),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("postgres sandbox did not start")))
+    }
+
+    /// The TCP port the server listens on (127.0.0.1 only).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection string for database `db` as the `postgres` superuser.
+    pub fn dsn(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            self.port,
+            percent_encode(db)
+        )
+    }
+
+    /// Creates database `name` and returns its connection string.
+    pub async fn create_database(&self, name: &str) -> Result<String> {
+        let client = self.connect("postgres").await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", quote_ident(name)))
+            .await
+            .with_context(|| format!("creating database {name:?} in the sandbox"))?;
+        Ok(self.dsn(name))
+    }
+
+    /// Connects to database `db` as `postgres`; the connection is driven by a spawned task.
+    pub async fn connect(&self, db: &str) -> Result<tokio_postgres::Client> {
+        let (client, connection) = self
+            .config(db)
+            .connect(NoTls)
+            .await
+            .with_context(|| format!("connecting to sandbox database {db:?}"))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%err, "sandbox connection ended with an error");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The server's log (its stdout and stderr).
+    pub fn log_path(&self) -> PathBuf {
+        self.log_path.clone()
+    }
+
+    /// The cluster's data directory; it is deleted when the sandbox is stopped or dropped.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Stops the server with a fast shutdown (clients are disconnected, a clean
+    /// checkpoint is written) and removes the temporary directory.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown_fast().await;
+        }
+        // Dropping `self` removes the temporary directory.
+    }
+
+    fn config(&self, db: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.port)
+            .user("postgres")
+            .dbname(db)
+            .connect_timeout(Duration::from_secs(5));
+        config
+    }
+}
+
+/// The postmaster child process. Dropping it performs an immediate shutdown so a
+/// server can never outlive whatever owns it, even on an early error in `start`.
+#[derive(Debug)]
+struct Postmaster {
+    child: Child,
+    /// Set once the child has been waited for; its pid may then be reused, so no more signals.
+    reaped: bool,
+}
+
+impl Postmaster {
+    fn signal(&self, sig: libc::c_int) {
+        if self.reaped {
+            return;
+        }
+        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid belongs to our
+        // own unreaped child, so it cannot have been recycled for another process.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+
+    /// Whether the child has exited (reaping it if so).
+    fn exited(&mut self) -> bool {
+        if self.reaped {
+            return true;
+        }
+        // An error here means the child is already gone from our point of view.
+        self.reaped = !matches!(self.child.try_wait(), Ok(None));
+        self.reaped
+    }
+
+    fn wait_blocking(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.exited() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    async fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.exited() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    async fn shutdown_fast(mut self) {
+        self.signal(libc::SIGINT);
+        if !self.wait(STOP_WAIT).await {
+            tracing::warn!("postgres sandbox ignored a fast shutdown; killing it");
+        }
+        // Drop escalates if the server is still running.
+    }
+
+    fn kill_now(&mut self) {
+        if self.exited() {
+            return;
+        }
+        self.signal(libc::SIGQUIT);
+        if !self.wait_blocking(DROP_WAIT) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+}
+
+impl Drop for Postmaster {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+enum StartError {
+    /// The server could not bind its port, most likely lost to another process.
+    PortTaken(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+/// Finds a `bin` directory holding `initdb` and `postgres`: `$WRAITH_PG_BIN`, or
+/// the newest `/usr/lib/postgresql/<version>/bin`.
+fn find_pg_bin() -> Result<PathBuf> {
+    let has_binaries = |bin: &Path| bin.join("initdb").is_file() && bin.join("postgres").is_file();
+    if let Some(bin) = std::env::var_os(PG_BIN_ENV) {
+        let bin = PathBuf::from(bin);
+        if has_binaries(&bin) {
+            return Ok(bin);
+        }
+        bail!(
+            "{PG_BIN_ENV}={} does not contain initdb and postgres; point it at a PostgreSQL \
+             bin directory or install the server with `apt-get install -y postgresql`",
+            bin.display()
+        );
+    }
+    let mut best: Option<(Vec<u32>, PathBuf)> = None;
+    if let Ok(entries) = fs::read_dir(DEBIAN_PG_ROOT) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(version) = name.to_str().and_then(parse_version) else {
+                continue;
+            };
+            let bin = entry.path().join("bin");
+            if has_binaries(&bin) && best.as_ref().is_none_or(|(v, _)| version > *v) {
+                best = Some((version, bin));
+            }
+        }
+    }
+    best.map(|(_, bin)| bin).ok_or_else(|| {
+        anyhow!(
+            "PostgreSQL server binaries not found in {DEBIAN_PG_ROOT}/<version>/bin \
+             (and {PG_BIN_ENV} is not set); install them with `apt-get install -y postgresql`"
+        )
+    })
+}
+
+/// Parses a version directory name such as `15` or `9.6`.
+fn parse_version(name: &str) -> Option<Vec<u32>> {
+    name.split('.').map(|part| part.parse().ok()).collect()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+}
+
+/// Who the server runs as: the `postgres` user when we are root, since PostgreSQL
+/// refuses to run as root; otherwise ourselves (`None`).
+fn server_owner() -> Result<Option<Owner>> {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    lookup_user(&passwd, "postgres").map(Some).ok_or_else(|| {
+        anyhow!(
+            "running as root, but there is no `postgres` system user to run the sandbox server \
+             as (PostgreSQL refuses to run as root); install the server with \
+             `apt-get install -y postgresql`, which creates it, or run as a normal user"
+        )
+    })
+}
+
+fn lookup_user(passwd: &str, name: &str) -> Option<Owner> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some(Owner { uid, gid })
+    })
+}
+
+/// Hands `path` and everything below it to `owner` (symlinks are not followed).
+fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
+    lchown(path, Some(owner.uid), Some(owner.gid))
+        .with_context(|| format!("changing the owner of {}", path.display()))?;
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            chown_tree(&entry?.path(), owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// A command that runs as `owner` (when set) from `cwd`, so it never depends on
+/// being able to read the caller's working directory.
+fn command(program: &Path, cwd: &Path, owner: Option<Owner>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    if let Some(owner) = owner {
+        cmd.uid(owner.uid).gid(owner.gid);
+    }
+    cmd
+}
+
+async fn run_initdb(
+    bin: &Path,
+    cwd: &Path,
+    data_dir: &Path,
+    owner: Option<Owner>,
+    fsync: bool,
+) -> Result<()> {
+    // C.UTF-8 gives UTF-8 character semantics with C collation; fall back to the
+    // plain C locale on systems that lack it.
+    let mut failures = Vec::new();
+    for locale_arg in ["--locale=C.UTF-8", "--no-locale"] {
+        let mut cmd = command(&bin.join("initdb"), cwd, owner);
+        cmd.arg("-D").arg(data_dir).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            locale_arg,
+        ]);
+        if !fsync {
+            cmd.arg("--no-sync");
+        }
+        let output = tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .with_context(|| format!("running {}", bin.join("initdb").display()))?;
+        if output.status.success() {
+            return Ok(());
+        }
+        failures.push(format!(
+            "initdb {locale_arg} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+        // initdb cleans up after itself on failure, but make sure the retry starts fresh.
+        if data_dir.exists() {
+            fs::remove_dir_all(data_dir)
+                .with_context(|| format!("removing {}", data_dir.display()))?;
+        }
+    }
+    bail!("{}", failures.join("\n"))
+}
+
+/// A port that was free a moment ago; losing it to a race is handled by retrying.
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("binding 127.0.0.1:0 to pick a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_postmaster(
+    bin: &Path,
+    cwd: &Path,
+    data_dir: &Path,
+    socket_dir: &Path,
+    log_path: &Path,
+    port: u16,
+    owner: Option<Owner>,
+    opts: &PgOptions,
+) -> Result<Postmaster> {
+    // Truncate: each attempt's log should explain that attempt only.
+    let log = File::create(log_path).with_context(|| format!("opening {}", log_path.display()))?;
+    let log_err = log.try_clone()?;
+
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    let mut settings: Vec<(String, String)> = vec![
+        ("port".into(), port.to_string()),
+        ("listen_addresses".into(), "127.0.0.1".into()),
+        (
+            "unix_socket_directories".into(),
+            socket_dir.display().to_string(),
+        ),
+        ("wal_level".into(), "logical".into()),
+        ("max_replication_slots".into(), "10".into()),
+        ("max_wal_senders".into(), "10".into()),
+        ("max_connections".into(), "100".into()),
+        ("fsync".into(), on_off(opts.fsync).into()),
+        // Torn pages only matter for crash recovery, which needs fsync anyway.
+        ("full_page_writes".into(), on_off(opts.fsync).into()),
+        ("logging_collector".into(), "off".into()),
+    ];
+    if let Some(shared_buffers) = &opts.shared_buffers {
+        settings.push(("shared_buffers".into(), shared_buffers.clone()));
+    }
+    settings.extend(opts.extra_conf.iter().cloned());
+
+    let mut cmd = command(&bin.join("postgres"), cwd, owner);
+    cmd.arg("-D").arg(data_dir);
+    for (name, value) in &settings {
+        cmd.arg("-c").arg(format!("{name}={value}"));
+    }
+    cmd.stdout(log).stderr(log_err);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", bin.join("postgres").display()))?;
+    Ok(Postmaster {
+        child,
+        reaped: false,
+    })
+}
+
+/// Polls until the server accepts a connection; on failure the server is stopped
+/// (by dropping it) and the error carries the tail of its log.
+async fn wait_ready(
+    mut server: Postmaster,
+    port: u16,
+    log_path: &Path,
+) -> Result<Postmaster, StartError> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user("postgres")
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(2));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        if server.exited() {
+            let log = fs::read_to_string(log_path).unwrap_or_default();
+            let err = anyhow!(
+                "postgres sandbox server exited during startup; end of {}:\n{}",
+                log_path.display(),
+                tail(&log, LOG_TAIL_LINES)
+            );
+            let port_taken =
+                log.contains("could not bind") || log.contains("Address already in use");
+            return Err(if port_taken {
+                StartError::PortTaken(err)
+            } else {
+                StartError::Fatal(err)
+            });
+        }
+        if config.connect(NoTls).await.is_ok() {
+            return Ok(server);
+        }
+        if Instant::now() >= deadline {
+            drop(server);
+            let log = fs::read_to_string(log_path).unwrap_or_default();
+            return Err(StartError::Fatal(anyhow!(
+                "postgres sandbox server did not accept connections within {}s; end of {}:\n{}",
+                READY_TIMEOUT.as_secs(),
+                log_path.display(),
+                tail(&log, LOG_TAIL_LINES)
+            )));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Encodes a database name for the path of a connection URL.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for byte in s.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sandbox_starts_serves_and_cleans_up() {
+        let sandbox = PgSandbox::start().await.expect("start sandbox");
+        let data_dir = sandbox.data_dir().to_path_buf();
+        assert!(data_dir.join("PG_VERSION").is_file());
+        assert!(sandbox.log_path().is_file());
+
+        let admin = sandbox.connect("postgres").await.expect("connect");
+        let row = admin.query_one("SHOW wal_level", &[]).await.expect("show");
+        assert_eq!(row.get::<_, String>(0), "logical");
+
+        let dsn = sandbox
+            .create_database("wraith_test")
+            .await
+            .expect("create db");
+        assert_eq!(
+            dsn,
+            format!(
+                "postgres://postgres@127.0.0.1:{}/wraith_test",
+                sandbox.port()
+            )
+        );
+        let (client, connection) = tokio_postgres::connect(&dsn, NoTls)
+            .await
+            .expect("connect via dsn");
+        tokio::spawn(connection);
+        let row = client
+            .query_one("SELECT current_database(), 40 + 2", &[])
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, String>(0), "wraith_test");
+        assert_eq!(row.get::<_, i32>(1), 42);
+
+        sandbox.stop().await;
+        assert!(!data_dir.exists(), "data dir should be removed by stop");
+    }
+
+    #[test]
+    fn parses_passwd_and_versions() {
+        let passwd =
+            "root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104::/var/lib/postgresql:/bin/bash\n";
+        let owner = lookup_user(passwd, "postgres").expect("postgres user");
+        assert_eq!((owner.uid, owner.gid), (101, 104));
+        assert!(lookup_user(passwd, "nobody").is_none());
+        assert!(parse_version("9.6") < parse_version("15"));
+        assert_eq!(parse_version("main"), None);
+        assert_eq!(percent_encode("a b"), "a%20b");
+    }
+}
