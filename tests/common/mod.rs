@@ -1,0 +1,127 @@
+//! Helpers shared by the integration tests: a sandbox server per test, a
+//! migration run through the library, the `wraith` binary, and catalog probes.
+#![allow(dead_code)]
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use tokio_postgres::Client;
+use wraith::engine::migration::Outcome;
+use wraith::engine::{self, Stats};
+use wraith::pg::PgBackend;
+use wraith::plan::{MigrationSpec, RunOptions, Transform};
+use wraith::sandbox::{PgOptions, PgSandbox};
+
+pub struct Db {
+    pub pg: PgSandbox,
+    pub dsn: String,
+    pub client: Client,
+}
+
+pub async fn db() -> Db {
+    db_with(PgOptions::default()).await
+}
+
+pub async fn db_with(opts: PgOptions) -> Db {
+    let pg = PgSandbox::start_with(opts)
+        .await
+        .expect("start PostgreSQL sandbox");
+    let dsn = pg.create_database("app").await.expect("create database");
+    let client = pg.connect("app").await.expect("connect");
+    Db { pg, dsn, client }
+}
+
+pub fn spec(
+    dsn: &str,
+    table: &str,
+    alter: &str,
+    transforms: &[(&str, &str)],
+    options: RunOptions,
+) -> MigrationSpec {
+    let mut s = MigrationSpec {
+        dsn: dsn.to_string(),
+        schema: None,
+        table: String::new(),
+        alter: alter.to_string(),
+        transforms: transforms
+            .iter()
+            .map(|(c, e)| Transform {
+                column: c.to_string(),
+                expr: e.to_string(),
+            })
+            .collect(),
+        options,
+    };
+    s.set_table(table);
+    s
+}
+
+/// Runs a migration through the library, as `wraith migrate` does.
+pub async fn migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
+    let opts = spec.options.clone();
+    let backend = Arc::new(PgBackend::connect(spec).await?);
+    engine::run(
+        backend,
+        opts,
+        Arc::new(Stats::default()),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+}
+
+pub fn execute() -> RunOptions {
+    RunOptions {
+        execute: true,
+        ..RunOptions::default()
+    }
+}
+
+/// Runs the `wraith` binary.
+pub fn wraith(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+        .args(args)
+        .output()
+        .expect("run wraith")
+}
+
+pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+pub async fn scalar_bool(c: &Client, sql: &str) -> bool {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// wraith's objects left in the database: replication slots, publications, shadow tables.
+pub async fn leftovers(c: &Client) -> Vec<String> {
+    c.query(
+        "SELECT 'slot ' || slot_name::text FROM pg_replication_slots \
+         UNION ALL SELECT 'publication ' || pubname::text FROM pg_publication \
+         UNION ALL SELECT 'table ' || relname::text FROM pg_class WHERE relname LIKE '\\_%\\_new' AND relkind = 'r'",
+        &[],
+    )
+    .await
+    .expect("list leftovers")
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// A checksum of a whole table's contents (order-independent).
+pub async fn table_fingerprint(c: &Client, table: &str) -> (i64, String) {
+    let r = c
+        .query_one(
+            &format!("SELECT count(*), coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') FROM {table} t"),
+            &[],
+        )
+        .await
+        .expect("fingerprint");
+    (r.get(0), r.get(1))
+}
