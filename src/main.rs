@@ -46,6 +46,8 @@ enum Command {
     Cleanup(TableArgs),
     /// Show a whole migration on a scratch PostgreSQL that wraith starts, with live writes.
     Demo(DemoArgs),
+    /// Measure wraith against an offline ALTER and under a write load, on a scratch PostgreSQL.
+    Bench(BenchArgs),
 }
 
 #[derive(Args)]
@@ -89,6 +91,9 @@ struct MigrateArgs {
     /// Drop the original table after a successful swap (default: keep it as _<table>_old).
     #[arg(long)]
     drop_old: bool,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -99,6 +104,25 @@ struct DemoArgs {
     /// Write transactions per second during the migration.
     #[arg(long, default_value_t = 500)]
     tps: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Rows in the benchmark table.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: i64,
+    /// Write transactions per second during the loaded run.
+    #[arg(long, default_value_t = 1000)]
+    tps: u64,
+    /// Workload sessions.
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Seconds of load measured before the migration starts (the baseline).
+    #[arg(long, default_value_t = 10)]
+    baseline_secs: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -134,6 +158,16 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
             Command::Demo(args) => wraith::demo::run(args.rows, args.tps).await,
+            Command::Bench(args) => {
+                wraith::bench::report::run(wraith::bench::report::BenchConfig {
+                    rows: args.rows,
+                    tps: args.tps,
+                    clients: args.clients,
+                    baseline: Duration::from_secs(args.baseline_secs),
+                    json: args.json,
+                })
+                .await
+            }
         }
     });
     match result {
@@ -226,6 +260,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             println!("{plan}");
             println!("\nDry run: nothing was changed. Add --execute to run this migration.");
         }
+        Outcome::Migrated(_, summary) if args.json => println!("{}", summary.to_json()),
         Outcome::Migrated(_, summary) => {
             println!("Migration done: the table has its new shape.\n{summary}");
         }

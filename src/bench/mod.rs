@@ -5,4 +5,5 @@
 //!   writes every effect to a mirror table in the same transaction, so the result
 //!   of a migration can be checked row for row.
 
+pub mod report;
 pub mod workload;

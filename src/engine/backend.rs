@@ -5,8 +5,9 @@
 //!   snapshot (A).
 //! - `poll_changes` returns keys whose changes are already visible to a new
 //!   snapshot, or that `apply_keys` makes visible with a locking read (B).
-//! - `copy_chunk` only inserts rows that are missing in the shadow; `apply_keys`
-//!   re-reads keys from the source and makes the shadow match (upsert or delete).
+//! - `copy_range` only inserts rows that are missing in the shadow; `apply_keys`
+//!   re-reads keys from the source and makes the shadow match (upsert or delete),
+//!   never touching keys of a copy chunk in flight.
 //! - Nothing here writes the original table; `swap` is one atomic step and every
 //!   failure before it leaves the application where it was (E).
 
@@ -35,14 +36,20 @@ pub struct ChangeBatch {
     pub caught_up: bool,
 }
 
-/// One copied chunk.
-#[derive(Debug, Clone)]
-pub struct Chunk {
-    pub rows: u64,
-    /// Last key of the chunk: the next chunk starts after it.
-    pub last: Key,
-    /// The chunk reached the end key.
-    pub done: bool,
+/// Keys after `after` (exclusive; `None`: from the start) up to `upto` (inclusive).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRange {
+    pub after: Option<Key>,
+    pub upto: Key,
+}
+
+/// What one apply did.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Keys re-read.
+    pub keys: u64,
+    /// Keys held back because a copy chunk in flight covers them (DESIGN 2.C).
+    pub held: Vec<Key>,
 }
 
 /// Which session re-reads keys: the background applier, or the cutover
@@ -62,24 +69,28 @@ pub trait Backend: Send + Sync + 'static {
     /// Last key of the table when the copy starts (`None`: the table is empty).
     /// Rows beyond it arrive through the change stream.
     fn copy_end(&self) -> impl Future<Output = anyhow::Result<Option<Key>>> + Send;
-    /// Copies up to `rows` rows with keys in `(after, end]`.
-    fn copy_chunk(
+    /// The next chunk of about `rows` rows after `after`, never past `end`.
+    fn next_chunk(
         &self,
         after: Option<Key>,
         end: Key,
         rows: u64,
-    ) -> impl Future<Output = anyhow::Result<Chunk>> + Send;
+    ) -> impl Future<Output = anyhow::Result<KeyRange>> + Send;
+    /// Copies the rows of `range` that the shadow lacks; returns the rows inserted.
+    fn copy_range(&self, range: KeyRange) -> impl Future<Output = anyhow::Result<u64>> + Send;
     /// Reads committed changes from the stream (at most about `max_events` row events).
     fn poll_changes(
         &self,
         max_events: u64,
     ) -> impl Future<Output = anyhow::Result<ChangeBatch>> + Send;
-    /// Makes the shadow rows of `keys` equal to the source rows (transformed), deleting gone ones.
+    /// Makes the shadow rows of `keys` equal to the source rows (transformed), deleting
+    /// gone ones, except keys inside `in_flight` ranges, which come back as held.
     fn apply_keys(
         &self,
         keys: Vec<Key>,
         on: ApplyOn,
-    ) -> impl Future<Output = anyhow::Result<u64>> + Send;
+        in_flight: Vec<KeyRange>,
+    ) -> impl Future<Output = anyhow::Result<Applied>> + Send;
     /// Everything before `position` is applied: the stream may forget it.
     fn confirm(&self, position: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Work after the copy that must finish before the swap (validate constraints, statistics).

@@ -117,12 +117,13 @@ impl<B: Backend> Run<B> {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        let released = self.rechecks.release(&self.tracker);
+        // The copy is done: nothing is in flight, every held key is due.
+        let released = self.held.release(&self.tracker);
         self.dirty.extend(released);
         let keys = self.dirty.snapshot();
         let n = keys.len() as u64;
         self.backend
-            .apply_keys(keys, ApplyOn::Cutover)
+            .apply_keys(keys, ApplyOn::Cutover, Vec::new())
             .await
             .context("applying the last changes under the lock")?;
         self.backend.swap().await.context("swapping the tables")?;

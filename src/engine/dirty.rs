@@ -1,14 +1,22 @@
-//! Dirty keys waiting to be re-read, copy chunks in flight, and keys held for a re-check.
+//! Dirty keys waiting to be re-read, copy chunks in flight, and keys held back.
 //!
-//! The rule this module enforces (DESIGN 2.C): a copy chunk reads an older snapshot.
-//! If it commits after a re-read of key k that found k deleted, it would bring k
-//! back. So every key re-read while a chunk was in flight is re-read once more
-//! after that chunk (and every chunk started before it) has committed.
+//! The rule this module serves (DESIGN 2.C): a copy chunk reads an older snapshot,
+//! so if it committed after a re-read of key k that found k deleted, it would
+//! bring k back. The protocol that prevents it, and keeps copy and apply from
+//! ever writing the same shadow rows at once (they would deadlock):
+//! - a chunk registers its key range *before* it takes its snapshot, and only
+//!   while no apply runs (the [`Gate`]);
+//! - an apply holds the gate for its whole transaction, leaves out the keys
+//!   inside registered ranges and holds them back;
+//! - held keys are re-read once every chunk that covered them has committed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use crate::engine::Key;
+use crate::engine::{Key, KeyRange};
+
+/// Serializes "a chunk registers its range" against "an apply runs".
+pub type Gate = tokio::sync::Mutex<()>;
 
 /// Keys whose shadow rows must be re-read from the source; duplicates coalesce.
 #[derive(Debug, Default)]
@@ -51,7 +59,7 @@ impl DirtyKeys {
     }
 }
 
-/// Copy chunks that have started and not yet committed.
+/// Copy chunks that have registered their range and not yet committed.
 #[derive(Debug, Default)]
 pub struct ChunkTracker {
     inner: Mutex<Tracker>,
@@ -60,16 +68,16 @@ pub struct ChunkTracker {
 #[derive(Debug, Default)]
 struct Tracker {
     next: u64,
-    running: BTreeSet<u64>,
+    running: BTreeMap<u64, KeyRange>,
 }
 
 impl ChunkTracker {
-    /// Registers a chunk; call before the chunk takes its snapshot.
-    pub fn begin(&self) -> u64 {
+    /// Registers a chunk; call with the gate held, before the chunk takes its snapshot.
+    pub fn begin(&self, range: KeyRange) -> u64 {
         let mut t = self.lock();
         t.next += 1;
         let id = t.next;
-        t.running.insert(id);
+        t.running.insert(id, range);
         id
     }
 
@@ -78,39 +86,45 @@ impl ChunkTracker {
         self.lock().running.remove(&id);
     }
 
-    /// The newest chunk in flight; call before a re-read starts.
-    pub fn newest_running(&self) -> Option<u64> {
-        self.lock().running.iter().next_back().copied()
+    /// The ranges in flight, and the newest chunk's id (`None`: nothing in flight).
+    pub fn in_flight(&self) -> (Option<u64>, Vec<KeyRange>) {
+        let t = self.lock();
+        (
+            t.running.keys().next_back().copied(),
+            t.running.values().cloned().collect(),
+        )
     }
 
     /// True when no chunk with an id up to `id` is still running.
     pub fn all_done_upto(&self, id: u64) -> bool {
         self.lock()
             .running
-            .iter()
+            .keys()
             .next()
             .is_none_or(|&first| first > id)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
-        // A panic while holding this lock cannot leave the set inconsistent.
+        // A panic while holding this lock cannot leave the map inconsistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Keys re-read while chunks were in flight, waiting for those chunks to commit.
+/// Keys held back by an apply, waiting for the chunks that covered them to commit.
 #[derive(Debug, Default)]
-pub struct Rechecks {
+pub struct Held {
     waiting: Vec<(u64, Vec<Key>)>,
 }
 
-impl Rechecks {
+impl Held {
     /// Holds `keys` until every chunk up to `chunk` has committed.
     pub fn hold(&mut self, chunk: u64, keys: Vec<Key>) {
-        self.waiting.push((chunk, keys));
+        if !keys.is_empty() {
+            self.waiting.push((chunk, keys));
+        }
     }
 
-    /// Keys whose chunks have all committed: they must be re-read again.
+    /// Keys whose chunks have all committed: they must be re-read now.
     pub fn release(&mut self, tracker: &ChunkTracker) -> Vec<Key> {
         let mut out = Vec::new();
         self.waiting.retain_mut(|(chunk, keys)| {
@@ -141,6 +155,13 @@ mod tests {
         vec![s.to_string()]
     }
 
+    fn range(a: &str, b: &str) -> KeyRange {
+        KeyRange {
+            after: Some(k(a)),
+            upto: k(b),
+        }
+    }
+
     #[test]
     fn dirty_keys_coalesce_and_take() {
         let mut d = DirtyKeys::default();
@@ -157,23 +178,23 @@ mod tests {
     }
 
     #[test]
-    fn rechecks_wait_for_every_chunk_in_flight_at_the_re_read() {
+    fn held_keys_wait_for_every_chunk_in_flight_at_the_apply() {
         let t = ChunkTracker::default();
-        let mut r = Rechecks::default();
-        let c1 = t.begin();
-        let c2 = t.begin();
-        // A re-read starts while c1 and c2 run.
-        let newest = t.newest_running().unwrap();
-        assert_eq!(newest, c2);
-        r.hold(newest, vec![k("7")]);
-        // A chunk started after the re-read does not hold the key back.
-        let c3 = t.begin();
+        let mut h = Held::default();
+        let c1 = t.begin(range("0", "10"));
+        let c2 = t.begin(range("10", "20"));
+        let (newest, ranges) = t.in_flight();
+        assert_eq!(newest, Some(c2));
+        assert_eq!(ranges, vec![range("0", "10"), range("10", "20")]);
+        h.hold(c2, vec![k("7")]);
+        // A chunk registered after the apply does not hold the key back.
+        let c3 = t.begin(range("20", "30"));
         t.end(c2);
-        assert!(r.release(&t).is_empty(), "c1 still runs");
+        assert!(h.release(&t).is_empty(), "c1 still runs");
         t.end(c1);
-        assert_eq!(r.release(&t), vec![k("7")]);
-        assert!(r.is_empty());
+        assert_eq!(h.release(&t), vec![k("7")]);
+        assert!(h.is_empty());
         t.end(c3);
-        assert_eq!(t.newest_running(), None);
+        assert_eq!(t.in_flight(), (None, vec![]));
     }
 }

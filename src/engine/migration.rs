@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use crate::engine::dirty::{ChunkTracker, DirtyKeys, Rechecks};
+use crate::engine::dirty::{ChunkTracker, DirtyKeys, Gate, Held};
 use crate::engine::pacing::{ChunkSizer, rate_wait};
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Stats, Summary};
 use crate::error::Aborted;
@@ -49,8 +49,9 @@ pub async fn run<B: Backend>(
         stats: stats.clone(),
         abort,
         dirty: DirtyKeys::default(),
-        rechecks: Rechecks::default(),
+        held: Held::default(),
         tracker: Arc::new(ChunkTracker::default()),
+        gate: Arc::new(Gate::default()),
     };
     let result = run.migrate().await;
 
@@ -78,8 +79,9 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) stats: Arc<Stats>,
     pub(crate) abort: Arc<AtomicBool>,
     pub(crate) dirty: DirtyKeys,
-    pub(crate) rechecks: Rechecks,
+    pub(crate) held: Held,
     pub(crate) tracker: Arc<ChunkTracker>,
+    pub(crate) gate: Arc<Gate>,
 }
 
 /// Aborts the copy task when the run leaves early.
@@ -101,6 +103,7 @@ impl<B: Backend> Run<B> {
         let mut copy = AbortOnDrop(tokio::spawn(copy_all(
             self.backend.clone(),
             self.tracker.clone(),
+            self.gate.clone(),
             self.stats.clone(),
             self.opts.clone(),
             self.abort.clone(),
@@ -164,23 +167,28 @@ impl<B: Backend> Run<B> {
         Ok(batch)
     }
 
-    /// Re-reads every dirty key (and released re-checks) from the source.
+    /// Re-reads every dirty key (and released held keys) from the source.
     pub(crate) async fn apply_dirty(&mut self) -> anyhow::Result<()> {
-        let released = self.rechecks.release(&self.tracker);
+        let released = self.held.release(&self.tracker);
         self.dirty.extend(released);
         while !self.dirty.is_empty() {
             let keys = self.dirty.take(self.opts.apply_batch_keys);
             let n = keys.len() as u64;
-            // Chunks in flight now may hold an older version of these rows (DESIGN 2.C).
-            let held = self.tracker.newest_running().map(|id| (id, keys.clone()));
-            self.backend
-                .apply_keys(keys, ApplyOn::Worker)
+            // No chunk registers while this apply runs; keys of chunks already in
+            // flight are held back until they commit (DESIGN 2.C).
+            let gate = self.gate.clone();
+            let _gate = gate.lock().await;
+            let (newest, in_flight) = self.tracker.in_flight();
+            let applied = self
+                .backend
+                .apply_keys(keys, ApplyOn::Worker, in_flight)
                 .await
                 .context("applying changes to the shadow table")?;
-            if let Some((id, keys)) = held {
-                self.rechecks.hold(id, keys);
+            let held = applied.held.len() as u64;
+            if let Some(id) = newest {
+                self.held.hold(id, applied.held);
             }
-            self.stats.keys_applied.fetch_add(n, Relaxed);
+            self.stats.keys_applied.fetch_add(n - held, Relaxed);
             self.update_waiting();
         }
         self.update_waiting();
@@ -190,7 +198,7 @@ impl<B: Backend> Run<B> {
     pub(crate) fn update_waiting(&self) {
         self.stats
             .dirty_waiting
-            .store((self.dirty.len() + self.rechecks.len()) as u64, Relaxed);
+            .store((self.dirty.len() + self.held.len()) as u64, Relaxed);
     }
 
     /// Applies until the stream is read to its end and nothing waits.
@@ -198,7 +206,7 @@ impl<B: Backend> Run<B> {
         loop {
             self.check_abort()?;
             let batch = self.poll_and_apply().await?;
-            if batch.caught_up && self.dirty.is_empty() && self.rechecks.is_empty() {
+            if batch.caught_up && self.dirty.is_empty() && self.held.is_empty() {
                 return Ok(());
             }
             if batch.caught_up {
@@ -226,6 +234,7 @@ impl<B: Backend> Run<B> {
 async fn copy_all<B: Backend>(
     backend: Arc<B>,
     tracker: Arc<ChunkTracker>,
+    gate: Arc<Gate>,
     stats: Arc<Stats>,
     opts: RunOptions,
     abort: Arc<AtomicBool>,
@@ -249,22 +258,30 @@ async fn copy_all<B: Backend>(
             // A chunk never takes more than one target chunk time's worth of the rate.
             rows = rows.min(((rate as f64 * opts.chunk_time.as_secs_f64()) as u64).max(1));
         }
-        let id = tracker.begin();
         let t0 = Instant::now();
-        let res = backend.copy_chunk(after.clone(), end.clone(), rows).await;
+        let range = backend
+            .next_chunk(after.clone(), end.clone(), rows)
+            .await
+            .context("finding the next chunk")?;
+        let done = range.upto == end;
+        let id = {
+            let _gate = gate.lock().await;
+            tracker.begin(range.clone())
+        };
+        let copied = backend.copy_range(range.clone()).await;
         tracker.end(id);
-        let chunk = res.with_context(|| match &after {
+        let copied = copied.with_context(|| match &range.after {
             Some(k) => format!("copying the chunk after key ({})", k.join(", ")),
             None => "copying the first chunk".to_string(),
         })?;
-        tracing::debug!(after = ?after, last = ?chunk.last, rows = chunk.rows, done = chunk.done, "chunk copied");
-        sizer.observe(chunk.rows, t0.elapsed());
-        stats.rows_copied.fetch_add(chunk.rows, Relaxed);
+        tracing::debug!(after = ?range.after, upto = ?range.upto, rows = copied, "chunk copied");
+        sizer.observe(copied, t0.elapsed());
+        stats.rows_copied.fetch_add(copied, Relaxed);
         stats.chunks.fetch_add(1, Relaxed);
-        if chunk.done {
+        if done {
             break;
         }
-        after = Some(chunk.last);
+        after = Some(range.upto);
     }
     stats.copy_finished();
     Ok(())

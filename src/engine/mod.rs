@@ -10,7 +10,7 @@
 //! - [`backend`]: the trait a database implements.
 //! - [`migration`]: the phases, in order (start reading here).
 //! - [`cutover`]: the bounded, retried swap.
-//! - [`dirty`]: dirty keys, copy chunks in flight and keys held for a re-check.
+//! - [`dirty`]: dirty keys, copy chunks in flight and keys held back until they commit.
 //! - [`pacing`]: adaptive chunk size and the rows/s cap.
 //! - [`progress`]: live counters, the progress bar and the final summary.
 
@@ -21,6 +21,6 @@ pub mod migration;
 pub mod pacing;
 pub mod progress;
 
-pub use backend::{ApplyOn, Backend, ChangeBatch, Chunk, Key};
+pub use backend::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 pub use migration::run;
 pub use progress::{Phase, Stats, Summary};

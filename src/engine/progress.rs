@@ -174,6 +174,26 @@ pub struct Summary {
     pub swapped: bool,
 }
 
+impl Summary {
+    /// The summary for machines (`--json`): durations in milliseconds.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "total_ms": self.total.as_millis() as u64,
+            "rows_copied": self.rows_copied,
+            "copy_ms": self.copy_time.as_millis() as u64,
+            "copy_rows_per_sec": self.copy_rows_per_sec.round(),
+            "chunks": self.chunks,
+            "events_read": self.events_read,
+            "keys_applied": self.keys_applied,
+            "max_apply_lag_ms": self.max_apply_lag_ms,
+            "cutover_lock_wait_ms": self.cutover_lock_wait_ms,
+            "cutover_hold_ms": self.cutover_hold_ms,
+            "cutover_retries": self.cutover_retries,
+            "swapped": self.swapped,
+        })
+    }
+}
+
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "total time:        {:.2} s", self.total.as_secs_f64())?;

@@ -34,10 +34,12 @@ pub struct Decoder {
     /// Positions of the key columns in the stream's tuples.
     key_pos: Option<Vec<usize>>,
     confirmed: u64,
+    server_version: i32,
+    last_tick: Instant,
 }
 
 impl Decoder {
-    pub fn new(table: &Table) -> Decoder {
+    pub fn new(table: &Table, server_version: i32) -> Decoder {
         Decoder {
             rel_oid: table.oid,
             key: table.key.clone(),
@@ -50,6 +52,8 @@ impl Decoder {
                 .collect(),
             key_pos: None,
             confirmed: 0,
+            server_version,
+            last_tick: Instant::now(),
         }
     }
 }
@@ -126,21 +130,33 @@ pub async fn create(
 }
 
 /// Reads committed changes (at most about `max_events` rows) without consuming them.
+/// `spare` is another idle session, used to keep decoding cheap (see [`log_snapshot`]).
 pub async fn poll(
     c: &Client,
+    spare: &Client,
     names: &Names,
     dec: &Mutex<Decoder>,
     max_events: u64,
 ) -> anyhow::Result<ChangeBatch> {
     let limit = max_events.min(i32::MAX as u64) as i32;
+    // Decoding stops at the flush point read first: a poll that returns fewer rows
+    // than the limit has seen every transaction committed before it, so the slot
+    // may move there even when nothing was published (the copy's own transactions).
+    let started = Instant::now();
+    let upto: String = c
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .db("reading the WAL flush position")?
+        .get(0);
     let rows = c
         .query_raw(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
+            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $4::text::pg_lsn, $2, \
                'proto_version', '1', 'publication_names', $3, 'messages', 'true')",
             [
                 &names.slot as &(dyn tokio_postgres::types::ToSql + Sync),
                 &limit,
                 &names.publication,
+                &upto,
             ],
         )
         .await
@@ -159,8 +175,67 @@ pub async fn poll(
         d.apply(msg, &mut txn, &mut batch, &mut xids)?;
     }
     batch.caught_up = n < limit as u64;
+    if batch.caught_up {
+        batch.position = Some(upto);
+    }
+    let tick = {
+        let mut d = dec.lock().unwrap_or_else(|e| e.into_inner());
+        let due = started.elapsed() > SLOW_POLL && d.last_tick.elapsed() > TICK_EVERY;
+        if due {
+            d.last_tick = Instant::now();
+        }
+        due.then_some(d.server_version)
+    };
+    if let Some(version) = tick {
+        log_snapshot(spare, names, version).await;
+    }
     wait_visible(c, &xids).await?;
     Ok(batch)
+}
+
+/// A poll slower than this means decoding re-reads a lot of old WAL.
+const SLOW_POLL: Duration = Duration::from_millis(20);
+/// At most one snapshot record per this interval.
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// Each peek decodes from the slot's restart point, which only moves at a
+/// running-transactions WAL record (logged by the server every 15 s). After a large
+/// copy every poll would re-decode all of it, so wraith logs one itself: PostgreSQL
+/// 16+ with `pg_log_standby_snapshot()` where permitted, otherwise by creating and
+/// dropping a temporary logical slot, which logs one (and needs only REPLICATION).
+/// Best effort: on failure decoding is slower, not wrong. Never run on the capture
+/// session: an error there would drop its temporary slot.
+async fn log_snapshot(spare: &Client, names: &Names, server_version: i32) {
+    if server_version >= 160000
+        && spare
+            .execute("SELECT pg_log_standby_snapshot()", &[])
+            .await
+            .is_ok()
+    {
+        return;
+    }
+    let tick = format!("{}_tick", names.slot);
+    let result = async {
+        spare.batch_execute("SET statement_timeout = 1000").await?;
+        let created = spare
+            .execute(
+                "SELECT 1 FROM pg_create_logical_replication_slot($1, 'pgoutput', true)",
+                &[&tick],
+            )
+            .await;
+        spare.batch_execute("SET statement_timeout = 0").await?;
+        created?;
+        spare
+            .execute("SELECT pg_drop_replication_slot($1)", &[&tick])
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(
+            "could not log a standby snapshot (decoding stays slower): {}",
+            describe(&e)
+        );
+    }
 }
 
 /// Keys of the transaction being decoded.

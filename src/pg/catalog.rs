@@ -36,7 +36,7 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
         .query_opt(
             "SELECT c.oid, c.relkind::text, c.relreplident::text, c.reltuples::float8, \
                     c.relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid), \
-                    obj_description(c.oid, 'pg_class') \
+                    obj_description(c.oid, 'pg_class'), has_table_privilege(c.oid, 'SELECT') \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2",
             &[&schema, &name],
@@ -110,8 +110,10 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
     let key = pick.iter().map(|r| r.get::<_, String>(1)).collect();
     let key_types = pick.iter().map(|r| r.get::<_, String>(2)).collect();
 
-    let estimated_rows = if reltuples >= 0.0 {
-        reltuples as u64
+    let can_read: bool = row.get(6);
+    let estimated_rows = if reltuples >= 0.0 || !can_read {
+        // Without SELECT the privilege check that follows reports the problem.
+        reltuples.max(0.0) as u64
     } else {
         // Never analyzed: such tables are new and small enough to count.
         let q = format!(

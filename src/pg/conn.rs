@@ -52,9 +52,31 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// A PostgreSQL error with what wraith was doing; the SQLSTATE is kept for retries.
+#[derive(Debug, thiserror::Error)]
+#[error("{doing}: {message}")]
+pub struct DbError {
+    pub doing: String,
+    pub message: String,
+    pub code: Option<String>,
+}
+
 /// Wraps a PostgreSQL error with what wraith was doing.
 pub fn db_error(e: tokio_postgres::Error, doing: &str) -> anyhow::Error {
-    anyhow::anyhow!("{doing}: {}", describe(&e))
+    DbError {
+        doing: doing.to_string(),
+        message: describe(&e),
+        code: sqlstate(&e).map(str::to_string),
+    }
+    .into()
+}
+
+/// Deadlocks and serialization failures: the transaction can simply run again.
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<DbError>()
+            .is_some_and(|d| matches!(d.code.as_deref(), Some("40P01" | "40001")))
+    })
 }
 
 /// The SQLSTATE of an error, if the server sent one.

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::engine::{ApplyOn, Backend, ChangeBatch, Chunk, Key};
+use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
 use crate::plan::{MigrationSpec, Plan};
 use capture::Decoder;
@@ -49,6 +49,7 @@ pub struct PgBackend {
     alter: AlterText,
     sessions: Mutex<Sessions>,
     table: OnceLock<Table>,
+    server_version: OnceLock<i32>,
     shape: OnceLock<Shape>,
     decoder: OnceLock<Mutex<Decoder>>,
 }
@@ -68,6 +69,7 @@ impl PgBackend {
                 ..Sessions::default()
             }),
             table: OnceLock::new(),
+            server_version: OnceLock::new(),
             shape: OnceLock::new(),
             decoder: OnceLock::new(),
         })
@@ -115,6 +117,7 @@ impl Backend for PgBackend {
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let checked = preflight::run(&*self.ctrl()?, &self.spec, &self.names, &self.alter).await?;
         let _ = self.table.set(checked.table);
+        let _ = self.server_version.set(checked.server_version);
         Ok(checked.plan)
     }
 
@@ -141,7 +144,8 @@ impl Backend for PgBackend {
             self.spec.options.slot_create_timeout,
         )
         .await?;
-        let _ = self.decoder.set(Mutex::new(Decoder::new(table)));
+        let version = self.server_version.get().copied().unwrap_or_default();
+        let _ = self.decoder.set(Mutex::new(Decoder::new(table, version)));
         ctrl.batch_execute("BEGIN")
             .await
             .db("starting the shadow transaction")?;
@@ -182,23 +186,41 @@ impl Backend for PgBackend {
         }))
     }
 
-    async fn copy_chunk(&self, after: Option<Key>, end: Key, rows: u64) -> anyhow::Result<Chunk> {
+    async fn next_chunk(
+        &self,
+        after: Option<Key>,
+        end: Key,
+        rows: u64,
+    ) -> anyhow::Result<KeyRange> {
         let copy = self.session(|s| &s.copy, "copy")?;
-        rows::copy_chunk(&copy, &self.shape()?.sql, after.as_ref(), &end, rows).await
+        rows::next_chunk(&copy, &self.shape()?.sql, after.as_ref(), &end, rows).await
+    }
+
+    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<u64> {
+        let copy = self.session(|s| &s.copy, "copy")?;
+        rows::copy_range(&copy, &self.shape()?.sql, &range).await
     }
 
     async fn poll_changes(&self, max_events: u64) -> anyhow::Result<ChangeBatch> {
         let capture = self.session(|s| &s.capture, "capture")?;
-        capture::poll(&capture, &self.names, self.decoder()?, max_events).await
+        // The apply session is idle while the stream is read.
+        let spare = self.session(|s| &s.apply, "apply")?;
+        capture::poll(&capture, &spare, &self.names, self.decoder()?, max_events).await
     }
 
-    async fn apply_keys(&self, keys: Vec<Key>, on: ApplyOn) -> anyhow::Result<u64> {
+    async fn apply_keys(
+        &self,
+        keys: Vec<Key>,
+        on: ApplyOn,
+        in_flight: Vec<KeyRange>,
+    ) -> anyhow::Result<Applied> {
         let sql = &self.shape()?.sql;
         match on {
             ApplyOn::Worker => {
-                rows::apply_keys(&*self.session(|s| &s.apply, "apply")?, sql, &keys, false).await
+                let apply = self.session(|s| &s.apply, "apply")?;
+                rows::apply_keys(&apply, sql, keys, false, &in_flight).await
             }
-            ApplyOn::Cutover => rows::apply_keys(&*self.ctrl()?, sql, &keys, true).await,
+            ApplyOn::Cutover => rows::apply_keys(&*self.ctrl()?, sql, keys, true, &in_flight).await,
         }
     }
 
@@ -210,6 +232,12 @@ impl Backend for PgBackend {
     async fn before_cutover(&self) -> anyhow::Result<()> {
         let ctrl = self.ctrl()?;
         let shadow = self.names.shadow_q();
+        for def in &self.shape()?.deferred_indexes {
+            tracing::info!(index = %def, "building");
+            ctrl.batch_execute(def)
+                .await
+                .db("building a secondary index")?;
+        }
         let pending = ctrl
             .query(
                 "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND NOT convalidated",

@@ -71,7 +71,7 @@ pub async fn run(
         ],
         shadow_ddl: shape.ddl.clone(),
         mapping: shape.mapping.clone(),
-        copy_sql: shape.sql.copy_next.clone(),
+        copy_sql: shape.sql.copy.next.clone(),
         apply_sql: vec![
             shape.sql.apply_delete.clone(),
             shape.sql.apply_upsert.clone(),

@@ -21,6 +21,9 @@ use crate::plan::{Mapping, SourceColumn, TargetColumn, Transform, mapping};
 #[derive(Debug, Clone)]
 pub struct Shape {
     pub ddl: Vec<String>,
+    /// Secondary (non-unique) indexes, built after the copy: a sorted build beats
+    /// maintaining them row by row.
+    pub deferred_indexes: Vec<String>,
     pub mapping: Mapping,
     pub key: KeyCols,
     pub sql: RowSql,
@@ -120,6 +123,26 @@ pub async fn build(
             .db("giving the shadow table the original owner")?;
         ddl.push(stmt);
     }
+    let deferred = c
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), pg_get_indexdef(i.indexrelid) \
+             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             JOIN pg_namespace n ON n.oid = ic.relnamespace \
+             WHERE i.indrelid = $1::text::regclass AND NOT i.indisunique ORDER BY ic.relname",
+            &[&shadow],
+        )
+        .await
+        .db("listing the shadow's secondary indexes")?;
+    let mut deferred_indexes = Vec::new();
+    for r in deferred {
+        let (name, def): (String, String) = (r.get(0), r.get(1));
+        let stmt = format!("DROP INDEX {name}");
+        c.batch_execute(&stmt)
+            .await
+            .db("deferring a secondary index")?;
+        ddl.push(format!("{stmt} -- rebuilt after the copy: {def}"));
+        deferred_indexes.push(def);
+    }
     let comment = format!(
         "COMMENT ON TABLE {shadow} IS {}",
         literal(&names.shadow_comment())
@@ -169,8 +192,9 @@ pub async fn build(
     // Parsing every statement now turns a bad transform or key change into a
     // clear error before anything is created.
     for (what, stmt) in [
-        ("the copy statement", &sql.copy_next),
-        ("the chunk boundary query", &sql.bound_next),
+        ("the copy statement", &sql.copy.next),
+        ("the copy statement", &sql.copy_merge.next),
+        ("the chunk boundary query", &sql.bound.next),
         ("the apply statement", &sql.apply_upsert),
         ("the apply delete", &sql.apply_delete),
     ] {
@@ -183,6 +207,7 @@ pub async fn build(
     }
     Ok(Shape {
         ddl,
+        deferred_indexes,
         mapping,
         key,
         sql,

@@ -25,15 +25,36 @@ fn list(cols: &[String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
 
+/// A statement over a key range, in two forms: for the first chunk (no lower
+/// bound) and for the next ones.
+#[derive(Debug, Clone)]
+pub struct Ranged {
+    pub first: String,
+    pub next: String,
+}
+
+impl Ranged {
+    pub fn pick(&self, has_lower: bool) -> &str {
+        if has_lower { &self.next } else { &self.first }
+    }
+}
+
 /// The statements that copy and apply rows, built once per migration.
+/// Ranged statements take the lower bound's key columns (when there is one), then
+/// the upper bound's, then any extra parameter.
 #[derive(Debug, Clone)]
 pub struct RowSql {
-    /// `$1..$n` = first key after which the chunk starts (absent in `bound_first`), then the end key.
-    pub bound_first: String,
-    pub bound_next: String,
-    /// `$1..$n` = lower bound (exclusive, absent in `copy_first`), then the upper bound (inclusive).
-    pub copy_first: String,
-    pub copy_next: String,
+    /// The key `$offset` rows into the range (`$offset` follows the bounds).
+    pub bound: Ranged,
+    /// Copies a range that holds no shadow rows yet.
+    pub copy: Ranged,
+    /// Copies a range, skipping keys the apply already put in the shadow.
+    pub copy_merge: Ranged,
+    /// Whether the shadow already holds rows in a range.
+    pub shadow_has: Ranged,
+    /// `$1..$k` = one text[] per key column, then the bounds: which of those keys
+    /// fall in the range (compared by the server, with the key's types).
+    pub in_range: Ranged,
     /// `$1..$k` = one text[] per key column.
     pub apply_delete: String,
     pub apply_upsert: String,
@@ -101,8 +122,8 @@ impl RowSql {
             exprs.join(", ")
         );
         let n = key.len();
-        let k = format!("({})", list(&key.source));
-        let order = list(&key.source);
+        let src_key = format!("({})", list(&key.source));
+        let shadow_key = format!("({})", list(&key.shadow));
         // Aliased: ORDER BY "id" would otherwise sort by the text output column.
         let text_cols: Vec<String> = key
             .source
@@ -110,30 +131,27 @@ impl RowSql {
             .enumerate()
             .map(|(i, c)| format!("{}::text AS key{i}", ident(c)))
             .collect();
-        let bound = |lower: Option<usize>, upper: usize, offset: usize| {
+        // `tuple` in (lower, upper] with parameters numbered from `first`.
+        let range = |tuple: &str, first: usize, has_lower: bool| {
+            let upper = if has_lower { first + n } else { first };
             let mut cond = Vec::new();
-            if let Some(l) = lower {
-                cond.push(format!("{k} > {}", key.params(l)));
+            if has_lower {
+                cond.push(format!("{tuple} > {}", key.params(first)));
             }
-            cond.push(format!("{k} <= {}", key.params(upper)));
-            format!(
-                "SELECT {} FROM ONLY {src} WHERE {} ORDER BY {order} LIMIT 1 OFFSET ${offset}",
-                text_cols.join(", "),
-                cond.join(" AND ")
-            )
+            cond.push(format!("{tuple} <= {}", key.params(upper)));
+            cond.join(" AND ")
         };
-        let copy = |lower: Option<usize>, upper: usize| {
-            let mut cond = Vec::new();
-            if let Some(l) = lower {
-                cond.push(format!("{k} > {}", key.params(l)));
-            }
-            cond.push(format!("{k} <= {}", key.params(upper)));
-            format!(
-                "{insert} WHERE {} ON CONFLICT ({}) DO NOTHING",
-                cond.join(" AND "),
-                list(&key.shadow)
-            )
+        let ranged = |f: &dyn Fn(bool) -> String| Ranged {
+            first: f(false),
+            next: f(true),
         };
+        let same_key: Vec<String> = key
+            .shadow
+            .iter()
+            .zip(&key.source)
+            .map(|(s, c)| format!("s.{} = {src}.{}", ident(s), ident(c)))
+            .collect();
+        let cols: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
         let updates: Vec<String> = targets
             .iter()
             .filter(|t| !key.shadow.contains(t))
@@ -149,10 +167,47 @@ impl RowSql {
             )
         };
         RowSql {
-            bound_first: bound(None, 1, n + 1),
-            bound_next: bound(Some(1), n + 1, 2 * n + 1),
-            copy_first: copy(None, 1),
-            copy_next: copy(Some(1), n + 1),
+            bound: ranged(&|lower| {
+                let offset = if lower { 2 * n + 1 } else { n + 1 };
+                format!(
+                    "SELECT {} FROM ONLY {src} WHERE {} ORDER BY {} LIMIT 1 OFFSET ${offset}",
+                    text_cols.join(", "),
+                    range(&src_key, 1, lower),
+                    list(&key.source)
+                )
+            }),
+            copy: ranged(&|lower| format!("{insert} WHERE {}", range(&src_key, 1, lower))),
+            copy_merge: ranged(&|lower| {
+                format!(
+                    "{insert} WHERE {} AND NOT EXISTS (SELECT 1 FROM ONLY {shadow} s WHERE {})",
+                    range(&src_key, 1, lower),
+                    same_key.join(" AND ")
+                )
+            }),
+            shadow_has: ranged(&|lower| {
+                format!(
+                    "SELECT EXISTS (SELECT 1 FROM ONLY {shadow} WHERE {})",
+                    range(&shadow_key, 1, lower)
+                )
+            }),
+            in_range: ranged(&|lower| {
+                let arrays: Vec<String> = key
+                    .types
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| format!("${}::text[]::{t}[]", i + 1))
+                    .collect();
+                format!(
+                    "SELECT {} FROM unnest({}) AS u({}) WHERE {}",
+                    cols.iter()
+                        .map(|c| format!("{c}::text"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    arrays.join(", "),
+                    cols.join(", "),
+                    range(&format!("({})", cols.join(", ")), n + 1, lower)
+                )
+            }),
             apply_delete: format!(
                 "DELETE FROM ONLY {shadow} WHERE {}",
                 key.in_arrays(&key.shadow)
@@ -228,13 +283,25 @@ mod tests {
             &mapping(),
         );
         assert_eq!(
-            s.copy_next,
+            s.copy.next,
             "INSERT INTO \"public\".\"_t_new\" (\"id\", \"body\") OVERRIDING SYSTEM VALUE SELECT CAST(\"id\" AS bigint), \"body\" \
-             FROM ONLY \"public\".\"t\" WHERE (\"id\") > ($1::text::integer) AND (\"id\") <= ($2::text::integer) ON CONFLICT (\"id\") DO NOTHING"
+             FROM ONLY \"public\".\"t\" WHERE (\"id\") > ($1::text::integer) AND (\"id\") <= ($2::text::integer)"
+        );
+        assert!(s.copy_merge.first.ends_with(
+            "WHERE (\"id\") <= ($1::text::integer) AND NOT EXISTS (SELECT 1 FROM ONLY \"public\".\"_t_new\" s \
+             WHERE s.\"id\" = \"public\".\"t\".\"id\")"
+        ));
+        assert_eq!(
+            s.bound.first,
+            "SELECT \"id\"::text AS key0 FROM ONLY \"public\".\"t\" WHERE (\"id\") <= ($1::text::integer) ORDER BY \"id\" LIMIT 1 OFFSET $2"
         );
         assert_eq!(
-            s.bound_first,
-            "SELECT \"id\"::text AS key0 FROM ONLY \"public\".\"t\" WHERE (\"id\") <= ($1::text::integer) ORDER BY \"id\" LIMIT 1 OFFSET $2"
+            s.shadow_has.next,
+            "SELECT EXISTS (SELECT 1 FROM ONLY \"public\".\"_t_new\" WHERE (\"id\") > ($1::text::integer) AND (\"id\") <= ($2::text::integer))"
+        );
+        assert_eq!(
+            s.in_range.next,
+            "SELECT k0::text FROM unnest($1::text[]::integer[]) AS u(k0) WHERE (k0) > ($2::text::integer) AND (k0) <= ($3::text::integer)"
         );
         assert_eq!(
             s.apply_delete,
@@ -253,8 +320,16 @@ mod tests {
             types: vec!["integer".into(), "text".into()],
         };
         let s = RowSql::build("s", "sh", &key, &mapping());
-        assert!(s.bound_next.contains("WHERE (\"a\", \"b\") > ($1::text::integer, $2::text::text) AND (\"a\", \"b\") <= ($3::text::integer, $4::text::text)"), "{}", s.bound_next);
-        assert!(s.bound_next.ends_with("OFFSET $5"));
+        assert!(s.bound.next.contains("WHERE (\"a\", \"b\") > ($1::text::integer, $2::text::text) AND (\"a\", \"b\") <= ($3::text::integer, $4::text::text)"), "{}", s.bound.next);
+        assert!(s.bound.next.ends_with("OFFSET $5"));
+        assert!(s.bound.first.ends_with("OFFSET $3"));
+        assert!(
+            s.in_range
+                .first
+                .ends_with("WHERE (k0, k1) <= ($3::text::integer, $4::text::text)"),
+            "{}",
+            s.in_range.first
+        );
         assert_eq!(
             s.apply_delete,
             "DELETE FROM ONLY sh WHERE (\"a\", \"b2\") IN (SELECT * FROM unnest($1::text[]::integer[], $2::text[]::text[]))"
