@@ -130,10 +130,12 @@ pub async fn create(
 }
 
 /// Reads committed changes (at most about `max_events` rows) without consuming them.
-/// `spare` is another idle session, used to keep decoding cheap (see [`log_snapshot`]).
+/// `spare` is another idle session, used to keep decoding cheap (see [`log_snapshot`]);
+/// `None` while the cutover holds its lock: slot creation could wait on sessions
+/// queued behind that lock.
 pub async fn poll(
     c: &Client,
-    spare: &Client,
+    spare: Option<&Client>,
     names: &Names,
     dec: &Mutex<Decoder>,
     max_events: u64,
@@ -186,7 +188,7 @@ pub async fn poll(
         }
         due.then_some(d.server_version)
     };
-    if let Some(version) = tick {
+    if let (Some(version), Some(spare)) = (tick, spare) {
         log_snapshot(spare, names, version).await;
     }
     wait_visible(c, &xids).await?;

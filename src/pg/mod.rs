@@ -21,6 +21,7 @@ pub mod rows;
 pub mod shadow;
 pub mod sql;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct PgBackend {
     server_version: OnceLock<i32>,
     shape: OnceLock<Shape>,
     decoder: OnceLock<Mutex<Decoder>>,
+    /// The cutover transaction holds the write lock.
+    locked: AtomicBool,
 }
 
 impl PgBackend {
@@ -72,6 +75,7 @@ impl PgBackend {
             server_version: OnceLock::new(),
             shape: OnceLock::new(),
             decoder: OnceLock::new(),
+            locked: AtomicBool::new(false),
         })
     }
 
@@ -205,7 +209,8 @@ impl Backend for PgBackend {
         let capture = self.session(|s| &s.capture, "capture")?;
         // The apply session is idle while the stream is read.
         let spare = self.session(|s| &s.apply, "apply")?;
-        capture::poll(&capture, &spare, &self.names, self.decoder()?, max_events).await
+        let spare = (!self.locked.load(Relaxed)).then_some(&*spare);
+        capture::poll(&capture, spare, &self.names, self.decoder()?, max_events).await
     }
 
     async fn apply_keys(
@@ -263,7 +268,9 @@ impl Backend for PgBackend {
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
-        cutover::lock(&*self.ctrl()?, &self.names, timeout).await
+        let granted = cutover::lock(&*self.ctrl()?, &self.names, timeout).await?;
+        self.locked.store(granted, Relaxed);
+        Ok(granted)
     }
 
     async fn emit_fence(&self, id: String) -> anyhow::Result<()> {
@@ -273,6 +280,7 @@ impl Backend for PgBackend {
     async fn swap(&self) -> anyhow::Result<()> {
         let shape = self.shape()?;
         cutover::swap(&*self.ctrl()?, &self.names, self.table()?, &shape.mapping).await?;
+        self.locked.store(false, Relaxed);
         if self.spec.options.drop_old {
             self.ctrl()?
                 .batch_execute(&format!("DROP TABLE {}", self.names.old_q()))
@@ -283,7 +291,9 @@ impl Backend for PgBackend {
     }
 
     async fn release_cutover(&self) -> anyhow::Result<()> {
-        cutover::release(&*self.ctrl()?).await
+        let released = cutover::release(&*self.ctrl()?).await;
+        self.locked.store(false, Relaxed);
+        released
     }
 
     async fn cleanup(&self, swapped: bool) -> anyhow::Result<()> {
