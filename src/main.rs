@@ -120,6 +120,9 @@ struct BenchArgs {
     /// Seconds of load measured before the migration starts (the baseline).
     #[arg(long, default_value_t = 10)]
     baseline_secs: u64,
+    /// Cap the copy rate of the loaded run (passed to `wraith migrate --max-rows-per-sec`).
+    #[arg(long)]
+    max_rows_per_sec: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -157,15 +160,18 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
-            Command::Demo(args) => wraith::demo::run(args.rows, args.tps).await,
+            Command::Demo(args) => until_interrupted(wraith::demo::run(args.rows, args.tps)).await,
             Command::Bench(args) => {
-                wraith::bench::report::run(wraith::bench::report::BenchConfig {
-                    rows: args.rows,
-                    tps: args.tps,
-                    clients: args.clients,
-                    baseline: Duration::from_secs(args.baseline_secs),
-                    json: args.json,
-                })
+                until_interrupted(wraith::bench::report::run(
+                    wraith::bench::report::BenchConfig {
+                        rows: args.rows,
+                        tps: args.tps,
+                        clients: args.clients,
+                        baseline: Duration::from_secs(args.baseline_secs),
+                        max_rows_per_sec: args.max_rows_per_sec,
+                        json: args.json,
+                    },
+                ))
                 .await
             }
         }
@@ -176,6 +182,16 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(exit_code(&e) as u8)
         }
+    }
+}
+
+/// Runs `f`; on Ctrl-C drops it instead, which stops the scratch servers it started.
+async fn until_interrupted(
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::select! {
+        r = f => r,
+        _ = tokio::signal::ctrl_c() => Err(wraith::error::Aborted.into()),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct BenchConfig {
     pub tps: u64,
     pub clients: usize,
     pub baseline: Duration,
+    /// Copy rate cap for the loaded run.
+    pub max_rows_per_sec: Option<u64>,
     pub json: bool,
 }
 
@@ -67,7 +69,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
 
     say("bench: wraith at idle");
     copy_table(&c, "items", "items_idle").await?;
-    let idle = migrate_child(&dsn, "items_idle").await?;
+    let idle = migrate_child(&dsn, "items_idle", None).await?;
 
     say(&format!(
         "bench: workload at {} tx/s ({} sessions): {} s baseline",
@@ -91,7 +93,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     load.stats.take_max_latency();
     say("bench: wraith under load");
     let t = Instant::now();
-    let loaded = migrate_child(&dsn, "items").await;
+    let loaded = migrate_child(&dsn, "items", cfg.max_rows_per_sec).await;
     let loaded_wall = t.elapsed();
     let during = load.stats.take_histogram();
     let worst_during = load.stats.take_max_latency();
@@ -123,6 +125,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         "loaded_wall_ms": ms(loaded_wall).round(),
         "loaded_peak_rss_mb": loaded.peak_rss_kb / 1024,
         "workload_tps_target": cfg.tps,
+        "loaded_max_rows_per_sec": cfg.max_rows_per_sec,
         "workload_tps_during": during_committed as f64 / loaded_wall.as_secs_f64(),
         "workload_p99_before_ms": p99_before,
         "workload_p99_during_ms": p99_during,
@@ -151,8 +154,11 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
             idle.peak_rss_kb / 1024
         );
         println!(
-            "  wraith under {} tx/s:        {:>8} ms total, copy {} rows/s, max apply lag {} ms, peak memory {} MB",
+            "  wraith under {} tx/s{}: {:>8} ms total, copy {} rows/s, max apply lag {} ms, peak memory {} MB",
             cfg.tps,
+            cfg.max_rows_per_sec
+                .map(|r| format!(" (copy capped at {r} rows/s)"))
+                .unwrap_or_default(),
             l["total_ms"],
             l["copy_rows_per_sec"],
             l["max_apply_lag_ms"],
@@ -195,20 +201,31 @@ async fn copy_table(c: &Client, from: &str, to: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `wraith migrate --execute --json` as a child, watching its peak memory.
-async fn migrate_child(dsn: &str, table: &str) -> anyhow::Result<ChildRun> {
+async fn migrate_child(
+    dsn: &str,
+    table: &str,
+    max_rows_per_sec: Option<u64>,
+) -> anyhow::Result<ChildRun> {
     let exe = std::env::current_exe().context("locating the wraith binary")?;
+    let mut args: Vec<String> = [
+        "migrate",
+        "--dsn",
+        dsn,
+        "--table",
+        table,
+        "--alter",
+        DEMO_ALTER,
+        "--execute",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if let Some(rate) = max_rows_per_sec {
+        args.extend(["--max-rows-per-sec".to_string(), rate.to_string()]);
+    }
     let mut child = tokio::process::Command::new(exe)
-        .args([
-            "migrate",
-            "--dsn",
-            dsn,
-            "--table",
-            table,
-            "--alter",
-            DEMO_ALTER,
-            "--execute",
-            "--json",
-        ])
+        .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -110,16 +110,24 @@ impl<B: Backend> Run<B> {
         )));
         loop {
             self.check_abort()?;
-            if copy.0.is_finished() {
-                match (&mut copy.0).await {
-                    Ok(r) => r.context("copy")?,
-                    Err(e) => anyhow::bail!("copy task failed: {e}"),
-                }
-                break;
-            }
+            let polled = Instant::now();
             let batch = self.poll_and_apply().await?;
-            if batch.caught_up {
-                tokio::time::sleep(self.opts.poll_interval).await;
+            // While the copy writes, each poll re-decodes the chunk in flight: pausing
+            // as long as the poll took bounds decoding to a fair share of the server.
+            let pause = if batch.caught_up {
+                self.opts.poll_interval.max(polled.elapsed())
+            } else {
+                Duration::ZERO
+            };
+            tokio::select! {
+                done = &mut copy.0 => {
+                    match done {
+                        Ok(r) => r.context("copy")?,
+                        Err(e) => anyhow::bail!("copy task failed: {e}"),
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep(pause) => {}
             }
         }
 

@@ -188,6 +188,12 @@ pub async fn poll(
         }
         due.then_some(d.server_version)
     };
+    tracing::debug!(
+        rows = n,
+        took_ms = started.elapsed().as_millis() as u64,
+        tick = tick.is_some(),
+        "polled the slot"
+    );
     if let (Some(version), Some(spare)) = (tick, spare) {
         log_snapshot(spare, names, version).await;
     }
