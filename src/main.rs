@@ -185,13 +185,30 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `f`; on Ctrl-C drops it instead, which stops the scratch servers it started.
+/// Resolves at the first SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+}
+
+/// Runs `f`; when interrupted drops it instead, which stops the scratch servers it started.
 async fn until_interrupted(
     f: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     tokio::select! {
         r = f => r,
-        _ = tokio::signal::ctrl_c() => Err(wraith::error::Aborted.into()),
+        _ = interrupted() => Err(wraith::error::Aborted.into()),
     }
 }
 
@@ -256,15 +273,11 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let abort = Arc::new(AtomicBool::new(false));
     let flag = abort.clone();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!(
-                "interrupted: stopping and cleaning up (press Ctrl-C again to quit at once)"
-            );
-            flag.store(true, Relaxed);
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(130);
-            }
-        }
+        interrupted().await;
+        tracing::warn!("interrupted: stopping and cleaning up (interrupt again to quit at once)");
+        flag.store(true, Relaxed);
+        interrupted().await;
+        std::process::exit(130);
     });
     let reporter = opts.execute.then(|| Reporter::start(stats.clone()));
     let outcome = engine::run(backend, opts, stats, abort).await;

@@ -233,7 +233,7 @@ impl Reporter {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {prefix:9} [{bar:30}] {pos}/{len} rows  {per_sec}  ETA {eta}  {msg}",
+                    "{spinner} {prefix:9} [{bar:30}] {human_pos}/{human_len} rows  ETA {eta}  {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -244,12 +244,18 @@ impl Reporter {
         let task = tokio::spawn(async move {
             let mut last_log = Instant::now();
             while !flag.load(Relaxed) {
+                let copied = stats.rows_copied.load(Relaxed);
+                let secs = stats.copy_time().as_secs_f64();
                 let msg = format!(
-                    "dirty keys {}  apply lag {} ms",
+                    "{:.0} rows/s  dirty keys {}  apply lag {} ms",
+                    if secs > 0.0 {
+                        copied as f64 / secs
+                    } else {
+                        0.0
+                    },
                     stats.dirty_waiting.load(Relaxed),
                     stats.apply_lag_ms.load(Relaxed)
                 );
-                let copied = stats.rows_copied.load(Relaxed);
                 let total = stats.rows_estimate.load(Relaxed).max(copied);
                 match &bar {
                     Some(bar) => {
