@@ -4,6 +4,7 @@
 //! - [`plan`]: what the user asked for (spec, ALTER text, transforms) and the column mapping.
 //! - [`engine`]: the phase state machine shared by every database: copy, apply, cutover.
 //! - [`pg`]: the PostgreSQL backend (catalog, preflight, pgoutput capture, apply, cutover).
+//! - [`verify`]: checksums of key ranges, narrowed to the keys that differ.
 //! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
 
 pub mod bench;
@@ -13,3 +14,4 @@ pub mod error;
 pub mod pg;
 pub mod plan;
 pub mod sandbox;
+pub mod verify;

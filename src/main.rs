@@ -48,6 +48,8 @@ enum Command {
     Demo(DemoArgs),
     /// Measure wraith against an offline ALTER and under a write load, on a scratch PostgreSQL.
     Bench(BenchArgs),
+    /// Compare two tables with the same key row for row (or a migration's shadow with its table).
+    Verify(VerifyArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +93,12 @@ struct MigrateArgs {
     /// Drop the original table after a successful swap (default: keep it as _<table>_old).
     #[arg(long)]
     drop_old: bool,
+    /// Verification before the cutover: off, count (rows per range) or checksum (every row).
+    #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
+    verify: wraith::verify::Mode,
+    /// Parallel verification sessions.
+    #[arg(long, default_value_t = 2)]
+    verify_workers: usize,
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -104,6 +112,34 @@ struct DemoArgs {
     /// Write transactions per second during the migration.
     #[arg(long, default_value_t = 500)]
     tps: u64,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// Connection string, e.g. postgres://user:password@host:5432/db
+    #[arg(long, env = "WRAITH_DSN")]
+    dsn: String,
+    /// A table being migrated: compares it with its shadow (_<table>_new).
+    #[arg(long, conflicts_with_all = ["source", "target"])]
+    table: Option<String>,
+    /// Source table (optionally schema-qualified).
+    #[arg(long, requires = "target")]
+    source: Option<String>,
+    /// Target table, same schema as the source.
+    #[arg(long, requires = "source")]
+    target: Option<String>,
+    /// Compare target column COLUMN with EXPR over the source row (repeatable).
+    #[arg(long = "transform", value_name = "COLUMN=EXPR")]
+    transforms: Vec<String>,
+    /// count: row counts per range; checksum: every row's values too.
+    #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
+    mode: wraith::verify::Mode,
+    /// Parallel sessions.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -160,6 +196,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
+            Command::Verify(args) => verify(args).await,
             Command::Demo(args) => until_interrupted(wraith::demo::run(args.rows, args.tps)).await,
             Command::Bench(args) => {
                 until_interrupted(wraith::bench::report::run(
@@ -258,6 +295,8 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
             cutover_attempts: args.cutover_attempts,
             cutover_drain_timeout: args.cutover_drain_timeout,
             drop_old: args.drop_old,
+            verify: args.verify,
+            verify_workers: args.verify_workers.max(1),
             ..RunOptions::default()
         },
     };
@@ -316,4 +355,58 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let transforms = args
+        .transforms
+        .iter()
+        .map(|t| Transform::parse(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (schema, source, target) = match (&args.table, &args.source, &args.target) {
+        (Some(t), _, _) => {
+            let (schema, table) = split_table(t);
+            let shadow = format!("_{table}_new");
+            (schema, table, shadow)
+        }
+        (None, Some(s), Some(t)) => {
+            let (schema, source) = split_table(s);
+            (schema, source, t.clone())
+        }
+        _ => return Err(bad_input("give --table, or --source and --target")),
+    };
+    let report = wraith::pg::verify::verify_tables(
+        &args.dsn,
+        &wraith::pg::verify::VerifyTarget {
+            schema,
+            source,
+            target,
+            transforms,
+        },
+        args.mode,
+        args.workers,
+    )
+    .await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{report}");
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "the tables differ in {} keys",
+            report.keys().len()
+        ))
+    }
+}
+
+fn split_table(name: &str) -> (String, String) {
+    match name.split_once('.') {
+        Some((s, t)) if !s.is_empty() && !t.is_empty() && !name.contains('"') => {
+            (s.to_string(), t.to_string())
+        }
+        _ => ("public".to_string(), name.to_string()),
+    }
 }

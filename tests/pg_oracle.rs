@@ -66,6 +66,14 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror() {
         summary.keys_applied > 0,
         "the workload's changes went through the stream"
     );
+    assert!(
+        summary.verify_rows >= rows as u64 / 2,
+        "verification ran over the table"
+    );
+    assert_eq!(
+        summary.verify_repaired, 0,
+        "verification under writes finds nothing to repair"
+    );
     assert_eq!(
         wl.failed.load(Relaxed),
         0,

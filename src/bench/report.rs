@@ -146,10 +146,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         );
         println!("  offline ALTER TABLE:          {:>8.0} ms", ms(offline));
         println!("  floor (CREATE TABLE AS + PK): {:>8.0} ms", ms(floor));
+        let idle_verify = idle.summary["verify_ms"].as_f64().unwrap_or(0.0);
         println!(
-            "  wraith at idle:               {:>8.0} ms  = {:.2}x offline ALTER (copy {:.0} rows/s), peak memory {} MB",
+            "  wraith at idle:               {:>8.0} ms  = {:.2}x offline ALTER ({:.2}x without verification; copy {:.0} rows/s), peak memory {} MB",
             idle_total,
             idle_total / ms(offline),
+            (idle_total - idle_verify) / ms(offline),
             idle.summary["copy_rows_per_sec"].as_f64().unwrap_or(0.0),
             idle.peak_rss_kb / 1024
         );
@@ -163,6 +165,14 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
             l["copy_rows_per_sec"],
             l["max_apply_lag_ms"],
             loaded.peak_rss_kb / 1024
+        );
+        println!(
+            "  verification (idle):          {} ms for {} rows = {:.0}% of the copy time ({} ms)",
+            idle.summary["verify_ms"],
+            idle.summary["verify_rows"],
+            100.0 * idle.summary["verify_ms"].as_f64().unwrap_or(0.0)
+                / idle.summary["copy_ms"].as_f64().unwrap_or(1.0).max(1.0),
+            idle.summary["copy_ms"]
         );
         println!(
             "  cutover:                      lock wait {} ms, writes blocked {} ms, {} retries",

@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::plan::Plan;
+use crate::verify::Checksums;
 
 /// A primary-key value: each key column's value in the database's text form.
 pub type Key = Vec<String>;
@@ -60,8 +61,9 @@ pub enum ApplyOn {
     Cutover,
 }
 
-/// A database engine, as the phase machine sees it.
-pub trait Backend: Send + Sync + 'static {
+/// A database engine, as the phase machine sees it; it also compares source and
+/// shadow for the verify phase ([`Checksums`]).
+pub trait Backend: Checksums {
     /// Read-only checks and the plan; the shadow shape is validated without leaving anything behind.
     fn preflight(&self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
     /// Change source first, then the shadow table.
@@ -100,12 +102,17 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         timeout: Duration,
     ) -> impl Future<Output = anyhow::Result<bool>> + Send;
+    /// Like `lock_for_cutover`, but reads (and the apply's re-reads) continue: for
+    /// the consistent point of verification. Released with `release_cutover`.
+    fn lock_writes(&self, timeout: Duration) -> impl Future<Output = anyhow::Result<bool>> + Send;
     /// Writes marker `id` through the change stream from another session (DESIGN 2.D).
     fn emit_fence(&self, id: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Swaps the tables and releases the lock, atomically.
     fn swap(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Gives up the current cutover attempt: undoes everything since `lock_for_cutover`.
+    /// Gives up the current cutover attempt (or releases `lock_writes`): undoes
+    /// everything since the lock was taken.
     fn release_cutover(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
-    /// Removes what the run created (change source always; shadow unless swapped).
-    fn cleanup(&self, swapped: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Removes what the run created: the change source always, the shadow unless
+    /// `keep_shadow` (it was swapped in, or is kept for inspection).
+    fn cleanup(&self, keep_shadow: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

@@ -19,9 +19,47 @@ use crate::engine::{ApplyOn, Backend, Phase};
 /// The drain under the lock took longer than allowed; the attempt is rolled back.
 #[derive(Debug, thiserror::Error)]
 #[error("the last changes did not drain within {0:?} while writes were blocked")]
-struct DrainTimeout(Duration);
+pub(crate) struct DrainTimeout(Duration);
 
 impl<B: Backend> Run<B> {
+    /// With writes blocked since `held`: writes a fence through the stream and reads
+    /// the stream up to it, collecting every key (DESIGN 2.D). Fails with
+    /// [`DrainTimeout`] when that takes longer than allowed.
+    pub(crate) async fn drain_to_fence(&mut self, tag: &str, held: Instant) -> anyhow::Result<()> {
+        let fence = format!("{}-{tag}-{}", std::process::id(), unix_us());
+        self.backend
+            .emit_fence(fence.clone())
+            .await
+            .context("writing the fence")?;
+        loop {
+            let mut batch = self
+                .backend
+                .poll_changes(POLL_EVENTS)
+                .await
+                .context("draining the change stream")?;
+            self.stats.events_read.fetch_add(batch.events, Relaxed);
+            self.dirty.extend(std::mem::take(&mut batch.keys));
+            // The keys are held in memory until applied (a rolled-back attempt applies
+            // them later); the slot dies with the process, so confirming here cannot
+            // lose them.
+            if let Some(pos) = batch.position {
+                self.backend
+                    .confirm(pos)
+                    .await
+                    .context("confirming the stream position")?;
+            }
+            if batch.fences.contains(&fence) {
+                return Ok(());
+            }
+            if held.elapsed() > self.opts.cutover_drain_timeout {
+                return Err(DrainTimeout(self.opts.cutover_drain_timeout).into());
+            }
+            if batch.caught_up {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+
     pub(crate) async fn cutover(&mut self) -> anyhow::Result<()> {
         self.stats.set_phase(Phase::Cutover);
         let attempts = self.opts.cutover_attempts.max(1);
@@ -85,39 +123,8 @@ impl<B: Backend> Run<B> {
     }
 
     async fn drain_and_swap(&mut self, attempt: u32, held: Instant) -> anyhow::Result<()> {
-        let fence = format!("{}-{attempt}-{}", std::process::id(), unix_us());
-        self.backend
-            .emit_fence(fence.clone())
-            .await
-            .context("writing the cutover fence")?;
-        loop {
-            let mut batch = self
-                .backend
-                .poll_changes(POLL_EVENTS)
-                .await
-                .context("draining the change stream")?;
-            self.stats.events_read.fetch_add(batch.events, Relaxed);
-            self.dirty.extend(std::mem::take(&mut batch.keys));
-            // The keys are held in memory until the swap commits (a rolled-back attempt
-            // applies them later); the slot dies with the process, so confirming here
-            // cannot lose them.
-            if let Some(pos) = batch.position {
-                self.backend
-                    .confirm(pos)
-                    .await
-                    .context("confirming the stream position")?;
-            }
-            if batch.fences.contains(&fence) {
-                break;
-            }
-            if held.elapsed() > self.opts.cutover_drain_timeout {
-                return Err(DrainTimeout(self.opts.cutover_drain_timeout).into());
-            }
-            if batch.caught_up {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
-        // The copy is done: nothing is in flight, every held key is due.
+        self.drain_to_fence(&format!("cutover-{attempt}"), held)
+            .await?;
         let released = self.held.release(&self.tracker);
         self.dirty.extend(released);
         let keys = self.dirty.snapshot();

@@ -52,12 +52,13 @@ pub async fn run<B: Backend>(
         held: Held::default(),
         tracker: Arc::new(ChunkTracker::default()),
         gate: Arc::new(Gate::default()),
+        keep_shadow: false,
     };
     let result = run.migrate().await;
 
     stats.set_phase(Phase::Cleanup);
-    let swapped = stats.swapped.load(Relaxed);
-    let cleaned = backend.cleanup(swapped).await;
+    let keep_shadow = stats.swapped.load(Relaxed) || run.keep_shadow;
+    let cleaned = backend.cleanup(keep_shadow).await;
     stats.set_phase(Phase::Done);
     match (result, cleaned) {
         (Ok(()), Ok(())) => Ok(Outcome::Migrated(plan, stats.summary())),
@@ -82,6 +83,8 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) held: Held,
     pub(crate) tracker: Arc<ChunkTracker>,
     pub(crate) gate: Arc<Gate>,
+    /// Verification failed: the shadow stays for inspection.
+    pub(crate) keep_shadow: bool,
 }
 
 /// Aborts the copy task when the run leaves early.
@@ -138,6 +141,9 @@ impl<B: Backend> Run<B> {
             .await
             .context("before cutover")?;
         self.catch_up().await?;
+        self.check_abort()?;
+        self.opts.fault_points.hit("before-verify").await;
+        self.verify().await?;
         self.check_abort()?;
         self.cutover().await
     }

@@ -1,6 +1,6 @@
 //! The phase state machine shared by every database.
 //!
-//! `preflight -> prepare -> copy || capture+apply -> catch-up -> cutover -> cleanup`
+//! `preflight -> prepare -> copy || capture+apply -> catch-up -> verify -> cutover -> cleanup`
 //!
 //! The engine never builds SQL: it drives a [`Backend`] (one per database) through
 //! these phases and owns the logic that must exist once: chunk pacing, the dirty-key
@@ -9,6 +9,7 @@
 //!
 //! - [`backend`]: the trait a database implements.
 //! - [`migration`]: the phases, in order (start reading here).
+//! - [`verify`]: the verify phase before the swap (consistent point, compare, repair).
 //! - [`cutover`]: the bounded, retried swap.
 //! - [`dirty`]: dirty keys, copy chunks in flight and keys held back until they commit.
 //! - [`pacing`]: adaptive chunk size and the rows/s cap.
@@ -20,6 +21,7 @@ pub mod dirty;
 pub mod migration;
 pub mod pacing;
 pub mod progress;
+pub mod verify;
 
 pub use backend::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 pub use migration::run;

@@ -20,6 +20,7 @@ pub enum Phase {
     Prepare,
     Copy,
     CatchUp,
+    Verify,
     Cutover,
     Cleanup,
     Done,
@@ -32,8 +33,9 @@ impl Phase {
             1 => Phase::Prepare,
             2 => Phase::Copy,
             3 => Phase::CatchUp,
-            4 => Phase::Cutover,
-            5 => Phase::Cleanup,
+            4 => Phase::Verify,
+            5 => Phase::Cutover,
+            6 => Phase::Cleanup,
             _ => Phase::Done,
         }
     }
@@ -46,6 +48,7 @@ impl fmt::Display for Phase {
             Phase::Prepare => "prepare",
             Phase::Copy => "copy",
             Phase::CatchUp => "catch-up",
+            Phase::Verify => "verify",
             Phase::Cutover => "cutover",
             Phase::Cleanup => "cleanup",
             Phase::Done => "done",
@@ -70,6 +73,13 @@ pub struct Stats {
     pub cutover_hold_ms: AtomicU64,
     pub cutover_retries: AtomicU64,
     pub swapped: AtomicBool,
+    /// Verification: ranges to check in the current pass, ranges checked.
+    pub verify_ranges: AtomicU64,
+    pub verify_done: AtomicU64,
+    pub verify_ms: AtomicU64,
+    pub verify_rows: AtomicU64,
+    /// Keys found different (and repaired) by verification.
+    pub verify_repaired: AtomicU64,
     copy_span: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
@@ -90,6 +100,11 @@ impl Default for Stats {
             cutover_hold_ms: AtomicU64::new(0),
             cutover_retries: AtomicU64::new(0),
             swapped: AtomicBool::new(false),
+            verify_ranges: AtomicU64::new(0),
+            verify_done: AtomicU64::new(0),
+            verify_ms: AtomicU64::new(0),
+            verify_rows: AtomicU64::new(0),
+            verify_repaired: AtomicU64::new(0),
             copy_span: Mutex::new((None, None)),
         }
     }
@@ -153,6 +168,9 @@ impl Stats {
             cutover_hold_ms: self.cutover_hold_ms.load(Relaxed),
             cutover_retries: self.cutover_retries.load(Relaxed),
             swapped: self.swapped.load(Relaxed),
+            verify_time: Duration::from_millis(self.verify_ms.load(Relaxed)),
+            verify_rows: self.verify_rows.load(Relaxed),
+            verify_repaired: self.verify_repaired.load(Relaxed),
         }
     }
 }
@@ -172,6 +190,9 @@ pub struct Summary {
     pub cutover_hold_ms: u64,
     pub cutover_retries: u64,
     pub swapped: bool,
+    pub verify_time: Duration,
+    pub verify_rows: u64,
+    pub verify_repaired: u64,
 }
 
 impl Summary {
@@ -190,6 +211,9 @@ impl Summary {
             "cutover_hold_ms": self.cutover_hold_ms,
             "cutover_retries": self.cutover_retries,
             "swapped": self.swapped,
+            "verify_ms": self.verify_time.as_millis() as u64,
+            "verify_rows": self.verify_rows,
+            "verify_repaired_keys": self.verify_repaired,
         })
     }
 }
@@ -211,6 +235,17 @@ impl fmt::Display for Summary {
             self.keys_applied, self.events_read
         )?;
         writeln!(f, "max apply lag:     {} ms", self.max_apply_lag_ms)?;
+        if self.verify_time > Duration::ZERO {
+            let share =
+                100.0 * self.verify_time.as_secs_f64() / self.copy_time.as_secs_f64().max(0.001);
+            writeln!(
+                f,
+                "verification:      {} rows in {} ms ({share:.0}% of the copy time), {} keys repaired",
+                self.verify_rows,
+                self.verify_time.as_millis(),
+                self.verify_repaired
+            )?;
+        }
         writeln!(
             f,
             "cutover:           lock wait {} ms, writes blocked {} ms, {} retries",

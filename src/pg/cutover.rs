@@ -12,19 +12,38 @@ use crate::pg::names::Names;
 use crate::pg::sql::{ident, literal, qualified};
 use crate::plan::Mapping;
 
-/// Opens the cutover transaction and takes both tables' write locks within
-/// `timeout`. Returns false (with nothing held) when the lock was not granted.
-pub async fn lock(c: &Client, names: &Names, timeout: Duration) -> anyhow::Result<bool> {
+/// How much of the source a lock blocks.
+#[derive(Debug, Clone, Copy)]
+pub enum LockMode {
+    /// Everything: for the swap.
+    Exclusive,
+    /// Writes only: reads and the apply's re-reads continue (verification).
+    Writes,
+}
+
+/// Opens a transaction and takes the lock within `timeout`. Returns false (with
+/// nothing held) when the lock was not granted.
+pub async fn lock(
+    c: &Client,
+    names: &Names,
+    timeout: Duration,
+    mode: LockMode,
+) -> anyhow::Result<bool> {
+    let locks = match mode {
+        LockMode::Exclusive => format!(
+            "LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE; LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE",
+            names.src(),
+            names.shadow_q()
+        ),
+        LockMode::Writes => format!("LOCK TABLE ONLY {} IN SHARE MODE", names.src()),
+    };
     c.batch_execute("BEGIN")
         .await
         .db("starting the cutover transaction")?;
     let locked = c
         .batch_execute(&format!(
-            "SET LOCAL lock_timeout = {}; LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE; \
-             LOCK TABLE ONLY {} IN ACCESS EXCLUSIVE MODE",
-            timeout.as_millis().max(1),
-            names.src(),
-            names.shadow_q()
+            "SET LOCAL lock_timeout = {}; {locks}",
+            timeout.as_millis().max(1)
         ))
         .await;
     match locked {

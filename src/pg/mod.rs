@@ -7,7 +7,7 @@
 //! slot can never outlive the run.
 //!
 //! Where things are: [`preflight`], [`shadow`], [`capture`] + [`pgoutput`],
-//! [`rows`] (copy and apply), [`cutover`], [`cleanup`]; all SQL text in [`sql`].
+//! [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`]; SQL text in [`sql`].
 
 pub mod capture;
 pub mod catalog;
@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod rows;
 pub mod shadow;
 pub mod sql;
+pub mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,6 +31,7 @@ use tokio_postgres::Client;
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
 use crate::plan::{MigrationSpec, Plan};
+use crate::verify::{self as verify_api};
 use capture::Decoder;
 use catalog::Table;
 use conn::DbResult;
@@ -55,6 +57,7 @@ pub struct PgBackend {
     decoder: OnceLock<Mutex<Decoder>>,
     /// The cutover transaction holds the write lock.
     locked: AtomicBool,
+    verifier: OnceLock<verify::Verifier>,
 }
 
 impl PgBackend {
@@ -76,6 +79,7 @@ impl PgBackend {
             shape: OnceLock::new(),
             decoder: OnceLock::new(),
             locked: AtomicBool::new(false),
+            verifier: OnceLock::new(),
         })
     }
 
@@ -166,6 +170,25 @@ impl Backend for PgBackend {
                 ctrl.batch_execute("COMMIT")
                     .await
                     .db("creating the shadow table")?;
+                let pairs = shape
+                    .mapping
+                    .written()
+                    .map(|c| {
+                        (
+                            c.expr.clone().unwrap_or_default(),
+                            c.target.clone(),
+                            c.target_type.clone(),
+                        )
+                    })
+                    .collect();
+                let verifier = verify::Verifier::new(
+                    dsn,
+                    self.names.src(),
+                    self.names.shadow_q(),
+                    shape.key.clone(),
+                    pairs,
+                );
+                let _ = self.verifier.set(verifier);
                 let _ = self.shape.set(shape);
                 Ok(())
             }
@@ -268,7 +291,25 @@ impl Backend for PgBackend {
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let granted = cutover::lock(&*self.ctrl()?, &self.names, timeout).await?;
+        let granted = cutover::lock(
+            &*self.ctrl()?,
+            &self.names,
+            timeout,
+            cutover::LockMode::Exclusive,
+        )
+        .await?;
+        self.locked.store(granted, Relaxed);
+        Ok(granted)
+    }
+
+    async fn lock_writes(&self, timeout: Duration) -> anyhow::Result<bool> {
+        let granted = cutover::lock(
+            &*self.ctrl()?,
+            &self.names,
+            timeout,
+            cutover::LockMode::Writes,
+        )
+        .await?;
         self.locked.store(granted, Relaxed);
         Ok(granted)
     }
@@ -296,16 +337,59 @@ impl Backend for PgBackend {
         released
     }
 
-    async fn cleanup(&self, swapped: bool) -> anyhow::Result<()> {
+    async fn cleanup(&self, keep_shadow: bool) -> anyhow::Result<()> {
         // Closing every session ends any open transaction and the temporary slot.
         let old = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
         drop(old);
+        if let Some(v) = self.verifier.get() {
+            v.close();
+        }
         let c = conn::connect(&self.spec.dsn, "cleanup").await?;
-        let removed = cleanup::remove(&c, &self.names, cleanup::ActiveSlot::Wait, swapped).await?;
+        let removed =
+            cleanup::remove(&c, &self.names, cleanup::ActiveSlot::Wait, keep_shadow).await?;
         for r in removed {
             tracing::debug!("removed {r}");
         }
         Ok(())
+    }
+}
+
+impl verify_api::Checksums for PgBackend {
+    async fn spans(&self, rows: u64) -> anyhow::Result<Vec<verify_api::Span>> {
+        self.verifier()?.spans(rows).await
+    }
+
+    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+        self.verifier()?.open_snapshot(workers).await
+    }
+
+    async fn close_snapshot(&self) -> anyhow::Result<()> {
+        self.verifier()?.close_snapshot().await
+    }
+
+    async fn sums(
+        &self,
+        worker: usize,
+        span: verify_api::Span,
+        mode: verify_api::Mode,
+    ) -> anyhow::Result<(verify_api::Sums, verify_api::Sums)> {
+        self.verifier()?.sums(worker, span, mode).await
+    }
+
+    async fn differing_keys(
+        &self,
+        worker: usize,
+        span: verify_api::Span,
+    ) -> anyhow::Result<Vec<Key>> {
+        self.verifier()?.differing_keys(worker, span).await
+    }
+}
+
+impl PgBackend {
+    fn verifier(&self) -> anyhow::Result<&verify::Verifier> {
+        self.verifier
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("the shadow table is not prepared"))
     }
 }
 

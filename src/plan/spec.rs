@@ -1,9 +1,12 @@
 //! The migration spec: which table, the ALTER text, transforms and run options.
 //! Built from CLI flags or read from a TOML file; validated before any connection.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::verify::Mode;
 
 use crate::error::bad_input;
 
@@ -87,6 +90,37 @@ pub struct RunOptions {
     pub apply_batch_keys: usize,
     /// Drop the original table after a successful swap instead of keeping it.
     pub drop_old: bool,
+    /// Verification before the cutover.
+    pub verify: Mode,
+    /// Parallel verification sessions.
+    pub verify_workers: usize,
+    /// Named fault points (tests).
+    pub fault_points: FaultPoints,
+}
+
+/// A callback run at named points of a migration (`"before-verify"`, ...), so tests can
+/// inject faults where they matter. Does nothing unless set.
+#[derive(Clone, Default)]
+pub struct FaultPoints(pub Option<Arc<dyn Fn(&'static str) -> BoxFuture + Send + Sync>>);
+
+pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl FaultPoints {
+    pub async fn hit(&self, point: &'static str) {
+        if let Some(f) = &self.0 {
+            f(point).await;
+        }
+    }
+}
+
+impl std::fmt::Debug for FaultPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "FaultPoints(set)"
+        } else {
+            "FaultPoints(none)"
+        })
+    }
 }
 
 impl Default for RunOptions {
@@ -103,6 +137,9 @@ impl Default for RunOptions {
             poll_interval: Duration::from_millis(50),
             apply_batch_keys: 2000,
             drop_old: false,
+            verify: Mode::Checksum,
+            verify_workers: 2,
+            fault_points: FaultPoints::default(),
         }
     }
 }

@@ -1,0 +1,176 @@
+//! Verification: differences are caught exactly (real ones flagged with their keys,
+//! normalizations such as jsonb key order not flagged), repaired inside a
+//! migration, and a difference that repair cannot fix stops the swap.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use wraith::engine::migration::Outcome;
+use wraith::plan::FaultPoints;
+
+/// A source with json, float, text and NULLs, and a target of the migrated shape.
+const SETUP: &str = "
+    CREATE TABLE v (id int PRIMARY KEY, t text, f float8, j json, n int);
+    INSERT INTO v SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE 't' || g END, (g % 5) * 0.5,
+                         ('{\"b\": ' || g || ', \"a\": \"x\"}')::json, g FROM generate_series(1, 5000) g;
+    UPDATE v SET f = 0.0 WHERE id = 40;";
+
+/// Corrupts a target of v's shape: a changed row, a missing row, an extra row,
+/// '' where the source has NULL, -0 where it has 0. Rewriting a jsonb with its
+/// keys in another order is not a difference.
+fn corrupt(target: &str) -> String {
+    format!(
+        "UPDATE {target} SET n = n + 1 WHERE id = 10;
+         DELETE FROM {target} WHERE id = 20;
+         INSERT INTO {target} (id, t, f, j, n) VALUES (100000, 'extra', 1, '{{}}', 1);
+         UPDATE {target} SET t = '' WHERE id = 30;
+         UPDATE {target} SET f = '-0' WHERE id = 40;
+         UPDATE {target} SET j = '{{\"a\": \"x\", \"b\": 50}}'::jsonb WHERE id = 50;"
+    )
+}
+
+const DIFFERENT: [i64; 5] = [10, 20, 30, 40, 100000];
+
+#[tokio::test]
+async fn wraith_verify_flags_exactly_the_real_differences() {
+    let db = db().await;
+    db.client.batch_execute(SETUP).await.unwrap();
+    db.client
+        .batch_execute(
+            "CREATE TABLE w (id bigint PRIMARY KEY, t text, f float8, j jsonb, n int);
+             INSERT INTO w SELECT id, t, f, j::jsonb, n FROM v;",
+        )
+        .await
+        .unwrap();
+
+    let equal = wraith(&[
+        "verify", "--dsn", &db.dsn, "--source", "v", "--target", "w", "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&equal.stdout);
+    assert_eq!(
+        equal.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&equal.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["source_rows"], 5000);
+    assert_eq!(report["mismatched_keys"], serde_json::json!([]));
+
+    db.client.batch_execute(&corrupt("w")).await.unwrap();
+    let differ = wraith(&[
+        "verify", "--dsn", &db.dsn, "--source", "v", "--target", "w", "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&differ.stdout);
+    assert_eq!(
+        differ.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&differ.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut keys: Vec<i64> = report["mismatched_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k[0].as_str().unwrap().parse().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, DIFFERENT, "flagged exactly the real differences");
+
+    // Count mode sees only the missing and the extra row, which cancel out here.
+    let counted = wraith(&[
+        "verify", "--dsn", &db.dsn, "--source", "v", "--target", "w", "--mode", "count",
+    ]);
+    assert_eq!(
+        counted.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&counted.stdout)
+    );
+
+    let missing = wraith(&[
+        "verify", "--dsn", &db.dsn, "--source", "v", "--target", "nope",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn migration_repairs_a_corrupted_shadow_before_the_swap() {
+    let db = db().await;
+    db.client.batch_execute(SETUP).await.unwrap();
+    let dsn = db.dsn.clone();
+    let mut options = execute();
+    options.fault_points = FaultPoints(Some(Arc::new(move |point| {
+        let dsn = dsn.clone();
+        Box::pin(async move {
+            if point == "before-verify" {
+                let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute(&corrupt("_v_new")).await.unwrap();
+            }
+        })
+    })));
+    let outcome = migrate(spec(
+        &db.dsn,
+        "v",
+        "ALTER COLUMN id TYPE bigint, ALTER COLUMN j TYPE jsonb USING j::jsonb",
+        &[],
+        options,
+    ))
+    .await
+    .expect("repaired and swapped");
+    let Outcome::Migrated(_, summary) = outcome else {
+        panic!("dry run")
+    };
+    assert_eq!(summary.verify_repaired, DIFFERENT.len() as u64);
+    let diff = wraith::bench::workload::diff_count(
+        &db.client,
+        "SELECT id::bigint, t, f, j::jsonb, n FROM _v_old",
+        "SELECT id, t, f, j, n FROM v",
+    )
+    .await
+    .unwrap();
+    assert_eq!(diff, 0, "the swapped table equals the source");
+    assert!(leftovers(&db.client).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_difference_repair_cannot_fix_stops_the_swap() {
+    let db = db().await;
+    db.client.batch_execute(SETUP).await.unwrap();
+    let before = table_fingerprint(&db.client, "v").await;
+    let err = migrate(spec(
+        &db.dsn,
+        "v",
+        "ADD COLUMN r float8",
+        &[("r", "random()")],
+        execute(),
+    ))
+    .await
+    .expect_err("verification must fail");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("verification failed twice"), "{msg}");
+    assert_eq!(wraith::error::exit_code(&err), 1);
+    assert_eq!(
+        table_fingerprint(&db.client, "v").await,
+        before,
+        "original untouched"
+    );
+    assert!(
+        scalar_bool(&db.client, "SELECT to_regclass('_v_old') IS NULL").await,
+        "not swapped"
+    );
+    // The shadow is kept for inspection; nothing else is left.
+    assert_eq!(
+        leftovers(&db.client).await,
+        vec!["table _v_new".to_string()]
+    );
+    let out = wraith(&["cleanup", "--dsn", &db.dsn, "--table", "v"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(leftovers(&db.client).await.is_empty());
+}
