@@ -14,6 +14,7 @@ use crate::engine::{self, Stats};
 use crate::pg::PgBackend;
 use crate::plan::{MigrationSpec, RunOptions};
 use crate::sandbox::PgSandbox;
+use tokio_postgres::Client;
 
 /// The demo's change: wider key, JSON to jsonb, text status to an enum, a new column.
 pub const DEMO_ALTER: &str = "ALTER COLUMN id TYPE bigint, \
@@ -27,16 +28,35 @@ pub const DEMO_EXPECTED: &str = "SELECT id::bigint, owner_id, status::text, amou
 pub const DEMO_ACTUAL: &str =
     "SELECT id, owner_id, status::text, amount, note, payload, flags, blob, created_at FROM items";
 
+/// The demo's tables: `items` with `rows` rows, its mirror, and the enum type the
+/// ALTER converts the status to.
+pub async fn create_demo_tables(c: &Client, rows: i64) -> anyhow::Result<()> {
+    workload::create_items(c, "items", rows).await?;
+    c.batch_execute("CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')")
+        .await
+        .context("creating the enum type")
+}
+
+/// The demo's workload on `items`: inserts, updates (key moves included), deletes.
+pub fn demo_workload(dsn: &str, rows: i64, clients: usize, tps: u64) -> WorkloadConfig {
+    WorkloadConfig {
+        dsn: dsn.to_string(),
+        table: "items".into(),
+        clients,
+        tps: Some(tps),
+        initial_rows: rows,
+        max_duration: Duration::from_secs(3600),
+        key_updates: true,
+    }
+}
+
 pub async fn run(rows: i64, tps: u64) -> anyhow::Result<()> {
     println!("Starting a scratch PostgreSQL (wal_level=logical)...");
     let pg = PgSandbox::start().await?;
     let dsn = pg.create_database("demo").await?;
     let c = pg.connect("demo").await?;
     println!("Loading {rows} rows into items (and a mirror the workload also writes)...");
-    workload::create_items(&c, "items", rows).await?;
-    c.batch_execute("CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')")
-        .await
-        .context("creating the enum type")?;
+    create_demo_tables(&c, rows).await?;
 
     let spec = MigrationSpec {
         dsn: dsn.clone(),
@@ -66,16 +86,7 @@ pub async fn run(rows: i64, tps: u64) -> anyhow::Result<()> {
     }
 
     println!("\nStarting the workload ({tps} tx/s: inserts, updates, key moves, deletes)...");
-    let load = Workload::start(WorkloadConfig {
-        dsn: dsn.clone(),
-        table: "items".into(),
-        clients: 4,
-        tps: Some(tps),
-        initial_rows: rows,
-        max_duration: Duration::from_secs(3600),
-        key_updates: true,
-    })
-    .await?;
+    let load = Workload::start(demo_workload(&dsn, rows, 4, tps)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     println!("Migrating while the workload runs...\n");

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
-use wraith::bench::workload::{self, Workload, WorkloadConfig};
+use wraith::bench::workload;
 use wraith::demo::{DEMO_ACTUAL, DEMO_ALTER, DEMO_EXPECTED};
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
@@ -17,26 +17,7 @@ use wraith::plan::RunOptions;
 async fn cutover_retries_while_a_transaction_holds_the_table() {
     let db = db().await;
     let rows = 5_000;
-    workload::create_items(&db.client, "items", rows)
-        .await
-        .unwrap();
-    db.client
-        .batch_execute(
-            "CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')",
-        )
-        .await
-        .unwrap();
-    let load = Workload::start(WorkloadConfig {
-        dsn: db.dsn.clone(),
-        table: "items".into(),
-        clients: 2,
-        tps: Some(200),
-        initial_rows: rows,
-        max_duration: Duration::from_secs(300),
-        key_updates: true,
-    })
-    .await
-    .unwrap();
+    let load = items_under_load(&db, rows, 2, 200).await;
 
     // A reader that keeps a transaction open on the table: its ACCESS SHARE lock
     // does not block the application's writes, but it blocks the swap.

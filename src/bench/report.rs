@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_postgres::Client;
 
-use crate::bench::workload::{self, Workload, WorkloadConfig};
+use crate::bench::workload::{self, Workload};
 use crate::demo::{DEMO_ALTER, DEMO_EXPECTED};
 use crate::pg::conn::DbResult;
 use crate::sandbox::PgSandbox;
@@ -42,10 +42,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let dsn = pg.create_database("bench").await?;
     let c = pg.connect("bench").await?;
     say(&format!("bench: loading {} rows", cfg.rows));
-    workload::create_items(&c, "items", cfg.rows).await?;
-    c.batch_execute("CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')")
-        .await
-        .db("creating the enum type")?;
+    crate::demo::create_demo_tables(&c, cfg.rows).await?;
 
     say("bench: offline ALTER TABLE on an identical copy");
     copy_table(&c, "items", "items_offline").await?;
@@ -77,15 +74,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         cfg.clients,
         cfg.baseline.as_secs()
     ));
-    let load = Workload::start(WorkloadConfig {
-        dsn: dsn.clone(),
-        table: "items".into(),
-        clients: cfg.clients,
-        tps: Some(cfg.tps),
-        initial_rows: cfg.rows,
-        max_duration: Duration::from_secs(3600),
-        key_updates: true,
-    })
+    let load = Workload::start(crate::demo::demo_workload(
+        &dsn,
+        cfg.rows,
+        cfg.clients,
+        cfg.tps,
+    ))
     .await?;
     tokio::time::sleep(cfg.baseline).await;
     let before = load.stats.take_histogram();

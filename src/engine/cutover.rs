@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::engine::migration::{POLL_EVENTS, Run, unix_us};
+use crate::engine::migration::{Run, unix_us};
 use crate::engine::pacing::cutover_backoff;
 use crate::engine::{ApplyOn, Backend, Phase};
 
@@ -32,22 +32,11 @@ impl<B: Backend> Run<B> {
             .await
             .context("writing the fence")?;
         loop {
-            let mut batch = self
-                .backend
-                .poll_changes(POLL_EVENTS)
-                .await
-                .context("draining the change stream")?;
-            self.stats.events_read.fetch_add(batch.events, Relaxed);
-            self.dirty.extend(std::mem::take(&mut batch.keys));
+            let batch = self.poll_into_dirty().await?;
             // The keys are held in memory until applied (a rolled-back attempt applies
             // them later); the slot dies with the process, so confirming here cannot
             // lose them.
-            if let Some(pos) = batch.position {
-                self.backend
-                    .confirm(pos)
-                    .await
-                    .context("confirming the stream position")?;
-            }
+            self.confirm(&batch).await?;
             if batch.fences.contains(&fence) {
                 return Ok(());
             }

@@ -17,7 +17,7 @@ use crate::error::Aborted;
 use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
-pub(crate) const POLL_EVENTS: u64 = 20_000;
+const POLL_EVENTS: u64 = 20_000;
 
 /// What a run ended with.
 #[derive(Debug)]
@@ -155,8 +155,8 @@ impl<B: Backend> Run<B> {
         Ok(())
     }
 
-    /// One poll of the stream, its keys applied, then its position confirmed (DESIGN 2.G).
-    pub(crate) async fn poll_and_apply(&mut self) -> anyhow::Result<ChangeBatch> {
+    /// Reads the stream once; its keys go to the dirty set.
+    pub(crate) async fn poll_into_dirty(&mut self) -> anyhow::Result<ChangeBatch> {
         let mut batch = self
             .backend
             .poll_changes(POLL_EVENTS)
@@ -164,13 +164,25 @@ impl<B: Backend> Run<B> {
             .context("reading the change stream")?;
         self.stats.events_read.fetch_add(batch.events, Relaxed);
         self.dirty.extend(std::mem::take(&mut batch.keys));
-        self.apply_dirty().await?;
-        if let Some(pos) = batch.position.clone() {
-            self.backend
-                .confirm(pos)
+        Ok(batch)
+    }
+
+    pub(crate) async fn confirm(&self, batch: &ChangeBatch) -> anyhow::Result<()> {
+        match &batch.position {
+            Some(pos) => self
+                .backend
+                .confirm(pos.clone())
                 .await
-                .context("confirming the stream position")?;
+                .context("confirming the stream position"),
+            None => Ok(()),
         }
+    }
+
+    /// One poll of the stream, its keys applied, then its position confirmed (DESIGN 2.G).
+    pub(crate) async fn poll_and_apply(&mut self) -> anyhow::Result<ChangeBatch> {
+        let batch = self.poll_into_dirty().await?;
+        self.apply_dirty().await?;
+        self.confirm(&batch).await?;
         match batch.last_commit_unix_us {
             Some(t) => self
                 .stats

@@ -36,6 +36,10 @@ impl<B: Backend> Run<B> {
             .await
             .context("verify: cutting the table into ranges")?;
         for pass in 1..=2 {
+            self.backend
+                .connect(self.opts.verify_workers)
+                .await
+                .context("verify: connecting")?;
             self.consistent_point()
                 .await
                 .context("verify: reaching a consistent point")?;

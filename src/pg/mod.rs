@@ -359,6 +359,10 @@ impl verify_api::Checksums for PgBackend {
         self.verifier()?.spans(rows).await
     }
 
+    async fn connect(&self, workers: usize) -> anyhow::Result<()> {
+        self.verifier()?.connect(workers).await
+    }
+
     async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
         self.verifier()?.open_snapshot(workers).await
     }

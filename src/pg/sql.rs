@@ -79,7 +79,7 @@ impl KeyCols {
     }
 
     /// `($a::text::T1, $b::text::T2)` with parameters numbered from `first`.
-    fn params(&self, first: usize) -> String {
+    pub fn params(&self, first: usize) -> String {
         let parts: Vec<String> = self
             .types
             .iter()
@@ -89,21 +89,26 @@ impl KeyCols {
         format!("({})", parts.join(", "))
     }
 
-    /// Condition "key of this row is one of the given arrays" on `cols`.
-    fn in_arrays(&self, cols: &[String]) -> String {
-        if self.len() == 1 {
-            return format!("{} = ANY($1::text[]::{}[])", ident(&cols[0]), self.types[0]);
-        }
+    /// `$1::text[]::T1[], $2::text[]::T2[]`: the keys as one array per key column.
+    fn arrays(&self) -> String {
         let arrays: Vec<String> = self
             .types
             .iter()
             .enumerate()
             .map(|(i, t)| format!("${}::text[]::{t}[]", i + 1))
             .collect();
+        arrays.join(", ")
+    }
+
+    /// Condition "key of this row is one of the given arrays" on `cols`.
+    fn in_arrays(&self, cols: &[String]) -> String {
+        if self.len() == 1 {
+            return format!("{} = ANY($1::text[]::{}[])", ident(&cols[0]), self.types[0]);
+        }
         format!(
             "({}) IN (SELECT * FROM unnest({}))",
             list(cols),
-            arrays.join(", ")
+            self.arrays()
         )
     }
 }
@@ -191,19 +196,13 @@ impl RowSql {
                 )
             }),
             in_range: ranged(&|lower| {
-                let arrays: Vec<String> = key
-                    .types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| format!("${}::text[]::{t}[]", i + 1))
-                    .collect();
                 format!(
                     "SELECT {} FROM unnest({}) AS u({}) WHERE {}",
                     cols.iter()
                         .map(|c| format!("{c}::text"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    arrays.join(", "),
+                    key.arrays(),
                     cols.join(", "),
                     range(&format!("({})", cols.join(", ")), n + 1, lower)
                 )

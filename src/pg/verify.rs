@@ -34,6 +34,8 @@ pub struct Verifier {
     /// The target columns they are compared with.
     columns: Vec<String>,
     workers: Mutex<Vec<Arc<Client>>>,
+    /// Exports the snapshot the workers import.
+    exporter: Mutex<Option<Arc<Client>>>,
 }
 
 impl Verifier {
@@ -56,6 +58,7 @@ impl Verifier {
                 .collect(),
             columns: pairs.iter().map(|(_, c, _)| ident(c)).collect(),
             workers: Mutex::new(Vec::new()),
+            exporter: Mutex::new(None),
         }
     }
 
@@ -65,6 +68,10 @@ impl Verifier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     fn worker(&self, i: usize) -> anyhow::Result<Arc<Client>> {
@@ -83,24 +90,14 @@ impl Verifier {
             cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
         );
         let n = self.key.types.len();
-        let params = |first: usize| {
-            let p: Vec<String> = self
-                .key
-                .types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| format!("${}::text::{t}", first + i))
-                .collect();
-            format!("({})", p.join(", "))
-        };
         let mut cond = Vec::new();
         let mut next = 1;
         if span.after.is_some() {
-            cond.push(format!("{tuple} > {}", params(next)));
+            cond.push(format!("{tuple} > {}", self.key.params(next)));
             next += n;
         }
         if span.upto.is_some() {
-            cond.push(format!("{tuple} <= {}", params(next)));
+            cond.push(format!("{tuple} <= {}", self.key.params(next)));
         }
         if cond.is_empty() {
             "true".to_string()
@@ -163,7 +160,7 @@ impl Checksums for Verifier {
         }
     }
 
-    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+    async fn connect(&self, workers: usize) -> anyhow::Result<()> {
         let mut sessions = self
             .workers
             .lock()
@@ -172,7 +169,33 @@ impl Checksums for Verifier {
         while sessions.len() < workers.max(1) {
             sessions.push(conn::connect(&self.dsn, "verify").await?);
         }
-        let exporter = conn::connect(&self.dsn, "verify").await?;
+        *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = sessions;
+        if self
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
+        {
+            let exporter = conn::connect(&self.dsn, "verify").await?;
+            *self.exporter.lock().unwrap_or_else(|e| e.into_inner()) = Some(exporter);
+        }
+        Ok(())
+    }
+
+    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+        let sessions = self
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let exporter = self
+            .exporter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(exporter) = exporter.filter(|_| sessions.len() >= workers.max(1)) else {
+            anyhow::bail!("verification sessions are not connected");
+        };
         exporter
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
             .await
@@ -195,7 +218,6 @@ impl Checksums for Verifier {
             .batch_execute("COMMIT")
             .await
             .db("ending the snapshot transaction")?;
-        *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = sessions;
         Ok(())
     }
 
@@ -387,6 +409,7 @@ pub async fn verify_tables(
         if pass == 1 {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
+        verifier.connect(workers).await?;
         verifier.open_snapshot(workers).await?;
         let r = crate::verify::compare(&verifier, spans.clone(), workers, mode, None).await;
         verifier.close_snapshot().await?;

@@ -61,7 +61,10 @@ pub struct Sums {
 pub trait Checksums: Send + Sync + 'static {
     /// Cuts the source's key space into spans of about `rows` rows, covering everything.
     fn spans(&self, rows: u64) -> impl Future<Output = anyhow::Result<Vec<Span>>> + Send;
-    /// Opens `workers` sessions that share one snapshot of both tables.
+    /// Opens the sessions `open_snapshot` needs; called before any lock is taken, so
+    /// connecting never happens while writes are blocked.
+    fn connect(&self, workers: usize) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Starts one snapshot of both tables, shared by the `workers` sessions.
     fn open_snapshot(&self, workers: usize) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Ends those sessions' snapshot.
     fn close_snapshot(&self) -> impl Future<Output = anyhow::Result<()>> + Send;

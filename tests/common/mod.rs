@@ -57,6 +57,23 @@ pub fn spec(
     s
 }
 
+/// The demo's `items` table (with its mirror and enum type) and a workload on it.
+pub async fn items_under_load(
+    db: &Db,
+    rows: i64,
+    clients: usize,
+    tps: u64,
+) -> wraith::bench::workload::Workload {
+    wraith::demo::create_demo_tables(&db.client, rows)
+        .await
+        .expect("create items");
+    let mut cfg = wraith::demo::demo_workload(&db.dsn, rows, clients, tps);
+    cfg.max_duration = std::time::Duration::from_secs(300);
+    wraith::bench::workload::Workload::start(cfg)
+        .await
+        .expect("start the workload")
+}
+
 /// Runs a migration through the library, as `wraith migrate` does.
 pub async fn migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
     let opts = spec.options.clone();
