@@ -16,6 +16,9 @@ use crate::engine::migration::{Run, unix_us};
 use crate::engine::pacing::cutover_backoff;
 use crate::engine::{ApplyOn, Backend, Phase};
 
+/// A poll with fewer row events than this leaves little for the drain under the lock.
+const SETTLED_EVENTS: u64 = 100;
+
 /// The drain under the lock took longer than allowed; the attempt is rolled back.
 #[derive(Debug, thiserror::Error)]
 #[error("the last changes did not drain within {0:?} while writes were blocked")]
@@ -49,11 +52,24 @@ impl<B: Backend> Run<B> {
         }
     }
 
+    /// A few more rounds until a poll brings little, so the drain under the lock is
+    /// short. Bounded: a steady heavy load must not postpone the cutover forever.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        for _ in 0..5 {
+            let batch = self.poll_and_apply().await?;
+            if batch.events < SETTLED_EVENTS {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn cutover(&mut self) -> anyhow::Result<()> {
         self.stats.set_phase(Phase::Cutover);
         let attempts = self.opts.cutover_attempts.max(1);
         for attempt in 1..=attempts {
             self.catch_up().await?;
+            self.settle().await?;
             let t0 = Instant::now();
             let granted = self
                 .backend

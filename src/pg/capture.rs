@@ -201,10 +201,11 @@ pub async fn poll(
     Ok(batch)
 }
 
-/// A poll slower than this means decoding re-reads a lot of old WAL.
-const SLOW_POLL: Duration = Duration::from_millis(20);
+/// A poll slower than this means decoding re-reads old WAL: the cutover's drain
+/// would pay for it while writes are blocked.
+const SLOW_POLL: Duration = Duration::from_millis(5);
 /// At most one snapshot record per this interval.
-const TICK_EVERY: Duration = Duration::from_secs(1);
+const TICK_EVERY: Duration = Duration::from_millis(500);
 
 /// Each peek decodes from the slot's restart point, which only moves at a
 /// running-transactions WAL record (logged by the server every 15 s). After a large

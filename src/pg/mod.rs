@@ -291,27 +291,11 @@ impl Backend for PgBackend {
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let granted = cutover::lock(
-            &*self.ctrl()?,
-            &self.names,
-            timeout,
-            cutover::LockMode::Exclusive,
-        )
-        .await?;
-        self.locked.store(granted, Relaxed);
-        Ok(granted)
+        self.lock(timeout, cutover::LockMode::Exclusive).await
     }
 
     async fn lock_writes(&self, timeout: Duration) -> anyhow::Result<bool> {
-        let granted = cutover::lock(
-            &*self.ctrl()?,
-            &self.names,
-            timeout,
-            cutover::LockMode::Writes,
-        )
-        .await?;
-        self.locked.store(granted, Relaxed);
-        Ok(granted)
+        self.lock(timeout, cutover::LockMode::Writes).await
     }
 
     async fn emit_fence(&self, id: String) -> anyhow::Result<()> {
@@ -390,6 +374,12 @@ impl verify_api::Checksums for PgBackend {
 }
 
 impl PgBackend {
+    async fn lock(&self, timeout: Duration, mode: cutover::LockMode) -> anyhow::Result<bool> {
+        let granted = cutover::lock(&*self.ctrl()?, &self.names, timeout, mode).await?;
+        self.locked.store(granted, Relaxed);
+        Ok(granted)
+    }
+
     fn verifier(&self) -> anyhow::Result<&verify::Verifier> {
         self.verifier
             .get()
