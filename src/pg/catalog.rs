@@ -153,41 +153,6 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
     })
 }
 
-/// Objects bound to the table by OID that a rename swap would leave behind.
-/// wraith refuses them for now rather than break them silently.
-pub async fn unsupported_dependents(
-    c: &Client,
-    oid: u32,
-    publication: &str,
-) -> anyhow::Result<Vec<String>> {
-    let rows = c
-        .query(
-            "SELECT 'foreign key ' || conname || ' on ' || conrelid::regclass::text || ' referencing it' \
-               FROM pg_constraint WHERE contype = 'f' AND confrelid = $1 \
-             UNION ALL \
-             SELECT DISTINCT 'view ' || r.ev_class::regclass::text \
-               FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
-              WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1 AND r.ev_class <> $1 \
-             UNION ALL \
-             SELECT 'rule ' || rulename FROM pg_rules r JOIN pg_class c ON c.relname = r.tablename \
-               JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = r.schemaname WHERE c.oid = $1 \
-             UNION ALL \
-             SELECT 'trigger ' || tgname FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal \
-             UNION ALL \
-             SELECT 'row-level security policy ' || polname FROM pg_policy WHERE polrelid = $1 \
-             UNION ALL \
-             SELECT 'publication ' || p.pubname FROM pg_publication_rel pr \
-               JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1 AND p.pubname <> $2 \
-             UNION ALL \
-             SELECT 'publication ' || pubname || ' (FOR ALL TABLES)' FROM pg_publication \
-              WHERE puballtables AND pubname <> $2",
-            &[&oid, &publication],
-        )
-        .await
-        .db("looking for objects that depend on the table")?;
-    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
-}
-
 /// Columns of a relation given by its (quoted) name.
 pub async fn columns_of(c: &Client, rel: &str) -> anyhow::Result<Vec<Column>> {
     let rows = c

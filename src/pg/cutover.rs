@@ -8,9 +8,10 @@ use tokio_postgres::Client;
 use crate::pg::capture::FENCE_PREFIX;
 use crate::pg::catalog::Table;
 use crate::pg::conn::{DbResult, describe, sqlstate};
+use crate::pg::dependents::Dependents;
 use crate::pg::names::Names;
+use crate::pg::shadow::Shape;
 use crate::pg::sql::{ident, literal, qualified};
-use crate::plan::Mapping;
 
 /// How much of the source a lock blocks.
 #[derive(Debug, Clone, Copy)]
@@ -81,28 +82,44 @@ pub async fn fence(other: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renames the tables, moves what binds to the old one, and commits.
+/// Renames the tables, moves what binds to the old one, and commits; then
+/// validates the foreign keys that were re-pointed `NOT VALID`.
 pub async fn swap(
     c: &Client,
     names: &Names,
     table: &Table,
-    mapping: &Mapping,
+    shape: &Shape,
+    deps: &Dependents,
 ) -> anyhow::Result<()> {
     let new_q = names.src();
-    let mut stmts = vec![
-        format!(
-            "ALTER TABLE {} RENAME TO {}",
-            names.src(),
-            ident(&names.old)
-        ),
-        format!(
-            "ALTER TABLE {} RENAME TO {}",
-            names.shadow_q(),
-            ident(&names.table)
-        ),
-    ];
+    let mut stmts = deps.before_rename();
+    stmts.push(format!(
+        "ALTER TABLE {} RENAME TO {}",
+        names.src(),
+        ident(&names.old)
+    ));
+    stmts.push(format!(
+        "ALTER TABLE {} RENAME TO {}",
+        names.shadow_q(),
+        ident(&names.table)
+    ));
+    // The original index (and constraint) names move to the new table.
+    for (_, original) in &shape.index_names {
+        stmts.push(format!(
+            "ALTER INDEX IF EXISTS {} RENAME TO {}",
+            qualified(&names.schema, original),
+            ident(&old_index_name(original))
+        ));
+    }
+    for (shadow_index, original) in &shape.index_names {
+        stmts.push(format!(
+            "ALTER INDEX IF EXISTS {} RENAME TO {}",
+            qualified(&names.schema, shadow_index),
+            ident(original)
+        ));
+    }
     for (seq, col, identity) in &table.sequences {
-        let Some(new_col) = mapping.carried_name(col) else {
+        let Some(new_col) = shape.mapping.carried_name(col) else {
             continue;
         };
         if *identity {
@@ -119,12 +136,12 @@ pub async fn swap(
             // A SERIAL's sequence is shared by both tables' defaults; it must not go
             // away with the old table.
             stmts.push(format!(
-                "ALTER SEQUENCE {seq} OWNED BY {}.{}",
-                qualified(&names.schema, &names.table),
+                "ALTER SEQUENCE {seq} OWNED BY {new_q}.{}",
                 ident(new_col)
             ));
         }
     }
+    stmts.extend(deps.after_rename(&new_q, &names.old_q()));
     stmts.push(format!(
         "COMMENT ON TABLE {new_q} IS {}",
         table
@@ -134,10 +151,30 @@ pub async fn swap(
             .unwrap_or_else(|| "NULL".into())
     ));
     for s in &stmts {
-        c.batch_execute(s).await.db("swapping the tables")?;
+        c.batch_execute(s)
+            .await
+            .map_err(|e| anyhow::anyhow!("swapping the tables: {s}: {}", describe(&e)))?;
     }
     c.batch_execute("COMMIT").await.db("committing the swap")?;
+    for (name, validate) in deps.after_commit(&new_q) {
+        if let Err(e) = c.batch_execute(&validate).await {
+            tracing::error!(
+                "the swap is done, but validating foreign key {name} failed: {}; it stays NOT VALID \
+                 until the data is fixed and it is validated",
+                describe(&e)
+            );
+        }
+    }
     Ok(())
+}
+
+/// The name the old table's index takes so the new one can have the original.
+fn old_index_name(original: &str) -> String {
+    let mut end = original.len().min(59);
+    while !original.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}_old", &original[..end])
 }
 
 /// Rolls back the cutover transaction (no-op when none is open).

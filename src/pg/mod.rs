@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cleanup;
 pub mod conn;
 pub mod cutover;
+pub mod dependents;
 pub mod names;
 pub mod pgoutput;
 pub mod preflight;
@@ -52,6 +53,7 @@ pub struct PgBackend {
     alter: AlterText,
     sessions: Mutex<Sessions>,
     table: OnceLock<Table>,
+    deps: OnceLock<dependents::Dependents>,
     server_version: OnceLock<i32>,
     shape: OnceLock<Shape>,
     decoder: OnceLock<Mutex<Decoder>>,
@@ -75,6 +77,7 @@ impl PgBackend {
                 ..Sessions::default()
             }),
             table: OnceLock::new(),
+            deps: OnceLock::new(),
             server_version: OnceLock::new(),
             shape: OnceLock::new(),
             decoder: OnceLock::new(),
@@ -114,6 +117,12 @@ impl PgBackend {
             .ok_or_else(|| anyhow::anyhow!("the shadow table is not prepared"))
     }
 
+    fn deps(&self) -> anyhow::Result<&dependents::Dependents> {
+        self.deps
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))
+    }
+
     fn decoder(&self) -> anyhow::Result<&Mutex<Decoder>> {
         self.decoder
             .get()
@@ -125,6 +134,7 @@ impl Backend for PgBackend {
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let checked = preflight::run(&*self.ctrl()?, &self.spec, &self.names, &self.alter).await?;
         let _ = self.table.set(checked.table);
+        let _ = self.deps.set(checked.deps);
         let _ = self.server_version.set(checked.server_version);
         Ok(checked.plan)
     }
@@ -190,6 +200,11 @@ impl Backend for PgBackend {
                 );
                 let _ = self.verifier.set(verifier);
                 let _ = self.shape.set(shape);
+                for stmt in self.deps()?.before_lock(&self.names.shadow_q()) {
+                    ctrl.batch_execute(&stmt)
+                        .await
+                        .db("carrying privileges and policies to the shadow")?;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -303,8 +318,15 @@ impl Backend for PgBackend {
     }
 
     async fn swap(&self) -> anyhow::Result<()> {
-        let shape = self.shape()?;
-        cutover::swap(&*self.ctrl()?, &self.names, self.table()?, &shape.mapping).await?;
+        let ctrl = self.ctrl()?;
+        cutover::swap(
+            &ctrl,
+            &self.names,
+            self.table()?,
+            self.shape()?,
+            self.deps()?,
+        )
+        .await?;
         self.locked.store(false, Relaxed);
         if self.spec.options.drop_old {
             self.ctrl()?

@@ -8,6 +8,7 @@ use tokio_postgres::Client;
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::catalog::{self, Table};
 use crate::pg::conn::DbResult;
+use crate::pg::dependents::{self, Dependents};
 use crate::pg::names::Names;
 use crate::pg::shadow::{self, Shape};
 use crate::plan::alter::AlterText;
@@ -18,6 +19,7 @@ const MIN_VERSION: i32 = 140000;
 
 pub struct Checked {
     pub table: Table,
+    pub deps: Dependents,
     pub shape: Shape,
     pub plan: Plan,
     pub server_version: i32,
@@ -33,17 +35,6 @@ pub async fn run(
     let table = catalog::table(c, &names.schema, &names.table).await?;
     privileges(c, names).await?;
     leftovers(c, spec, names).await?;
-    let deps = catalog::unsupported_dependents(c, table.oid, &names.publication).await?;
-    if !deps.is_empty() {
-        return Err(bad_input(format!(
-            "{}.{} has dependents that a table swap would leave pointing at the old table, \
-             which wraith cannot carry over yet: {}. Nothing was changed",
-            names.schema,
-            names.table,
-            deps.join(", ")
-        )));
-    }
-
     c.batch_execute("BEGIN")
         .await
         .db("starting the preflight transaction")?;
@@ -52,6 +43,7 @@ pub async fn run(
         .await
         .db("rolling back the preflight transaction")?;
     let shape = shape?;
+    let deps = dependents::read(c, names, &table, &shape.mapping, server.0).await?;
 
     let plan = Plan {
         target: format!("{}.{}", names.schema, names.table),
@@ -76,18 +68,19 @@ pub async fn run(
             shape.sql.apply_delete.clone(),
             shape.sql.apply_upsert.clone(),
         ],
-        cutover_steps: cutover_steps(names, &table),
-        warnings: Vec::new(),
+        cutover_steps: cutover_steps(names, &table, &deps),
+        warnings: deps.warnings.clone(),
     };
     Ok(Checked {
         table,
+        deps,
         shape,
         plan,
         server_version: server.0,
     })
 }
 
-fn cutover_steps(names: &Names, table: &Table) -> Vec<String> {
+fn cutover_steps(names: &Names, table: &Table, deps: &Dependents) -> Vec<String> {
     let mut steps = vec![
         "wait until the change backlog is small".to_string(),
         format!(
@@ -106,7 +99,12 @@ fn cutover_steps(names: &Names, table: &Table) -> Vec<String> {
             format!("ALTER SEQUENCE {seq} OWNED BY the new table's column {col}")
         });
     }
-    steps.push("COMMIT; then drop the replication slot and publication".to_string());
+    steps.push("give the new table's indexes the original names".to_string());
+    steps.extend(deps.plan());
+    steps.push(
+        "COMMIT; validate re-pointed foreign keys; drop the replication slot and publication"
+            .to_string(),
+    );
     steps
 }
 

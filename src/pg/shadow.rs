@@ -21,6 +21,8 @@ use crate::plan::{Mapping, SourceColumn, TargetColumn, Transform, mapping};
 #[derive(Debug, Clone)]
 pub struct Shape {
     pub ddl: Vec<String>,
+    /// (shadow index, original index) names: the originals move to the new table at the swap.
+    pub index_names: Vec<(String, String)>,
     /// Secondary (non-unique) indexes, built after the copy: a sorted build beats
     /// maintaining them row by row.
     pub deferred_indexes: Vec<String>,
@@ -53,10 +55,31 @@ pub async fn build(
         .map(|col| (col.attnum, col.name))
         .collect();
 
+    // Right after LIKE both tables have the same indexes: pair them by definition.
+    let index_names = c
+        .query(
+            "WITH sig AS (SELECT i.indrelid, c.relname::text AS name, \
+                    concat_ws('|', am.amname, i.indisunique, i.indisprimary, i.indnkeyatts, i.indoption::text, \
+                              i.indclass::text, pg_get_expr(i.indpred, i.indrelid), \
+                              (SELECT string_agg(pg_get_indexdef(i.indexrelid, k, false), ',' ORDER BY k) \
+                                 FROM generate_series(1, i.indnatts) k)) AS s \
+                  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
+                  WHERE i.indrelid IN ($1, $2::text::regclass)), \
+                  numbered AS (SELECT *, row_number() OVER (PARTITION BY indrelid, s ORDER BY name) AS n FROM sig) \
+             SELECT sh.name, o.name FROM numbered sh JOIN numbered o ON o.s = sh.s AND o.n = sh.n \
+             WHERE o.indrelid = $1 AND sh.indrelid = $2::text::regclass",
+            &[&table.oid, &shadow],
+        )
+        .await
+        .db("pairing the shadow's indexes with the original's")?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+
     let fks = c
         .query(
             "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
-             WHERE conrelid = $1 AND contype = 'f' ORDER BY conname",
+             WHERE conrelid = $1 AND contype = 'f' AND confrelid <> conrelid ORDER BY conname",
             &[&table.oid],
         )
         .await
@@ -207,6 +230,7 @@ pub async fn build(
     }
     Ok(Shape {
         ddl,
+        index_names,
         deferred_indexes,
         mapping,
         key,

@@ -120,7 +120,7 @@ pub async fn scalar_bool(c: &Client, sql: &str) -> bool {
 pub async fn leftovers(c: &Client) -> Vec<String> {
     c.query(
         "SELECT 'slot ' || slot_name::text FROM pg_replication_slots \
-         UNION ALL SELECT 'publication ' || pubname::text FROM pg_publication \
+         UNION ALL SELECT 'publication ' || pubname::text FROM pg_publication WHERE pubname LIKE 'wraith\\_%' \
          UNION ALL SELECT 'table ' || relname::text FROM pg_class WHERE relname LIKE '\\_%\\_new' AND relkind = 'r'",
         &[],
     )
