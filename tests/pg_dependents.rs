@@ -50,7 +50,8 @@ const FIXTURE: &str = "
     COMMENT ON TABLE orders IS 'customer orders';
     COMMENT ON COLUMN orders.amount IS 'in cents';
     COMMENT ON VIEW big_orders IS 'orders over 50';
-    CREATE PUBLICATION app_pub FOR TABLE orders;";
+    CREATE PUBLICATION app_pub FOR TABLE orders;
+    CREATE TABLE orders_mirror AS SELECT id, seq_no, customer_id, amount, status, parent_id FROM orders;";
 
 const ALTER: &str = "ALTER COLUMN amount TYPE bigint, ALTER COLUMN customer_id TYPE bigint";
 
@@ -131,13 +132,16 @@ async fn dependents_follow_the_new_table() {
                 let r = w
                     .batch_execute(&format!(
                         "BEGIN;
-                         WITH o AS (INSERT INTO orders (customer_id, amount) VALUES ({}, {}) RETURNING id)
+                         WITH o AS (INSERT INTO orders (customer_id, amount) VALUES ({c}, {a})
+                                    RETURNING id, seq_no, customer_id, amount, status, parent_id),
+                              m AS (INSERT INTO orders_mirror SELECT * FROM o)
                          INSERT INTO order_items (order_id, qty) SELECT id, 2 FROM o;
-                         UPDATE orders SET amount = amount + 1 WHERE id = {};
+                         UPDATE orders SET amount = amount + 1 WHERE id = {k};
+                         UPDATE orders_mirror SET amount = amount + 1 WHERE id = {k};
                          COMMIT;",
-                        n % 20 + 1,
-                        n % 150,
-                        n % 3000 + 1
+                        c = n % 20 + 1,
+                        a = n % 150,
+                        k = n % 3000 + 1
                     ))
                     .await;
                 if r.is_err() {
@@ -162,6 +166,16 @@ async fn dependents_follow_the_new_table() {
         summary.cutover_hold_ms
     );
     assert_eq!(failed.load(Relaxed), 0, "the application saw errors");
+
+    // Every write went through: the new table equals the mirror the writer kept.
+    let diff = wraith::bench::workload::diff_count(
+        c,
+        "SELECT id, seq_no, customer_id::bigint, amount::bigint, status, parent_id FROM orders_mirror",
+        "SELECT id, seq_no, customer_id, amount, status, parent_id FROM orders",
+    )
+    .await
+    .unwrap();
+    assert_eq!(diff, 0, "the new table differs from the mirror");
 
     // Same dependents, same names, now on the new table; none left on the old one.
     assert_eq!(bound_to(c, "orders").await, before);
@@ -224,6 +238,14 @@ async fn dependents_follow_the_new_table() {
     };
     assert!(id as i64 > max);
     assert!(seq_no as i64 >= scalar_i64(c, "SELECT max(seq_no)::int8 FROM _orders_old").await);
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT pg_get_serial_sequence('orders', 'seq_no') = 'public.orders_seq_no_seq'"
+        )
+        .await,
+        "the identity sequence keeps its name"
+    );
 
     // Privileges and row-level security, as each role sees them.
     c.batch_execute("SET ROLE clerk").await.unwrap();

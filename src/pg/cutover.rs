@@ -141,6 +141,18 @@ pub async fn swap(
             ));
         }
     }
+    for (shadow_seq, original) in &shape.sequence_names {
+        stmts.push(format!(
+            "ALTER SEQUENCE {} RENAME TO {}",
+            qualified(&names.schema, original),
+            ident(&old_index_name(original))
+        ));
+        stmts.push(format!(
+            "ALTER SEQUENCE {} RENAME TO {}",
+            qualified(&names.schema, shadow_seq),
+            ident(original)
+        ));
+    }
     stmts.extend(deps.after_rename(&new_q, &names.old_q()));
     stmts.push(format!(
         "COMMENT ON TABLE {new_q} IS {}",
@@ -168,7 +180,8 @@ pub async fn swap(
     Ok(())
 }
 
-/// The name the old table's index takes so the new one can have the original.
+/// The name the old table's index (or identity sequence) takes so the new one can
+/// have the original.
 fn old_index_name(original: &str) -> String {
     let mut end = original.len().min(59);
     while !original.is_char_boundary(end) {

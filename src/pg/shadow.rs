@@ -23,6 +23,8 @@ pub struct Shape {
     pub ddl: Vec<String>,
     /// (shadow index, original index) names: the originals move to the new table at the swap.
     pub index_names: Vec<(String, String)>,
+    /// (shadow identity sequence, original identity sequence) names, likewise.
+    pub sequence_names: Vec<(String, String)>,
     /// Secondary (non-unique) indexes, built after the copy: a sorted build beats
     /// maintaining them row by row.
     pub deferred_indexes: Vec<String>,
@@ -176,6 +178,26 @@ pub async fn build(
     ddl.push(comment);
 
     let after = catalog::columns_of(c, &shadow).await?;
+    let mut sequence_names = Vec::new();
+    for (seq, col, identity) in &table.sequences {
+        let new_col = after
+            .iter()
+            .find(|a| before.iter().any(|(n, b)| b == col && *n == a.attnum))
+            .map(|a| a.name.clone());
+        if let (true, Some(new_col)) = (*identity, new_col) {
+            let row = c
+                .query_opt(
+                    "SELECT n.relname::text, o.relname::text FROM pg_class o, pg_class n \
+                     WHERE o.oid = $1::text::regclass AND n.oid = pg_get_serial_sequence($2, $3)::regclass",
+                    &[seq, &shadow, &new_col],
+                )
+                .await
+                .db("reading the identity sequences")?;
+            if let Some(r) = row {
+                sequence_names.push((r.get(0), r.get(1)));
+            }
+        }
+    }
     let source: Vec<SourceColumn> = table
         .columns
         .iter()
@@ -231,6 +253,7 @@ pub async fn build(
     Ok(Shape {
         ddl,
         index_names,
+        sequence_names,
         deferred_indexes,
         mapping,
         key,
