@@ -235,7 +235,10 @@ async fn unsupported_tables_are_refused_and_nothing_is_created() {
     // 10. Dependents wraith cannot move yet: a rule, and a view over a column the ALTER drops.
     c.batch_execute(
         "CREATE RULE orders_audit AS ON INSERT TO orders DO ALSO NOTHING;
-         CREATE VIEW order_totals AS SELECT id, total FROM orders;",
+         CREATE VIEW order_totals AS SELECT id, total FROM orders;
+         CREATE FUNCTION noop_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$ BEGIN END $$;
+         CREATE EVENT TRIGGER audit_ddl ON ddl_command_end EXECUTE FUNCTION noop_evt();
+         CREATE TABLE holder (o orders);",
     )
     .await
     .unwrap();
@@ -251,6 +254,8 @@ async fn unsupported_tables_are_refused_and_nothing_is_created() {
             "dependents wraith cannot carry over",
             "rule orders_audit",
             "view order_totals (uses column total)",
+            "event trigger audit_ddl",
+            "column holder.o of the table's row type",
         ],
     );
     assert_nothing_left(c, "unmovable dependents", &out).await;
@@ -263,7 +268,9 @@ async fn unsupported_tables_are_refused_and_nothing_is_created() {
         "orders changed\n{}",
         out.show()
     );
-    c.batch_execute("DROP RULE orders_audit ON orders; DROP VIEW order_totals")
+    c.batch_execute(
+        "DROP RULE orders_audit ON orders; DROP VIEW order_totals; DROP EVENT TRIGGER audit_ddl; DROP TABLE holder",
+    )
         .await
         .unwrap();
     // The referencing side is fine: its own foreign key is carried to the shadow.
