@@ -169,3 +169,43 @@ async fn composite_key_and_empty_table() {
     assert!(scalar_bool(&db.client, "SELECT to_regclass('_empty_old') IS NOT NULL").await);
     assert!(leftovers(&db.client).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_self_reference_added_by_the_alter_points_at_the_new_table() {
+    let db = db().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE chain (id int PRIMARY KEY, ref int NOT NULL);
+             INSERT INTO chain SELECT g, g - (g - 1) % 4 FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    migrate(spec(
+        &db.dsn,
+        "chain",
+        "ADD CONSTRAINT chain_ref_fkey FOREIGN KEY (ref) REFERENCES chain (id) NOT VALID",
+        &[],
+        execute(),
+    ))
+    .await
+    .expect("migration succeeds");
+    assert!(
+        scalar_bool(
+            &db.client,
+            "SELECT confrelid = 'chain'::regclass AND convalidated FROM pg_constraint WHERE conname = 'chain_ref_fkey' \
+             AND conrelid = 'chain'::regclass"
+        )
+        .await,
+        "the foreign key references the new table and is validated"
+    );
+    assert!(
+        db.client
+            .batch_execute("INSERT INTO chain VALUES (5000, 4999)")
+            .await
+            .is_err()
+    );
+    db.client
+        .batch_execute("DROP TABLE _chain_old")
+        .await
+        .expect("nothing depends on the old table");
+}

@@ -92,6 +92,19 @@ pub async fn swap(
     deps: &Dependents,
 ) -> anyhow::Result<()> {
     let new_q = names.src();
+    // Foreign keys the ALTER gave the shadow that reference the original table (a
+    // self-reference written as `REFERENCES <table>`) must follow the name to the new one.
+    let shadow_fks: Vec<(String, String, bool)> = c
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid), convalidated FROM pg_constraint \
+             WHERE contype = 'f' AND conrelid = $1::text::regclass AND confrelid = $2::text::regclass",
+            &[&names.shadow_q(), &new_q],
+        )
+        .await
+        .db("reading the shadow's foreign keys to the original")?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     let mut stmts = deps.before_rename();
     stmts.push(format!(
         "ALTER TABLE {} RENAME TO {}",
@@ -154,6 +167,17 @@ pub async fn swap(
         ));
     }
     stmts.extend(deps.after_rename(&new_q, &names.old_q()));
+    for (name, def, _) in &shadow_fks {
+        stmts.push(format!(
+            "ALTER TABLE {new_q} DROP CONSTRAINT {}",
+            ident(name)
+        ));
+        let def = def.trim_end_matches(" NOT VALID");
+        stmts.push(format!(
+            "ALTER TABLE {new_q} ADD CONSTRAINT {} {def} NOT VALID",
+            ident(name)
+        ));
+    }
     stmts.push(format!(
         "COMMENT ON TABLE {new_q} IS {}",
         table
@@ -168,7 +192,16 @@ pub async fn swap(
             .map_err(|e| anyhow::anyhow!("swapping the tables: {s}: {}", describe(&e)))?;
     }
     c.batch_execute("COMMIT").await.db("committing the swap")?;
-    for (name, validate) in deps.after_commit(&new_q) {
+    let revalidate = shadow_fks
+        .iter()
+        .filter(|(_, _, valid)| *valid)
+        .map(|(name, _, _)| {
+            (
+                name.clone(),
+                format!("ALTER TABLE {new_q} VALIDATE CONSTRAINT {}", ident(name)),
+            )
+        });
+    for (name, validate) in deps.after_commit(&new_q).into_iter().chain(revalidate) {
         if let Err(e) = c.batch_execute(&validate).await {
             tracing::error!(
                 "the swap is done, but validating foreign key {name} failed: {}; it stays NOT VALID \
