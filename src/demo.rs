@@ -47,6 +47,7 @@ pub fn demo_workload(dsn: &str, rows: i64, clients: usize, tps: u64) -> Workload
         initial_rows: rows,
         max_duration: Duration::from_secs(3600),
         key_updates: true,
+        scenario: Default::default(),
     }
 }
 
@@ -64,6 +65,8 @@ pub async fn run(rows: i64, tps: u64) -> anyhow::Result<()> {
         table: "items".into(),
         alter: DEMO_ALTER.into(),
         transforms: vec![],
+        prepare: vec![],
+        shadow_statements: vec![],
         options: RunOptions {
             execute: true,
             ..RunOptions::default()

@@ -14,4 +14,5 @@ pub mod error;
 pub mod pg;
 pub mod plan;
 pub mod sandbox;
+pub mod scenario;
 pub mod verify;

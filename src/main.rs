@@ -11,7 +11,7 @@ use wraith::engine::progress::Reporter;
 use wraith::engine::{self, Stats};
 use wraith::error::{bad_input, exit_code, redact_dsn};
 use wraith::pg::PgBackend;
-use wraith::plan::{MigrationSpec, RunOptions, Transform};
+use wraith::plan::{MigrationSpec, RunOptions, SpecFile, Transform};
 
 #[derive(Parser)]
 #[command(
@@ -64,11 +64,18 @@ struct TableArgs {
 
 #[derive(Args)]
 struct MigrateArgs {
-    #[command(flatten)]
-    target: TableArgs,
+    /// Connection string, e.g. postgres://user:password@host:5432/db
+    #[arg(long, env = "WRAITH_DSN")]
+    dsn: String,
+    /// Table to migrate, optionally schema-qualified (default schema: public).
+    #[arg(long, required_unless_present = "spec")]
+    table: Option<String>,
     /// ALTER TABLE actions applied verbatim to the shadow table; several statements may be separated by ';'.
-    #[arg(long)]
-    alter: String,
+    #[arg(long, required_unless_present = "spec")]
+    alter: Option<String>,
+    /// A migration spec file (TOML: table, alter, transforms, prepare, shadow) instead of --table/--alter.
+    #[arg(long, conflicts_with_all = ["table", "alter", "transforms"])]
+    spec: Option<std::path::PathBuf>,
     /// Fill a column of the new table with an expression over the old row: COLUMN=EXPR (repeatable).
     #[arg(long = "transform", value_name = "COLUMN=EXPR")]
     transforms: Vec<String>,
@@ -267,40 +274,46 @@ fn init_logging(format: LogFormat, verbose: u8) {
 }
 
 fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
+    if !args.dsn.starts_with("postgres://")
+        && !args.dsn.starts_with("postgresql://")
+        && !args.dsn.contains('=')
+    {
+        return Err(bad_input(format!(
+            "--dsn {} is not a PostgreSQL connection string (postgres://user@host/db)",
+            redact_dsn(&args.dsn)
+        )));
+    }
+    let options = RunOptions {
+        execute: args.execute,
+        chunk_time: args.chunk_time,
+        max_rows_per_sec: args.max_rows_per_sec,
+        cutover_lock_timeout: args.cutover_lock_timeout,
+        cutover_attempts: args.cutover_attempts,
+        cutover_drain_timeout: args.cutover_drain_timeout,
+        drop_old: args.drop_old,
+        verify: args.verify,
+        verify_workers: args.verify_workers.max(1),
+        ..RunOptions::default()
+    };
+    if let Some(path) = &args.spec {
+        return Ok(SpecFile::read(path)?.into_spec(&args.dsn, options));
+    }
     let transforms = args
         .transforms
         .iter()
         .map(|t| Transform::parse(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if !args.target.dsn.starts_with("postgres://")
-        && !args.target.dsn.starts_with("postgresql://")
-        && !args.target.dsn.contains('=')
-    {
-        return Err(bad_input(format!(
-            "--dsn {} is not a PostgreSQL connection string (postgres://user@host/db)",
-            redact_dsn(&args.target.dsn)
-        )));
-    }
     let mut spec = MigrationSpec {
-        dsn: args.target.dsn.clone(),
+        dsn: args.dsn.clone(),
         schema: None,
         table: String::new(),
-        alter: args.alter.clone(),
+        alter: args.alter.clone().unwrap_or_default(),
         transforms,
-        options: RunOptions {
-            execute: args.execute,
-            chunk_time: args.chunk_time,
-            max_rows_per_sec: args.max_rows_per_sec,
-            cutover_lock_timeout: args.cutover_lock_timeout,
-            cutover_attempts: args.cutover_attempts,
-            cutover_drain_timeout: args.cutover_drain_timeout,
-            drop_old: args.drop_old,
-            verify: args.verify,
-            verify_workers: args.verify_workers.max(1),
-            ..RunOptions::default()
-        },
+        prepare: vec![],
+        shadow_statements: vec![],
+        options,
     };
-    spec.set_table(&args.target.table);
+    spec.set_table(args.table.as_deref().unwrap_or_default());
     Ok(spec)
 }
 
@@ -343,6 +356,8 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         table: String::new(),
         alter: String::new(),
         transforms: vec![],
+        prepare: vec![],
+        shadow_statements: vec![],
         options: RunOptions::default(),
     };
     spec.set_table(&args.table);

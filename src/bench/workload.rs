@@ -70,6 +70,17 @@ pub struct WorkloadConfig {
     pub max_duration: Duration,
     /// Include primary-key updates.
     pub key_updates: bool,
+    pub scenario: Scenario,
+}
+
+/// Which transactions the workload runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scenario {
+    /// `items` and its mirror (see [`create_items`]).
+    #[default]
+    Items,
+    /// `orders` and `orders_mirror` (see [`crate::scenario::orders`]).
+    Orders,
 }
 
 /// Counters shared by the workload's sessions.
@@ -183,7 +194,21 @@ async fn session(
             }
         }
         let t0 = Instant::now();
-        let result = one_transaction(&client, &cfg, &next_id).await;
+        let result = match cfg.scenario {
+            Scenario::Items => one_transaction(&client, &cfg, &next_id).await,
+            Scenario::Orders => {
+                let draw = {
+                    let mut rng = rand::rng();
+                    (
+                        rng.random_range(0..100u32),
+                        rng.random_range(1..=cfg.initial_rows.max(1)),
+                        rng.random_range(10..1000i64),
+                        rng.random_range(0..3u32),
+                    )
+                };
+                crate::scenario::orders::one_transaction(&client, cfg.initial_rows, draw).await
+            }
+        };
         let us = t0.elapsed().as_micros() as u64;
         match result {
             Ok(()) => {

@@ -167,15 +167,7 @@ impl Backend for PgBackend {
         ctrl.batch_execute("BEGIN")
             .await
             .db("starting the shadow transaction")?;
-        match shadow::build(
-            &ctrl,
-            &self.names,
-            table,
-            &self.alter,
-            &self.spec.transforms,
-        )
-        .await
-        {
+        match shadow::build(&ctrl, &self.names, table, &self.alter, &self.spec).await {
             Ok(shape) => {
                 ctrl.batch_execute("COMMIT")
                     .await

@@ -38,7 +38,7 @@ pub async fn run(
     c.batch_execute("BEGIN")
         .await
         .db("starting the preflight transaction")?;
-    let shape = shadow::build(c, names, &table, alter, &spec.transforms).await;
+    let shape = shadow::build(c, names, &table, alter, spec).await;
     c.batch_execute("ROLLBACK")
         .await
         .db("rolling back the preflight transaction")?;

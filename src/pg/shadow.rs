@@ -15,7 +15,7 @@ use crate::pg::conn::{DbResult, describe};
 use crate::pg::names::Names;
 use crate::pg::sql::{KeyCols, RowSql, ident, literal};
 use crate::plan::alter::AlterText;
-use crate::plan::{Mapping, SourceColumn, TargetColumn, Transform, mapping};
+use crate::plan::{Mapping, MigrationSpec, SourceColumn, TargetColumn, mapping};
 
 /// The shadow as built: its DDL, the column mapping and the statements over it.
 #[derive(Debug, Clone)]
@@ -39,10 +39,20 @@ pub async fn build(
     names: &Names,
     table: &Table,
     alter: &AlterText,
-    transforms: &[Transform],
+    spec: &MigrationSpec,
 ) -> anyhow::Result<Shape> {
     let shadow = names.shadow_q();
     let mut ddl = Vec::new();
+
+    for stmt in &spec.prepare {
+        c.batch_execute(stmt).await.map_err(|e| {
+            bad_input(format!(
+                "the spec's preparatory DDL failed: {}\n  statement: {stmt}",
+                describe(&e)
+            ))
+        })?;
+        ddl.push(stmt.clone());
+    }
 
     let create = format!("CREATE TABLE {shadow} (LIKE {} INCLUDING ALL)", names.src());
     c.batch_execute(&create)
@@ -103,6 +113,17 @@ pub async fn build(
         c.batch_execute(&stmt).await.map_err(|e| {
             bad_input(format!(
                 "PostgreSQL rejected the ALTER on the shadow table: {}\n  statement: {stmt}",
+                describe(&e)
+            ))
+        })?;
+        ddl.push(stmt);
+    }
+
+    for stmt in &spec.shadow_statements {
+        let stmt = stmt.replace("{shadow}", &shadow);
+        c.batch_execute(&stmt).await.map_err(|e| {
+            bad_input(format!(
+                "a shadow statement of the spec failed: {}\n  statement: {stmt}",
                 describe(&e)
             ))
         })?;
@@ -220,7 +241,7 @@ pub async fn build(
         &source,
         &targets,
         &alter.usings,
-        transforms,
+        &spec.transforms,
         &table.key,
         ident,
     )?;

@@ -13,4 +13,4 @@ pub mod spec;
 
 pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};
 pub use report::Plan;
-pub use spec::{FaultPoints, MigrationSpec, RunOptions, Transform};
+pub use spec::{FaultPoints, MigrationSpec, RunOptions, SpecFile, Transform};

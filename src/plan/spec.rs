@@ -45,7 +45,63 @@ pub struct MigrationSpec {
     /// The user's ALTER text, applied verbatim to the shadow table.
     pub alter: String,
     pub transforms: Vec<Transform>,
+    /// DDL the new shape depends on (e.g. an enum type), run with the shadow's creation.
+    pub prepare: Vec<String>,
+    /// Statements run on the shadow after the ALTER; `{shadow}` stands for its name.
+    pub shadow_statements: Vec<String>,
     pub options: RunOptions,
+}
+
+/// A migration spec file (`wraith migrate --spec file.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// Table to migrate, optionally schema-qualified.
+    pub table: String,
+    /// ALTER TABLE actions, applied verbatim to the shadow.
+    pub alter: String,
+    /// New column = expression over the old row.
+    #[serde(default)]
+    pub transforms: std::collections::BTreeMap<String, String>,
+    /// DDL the new shape depends on, run with the shadow's creation (keep it idempotent).
+    #[serde(default)]
+    pub prepare: Vec<String>,
+    /// Statements on the shadow after the ALTER (indexes...); `{shadow}` is its name.
+    #[serde(default)]
+    pub shadow: Vec<String>,
+}
+
+impl SpecFile {
+    pub fn read(path: &std::path::Path) -> anyhow::Result<SpecFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad_input(format!("cannot read the spec file {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| {
+            bad_input(format!(
+                "the spec file {} is not valid: {e}",
+                path.display()
+            ))
+        })
+    }
+
+    /// The migration it describes, on `dsn`.
+    pub fn into_spec(self, dsn: &str, options: RunOptions) -> MigrationSpec {
+        let mut spec = MigrationSpec {
+            dsn: dsn.to_string(),
+            schema: None,
+            table: String::new(),
+            alter: self.alter,
+            transforms: self
+                .transforms
+                .into_iter()
+                .map(|(column, expr)| Transform { column, expr })
+                .collect(),
+            prepare: self.prepare,
+            shadow_statements: self.shadow,
+            options,
+        };
+        spec.set_table(&self.table);
+        spec
+    }
 }
 
 impl MigrationSpec {
@@ -168,6 +224,8 @@ mod tests {
             table: String::new(),
             alter: String::new(),
             transforms: vec![],
+            prepare: vec![],
+            shadow_statements: vec![],
             options: RunOptions::default(),
         };
         s.set_table("sales.orders");

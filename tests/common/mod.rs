@@ -51,6 +51,8 @@ pub fn spec(
                 expr: e.to_string(),
             })
             .collect(),
+        prepare: vec![],
+        shadow_statements: vec![],
         options,
     };
     s.set_table(table);

@@ -1,0 +1,177 @@
+//! The orders scenario: the original schema (`scenarios/orders/schema.sql`), a data
+//! generator and the migration spec (`scenarios/orders/migration.toml`).
+//!
+//! Orders are recreated daily from their latest state, so they come in chains
+//! sharing an `order_ref` (the first ancestor): earlier links are `recreated`, the
+//! latest carries the live status. The generator runs server-side (rows never
+//! travel through wraith) and is deterministic for a seed: every value is derived
+//! from `md5(seed, row)`.
+
+use anyhow::Context;
+use tokio_postgres::Client;
+
+use crate::pg::conn::DbResult;
+use crate::plan::SpecFile;
+
+/// The original schema.
+pub const SCHEMA: &str = include_str!("../../scenarios/orders/schema.sql");
+/// The migration spec.
+pub const MIGRATION: &str = include_str!("../../scenarios/orders/migration.toml");
+/// Orders per chain (one order and its daily recreations).
+pub const CHAIN: i64 = 4;
+
+/// The migration spec, parsed.
+pub fn migration() -> anyhow::Result<SpecFile> {
+    toml::from_str(MIGRATION).context("the built-in orders migration spec")
+}
+
+/// Creates the schema and loads `orders` orders and `orders / 100` customers.
+pub async fn load(c: &Client, orders: i64, seed: u64) -> anyhow::Result<()> {
+    c.batch_execute(SCHEMA)
+        .await
+        .db("creating the orders schema")?;
+    let customers = (orders / 100).max(1);
+    // h(n) is a deterministic number in [0, 1) for the seed and n.
+    let h = |n: &str| {
+        format!(
+            "(('x' || substr(md5('{seed}-' || {n}), 1, 8))::bit(32)::int8::float8 / 4294967296.0)"
+        )
+    };
+    c.batch_execute(&format!(
+        "INSERT INTO customers (customer_id, customer_name, customer_email, customer_contact_name, customer_phone, address, \
+                                address_state, customer_balance)
+         SELECT g, 'Customer ' || g, 'customer' || g || '@example.com', 'Contact ' || g,
+                '+1-555-' || lpad(g::text, 7, '0'), g || ' Main Street',
+                (ARRAY['CA', 'NY', 'TX', 'WA', 'FL'])[1 + g % 5], round(({hc} * 2000)::numeric, 2)::float8
+         FROM generate_series(1, {customers}) g;
+         INSERT INTO orders (order_id, order_ref, customer_id, order_schedule, delivery_script_name, delivery_script_args,
+                             order_amount, order_status)
+         SELECT g, g - (g - 1) % {CHAIN},
+                1 + ((g - 1) / {CHAIN}) % {customers},
+                substring(('x' || md5('{seed}a' || g) || md5('{seed}b' || g) || md5('{seed}c' || g))::bit(384)
+                          FROM 1 FOR 336)::bit(336),
+                (ARRAY['daily_feed', 'sms_blast', 'email_digest', 'webhook'])[1 + g % 4],
+                json_build_object('retries', g % 3, 'window', 30 + g % 90, 'channel',
+                                  (ARRAY['sms', 'email', 'push'])[1 + g % 3]),
+                10 + floor({ho} * 990)::int,
+                CASE WHEN g % {CHAIN} <> 0 THEN 'recreated'
+                     ELSE (ARRAY['active', 'active', 'active', 'pending', 'paused', 'cancelled', 'expired'])
+                          [1 + floor({hs} * 7)::int] END
+         FROM generate_series(1, {orders}) g;
+         SELECT setval('orders_order_id_seq', {orders});
+         SELECT setval('customers_customer_id_seq', {customers});
+         ANALYZE customers; ANALYZE orders;",
+        hc = h("g"),
+        ho = h("g * 7"),
+        hs = h("g * 13"),
+    ))
+    .await
+    .db("generating the orders data")
+}
+
+/// Creates `orders_mirror`, the oracle the workload keeps in step with `orders`.
+pub async fn create_mirror(c: &Client) -> anyhow::Result<()> {
+    c.batch_execute(
+        "CREATE TABLE orders_mirror (LIKE orders INCLUDING ALL); INSERT INTO orders_mirror SELECT * FROM orders",
+    )
+    .await
+    .db("creating the orders mirror")
+}
+
+/// What the migrated `orders` must equal: the mirror with the spec's conversions.
+pub const EXPECTED: &str = "SELECT order_id::bigint, order_ref::bigint, customer_id, order_schedule, \
+     delivery_script_name, delivery_script_args::jsonb, order_amount, lower(trim(order_status)) FROM orders_mirror";
+pub const ACTUAL: &str = "SELECT order_id, order_ref, customer_id, order_schedule, delivery_script_name, \
+     delivery_script_args, order_amount, order_status::text FROM orders";
+
+/// One workload transaction on `orders` and, identically, on `orders_mirror`: the
+/// daily recreation (a new order from an active one whose customer can pay, the
+/// parent set to `recreated`), status and amount changes, deletes of expired
+/// orders nothing refers to. Statements keep working after the swap (literals for
+/// statuses, int8 parameters cast by the server).
+pub async fn one_transaction(
+    c: &Client,
+    max_id: i64,
+    draw: (u32, i64, i64, u32),
+) -> anyhow::Result<()> {
+    let (op, key, amount, pick) = draw;
+    let status = ["active", "paused", "cancelled"][pick as usize % 3];
+    let key = key.clamp(1, max_id.max(1));
+    c.batch_execute("BEGIN").await.db("begin")?;
+    match op {
+        0..=34 => {
+            let born = c
+                .query_opt(
+                    "INSERT INTO orders (order_ref, customer_id, order_schedule, delivery_script_name, \
+                       delivery_script_args, order_amount, order_status) \
+                     SELECT o.order_ref, o.customer_id, o.order_schedule, o.delivery_script_name, \
+                       o.delivery_script_args, o.order_amount, 'active' \
+                     FROM orders o JOIN customers c ON c.customer_id = o.customer_id \
+                     WHERE o.order_id = $1::int8 AND o.order_status = 'active' AND c.customer_balance > o.order_amount \
+                     RETURNING order_id::int8",
+                    &[&key],
+                )
+                .await
+                .db("recreating an order")?;
+            if let Some(row) = born {
+                let id: i64 = row.get(0);
+                c.execute(
+                    "INSERT INTO orders_mirror SELECT $2::int8, order_ref, customer_id, order_schedule, \
+                       delivery_script_name, delivery_script_args, order_amount, 'active' \
+                     FROM orders_mirror WHERE order_id = $1::int8",
+                    &[&key, &id],
+                )
+                .await
+                .db("recreating an order (mirror)")?;
+                for t in ["orders", "orders_mirror"] {
+                    c.execute(
+                        &format!(
+                            "UPDATE {t} SET order_status = 'recreated' WHERE order_id = $1::int8"
+                        ),
+                        &[&key],
+                    )
+                    .await
+                    .db("marking the parent recreated")?;
+                }
+            }
+        }
+        35..=59 => {
+            for t in ["orders", "orders_mirror"] {
+                c.execute(
+                    &format!(
+                        "UPDATE {t} SET order_status = '{status}' WHERE order_id = $1::int8 \
+                         AND order_status IN ('active', 'paused', 'pending')"
+                    ),
+                    &[&key],
+                )
+                .await
+                .db("changing a status")?;
+            }
+        }
+        60..=84 => {
+            for t in ["orders", "orders_mirror"] {
+                c.execute(
+                    &format!("UPDATE {t} SET order_amount = $2::int8 WHERE order_id = $1::int8"),
+                    &[&key, &amount],
+                )
+                .await
+                .db("changing an amount")?;
+            }
+        }
+        _ => {
+            for t in ["orders", "orders_mirror"] {
+                c.execute(
+                    &format!(
+                        "DELETE FROM {t} o WHERE o.order_id = $1::int8 AND o.order_status = 'expired' \
+                         AND NOT EXISTS (SELECT 1 FROM {t} r WHERE r.order_ref = o.order_id AND r.order_id <> o.order_id)"
+                    ),
+                    &[&key],
+                )
+                .await
+                .db("deleting an expired order")?;
+            }
+        }
+    }
+    c.batch_execute("COMMIT").await.db("commit")?;
+    Ok(())
+}

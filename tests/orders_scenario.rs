@@ -1,0 +1,150 @@
+//! The orders scenario: the generator is deterministic and well formed, and the
+//! orders migration spec applies under the scenario's workload with the oracle check.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::*;
+use wraith::bench::workload::{self, Scenario, Workload, WorkloadConfig};
+use wraith::engine::migration::Outcome;
+use wraith::plan::RunOptions;
+use wraith::scenario::orders;
+
+#[tokio::test]
+async fn generator_is_deterministic_and_well_formed() {
+    let db = db().await;
+    let mut prints = Vec::new();
+    for (name, seed) in [("a", 7), ("b", 7), ("c", 8)] {
+        db.pg.create_database(name).await.unwrap();
+        let c = db.pg.connect(name).await.unwrap();
+        orders::load(&c, 2000, seed).await.unwrap();
+        prints.push(table_fingerprint(&c, "orders").await);
+        if name == "a" {
+            assert_eq!(scalar_i64(&c, "SELECT count(*) FROM orders").await, 2000);
+            assert_eq!(scalar_i64(&c, "SELECT count(*) FROM customers").await, 20);
+            // Every order's ref is the first order of its chain, which refers to itself.
+            assert_eq!(
+                scalar_i64(
+                    &c,
+                    "SELECT count(*) FROM orders o WHERE NOT EXISTS \
+                     (SELECT 1 FROM orders r WHERE r.order_id = o.order_ref AND r.order_ref = r.order_id)"
+                )
+                .await,
+                0
+            );
+            // Chains of four: three recreations and one live order.
+            assert_eq!(
+                scalar_i64(
+                    &c,
+                    "SELECT count(*) FROM (SELECT order_ref FROM orders GROUP BY order_ref \
+                     HAVING count(*) <> 4 OR count(*) FILTER (WHERE order_status <> 'recreated') <> 1) x"
+                )
+                .await,
+                0
+            );
+            assert_eq!(
+                scalar_i64(&c, "SELECT count(DISTINCT order_status) FROM orders").await,
+                6
+            );
+            assert!(
+                scalar_i64(
+                    &c,
+                    "SELECT count(*) FROM orders WHERE order_status = 'active'"
+                )
+                .await
+                    > 100
+            );
+        }
+    }
+    assert_eq!(prints[0], prints[1], "same seed, same data");
+    assert_ne!(prints[0], prints[2], "another seed, other data");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_migration_under_the_scenario_workload() {
+    let db = db().await;
+    let rows = 20_000;
+    orders::load(&db.client, rows, 1).await.unwrap();
+    orders::create_mirror(&db.client).await.unwrap();
+
+    // The dry run of the spec changes nothing, not even the enum type it prepares.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/orders/migration.toml"
+    );
+    let dry = wraith(&["migrate", "--dsn", &db.dsn, "--spec", path]);
+    assert_eq!(
+        dry.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("order_status_t"));
+    assert!(scalar_bool(&db.client, "SELECT to_regtype('order_status_t') IS NULL").await);
+
+    let load = Workload::start(WorkloadConfig {
+        dsn: db.dsn.clone(),
+        table: "orders".into(),
+        clients: 4,
+        tps: Some(300),
+        initial_rows: rows,
+        max_duration: Duration::from_secs(300),
+        key_updates: false,
+        scenario: Scenario::Orders,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let options = RunOptions {
+        execute: true,
+        initial_chunk_rows: 500,
+        chunk_time: Duration::from_millis(50),
+        ..RunOptions::default()
+    };
+    let outcome = migrate(orders::migration().unwrap().into_spec(&db.dsn, options)).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let wl = load.stop().await;
+    let Outcome::Migrated(_, summary) = outcome.expect("migration succeeds") else {
+        panic!("dry run")
+    };
+    assert_eq!(
+        wl.failed.load(Relaxed),
+        0,
+        "workload errors: {:?}",
+        wl.errors()
+    );
+    assert!(wl.committed.load(Relaxed) > 100);
+    assert_eq!(summary.verify_repaired, 0);
+    let diff = workload::diff_count(&db.client, orders::EXPECTED, orders::ACTUAL)
+        .await
+        .unwrap();
+    assert_eq!(diff, 0, "orders differ from the mirror");
+
+    // The new shape: enum status, self-referencing FK validated against the new table, the index.
+    assert!(
+        scalar_bool(
+            &db.client,
+            "SELECT confrelid = 'orders'::regclass AND convalidated FROM pg_constraint \
+             WHERE conname = 'orders_order_ref_fkey' AND conrelid = 'orders'::regclass"
+        )
+        .await
+    );
+    assert!(
+        scalar_bool(
+            &db.client,
+            "SELECT to_regclass('orders_customer_id_idx') IS NOT NULL"
+        )
+        .await
+    );
+    assert!(
+        scalar_bool(
+            &db.client,
+            "SELECT format_type(atttypid, atttypmod) = 'order_status_t' FROM pg_attribute \
+             WHERE attrelid = 'orders'::regclass AND attname = 'order_status'"
+        )
+        .await
+    );
+    assert!(leftovers(&db.client).await.is_empty());
+}
