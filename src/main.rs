@@ -113,9 +113,15 @@ struct MigrateArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Rows in the demo table.
-    #[arg(long, default_value_t = 200_000)]
+    /// Orders to generate (customers: one per hundred orders).
+    #[arg(long, default_value_t = 1_000_000)]
     rows: i64,
+    /// Run against this database instead of a scratch server.
+    #[arg(long)]
+    dsn: Option<String>,
+    /// Leave the scratch server running at the end and print how to connect.
+    #[arg(long)]
+    keep: bool,
     /// Write transactions per second during the migration.
     #[arg(long, default_value_t = 500)]
     tps: u64,
@@ -204,7 +210,15 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
             Command::Verify(args) => verify(args).await,
-            Command::Demo(args) => until_interrupted(wraith::demo::run(args.rows, args.tps)).await,
+            Command::Demo(args) => {
+                until_interrupted(wraith::demo::run(wraith::demo::DemoConfig {
+                    rows: args.rows,
+                    tps: args.tps,
+                    dsn: args.dsn,
+                    keep: args.keep,
+                }))
+                .await
+            }
             Command::Bench(args) => {
                 until_interrupted(wraith::bench::report::run(
                     wraith::bench::report::BenchConfig {

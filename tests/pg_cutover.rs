@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use wraith::bench::workload;
-use wraith::demo::{DEMO_ACTUAL, DEMO_ALTER, DEMO_EXPECTED};
+use wraith::bench::workload::{ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED};
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
 
@@ -38,7 +38,7 @@ async fn cutover_retries_while_a_transaction_holds_the_table() {
         cutover_attempts: 200,
         ..RunOptions::default()
     };
-    let outcome = migrate(spec(&db.dsn, "items", DEMO_ALTER, &[], options)).await;
+    let outcome = migrate(spec(&db.dsn, "items", ITEMS_ALTER, &[], options)).await;
     released.await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let wl = load.stop().await;
@@ -61,7 +61,7 @@ async fn cutover_retries_while_a_transaction_holds_the_table() {
     // behind the blocker, writers would have waited for most of its 6 s hold.
     let worst = wl.take_max_latency();
     assert!(worst < hold / 2, "a workload transaction waited {worst:?}");
-    let diff = workload::diff_count(&db.client, DEMO_EXPECTED, DEMO_ACTUAL)
+    let diff = workload::diff_count(&db.client, ITEMS_EXPECTED, ITEMS_ACTUAL)
         .await
         .unwrap();
     assert_eq!(diff, 0);

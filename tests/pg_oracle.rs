@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use wraith::bench::workload;
-use wraith::demo::{DEMO_ACTUAL, DEMO_ALTER, DEMO_EXPECTED};
+use wraith::bench::workload::{ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED};
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
 
@@ -31,7 +31,7 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror() {
         max_rows_per_sec: Some(5_000),
         ..RunOptions::default()
     };
-    let outcome = migrate(spec(&db.dsn, "items", DEMO_ALTER, &[], options)).await;
+    let outcome = migrate(spec(&db.dsn, "items", ITEMS_ALTER, &[], options)).await;
     // Writes keep going to the new table after the swap.
     tokio::time::sleep(Duration::from_millis(700)).await;
     let wl = load.stop().await;
@@ -61,7 +61,7 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror() {
     );
     assert!(wl.committed.load(Relaxed) > 200, "the workload ran");
 
-    let diff = workload::diff_count(&db.client, DEMO_EXPECTED, DEMO_ACTUAL)
+    let diff = workload::diff_count(&db.client, ITEMS_EXPECTED, ITEMS_ACTUAL)
         .await
         .unwrap();
     assert_eq!(diff, 0, "rewritten table differs from the mirror");

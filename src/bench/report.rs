@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio_postgres::Client;
 
 use crate::bench::workload::{self, Workload};
-use crate::demo::{DEMO_ALTER, DEMO_EXPECTED};
+use crate::bench::workload::{ITEMS_ALTER, ITEMS_EXPECTED};
 use crate::pg::conn::DbResult;
 use crate::sandbox::PgSandbox;
 
@@ -42,12 +42,12 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let dsn = pg.create_database("bench").await?;
     let c = pg.connect("bench").await?;
     say(&format!("bench: loading {} rows", cfg.rows));
-    crate::demo::create_demo_tables(&c, cfg.rows).await?;
+    crate::bench::workload::create_items_scenario(&c, cfg.rows).await?;
 
     say("bench: offline ALTER TABLE on an identical copy");
     copy_table(&c, "items", "items_offline").await?;
     let t = Instant::now();
-    c.batch_execute(&format!("ALTER TABLE items_offline {DEMO_ALTER}"))
+    c.batch_execute(&format!("ALTER TABLE items_offline {ITEMS_ALTER}"))
         .await
         .db("offline ALTER TABLE")?;
     let offline = t.elapsed();
@@ -74,7 +74,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         cfg.clients,
         cfg.baseline.as_secs()
     ));
-    let load = Workload::start(crate::demo::demo_workload(
+    let load = Workload::start(crate::bench::workload::items_workload(
         &dsn,
         cfg.rows,
         cfg.clients,
@@ -97,7 +97,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let loaded = loaded?;
     let diff = workload::diff_count(
         &c,
-        DEMO_EXPECTED,
+        ITEMS_EXPECTED,
         "SELECT id, owner_id, status::text, amount, note, payload, flags, blob, created_at FROM items",
     )
     .await?;
@@ -218,7 +218,7 @@ async fn migrate_child(
         "--table",
         table,
         "--alter",
-        DEMO_ALTER,
+        ITEMS_ALTER,
         "--execute",
         "--json",
     ]

@@ -355,3 +355,38 @@ pub async fn diff_count(c: &Client, expected: &str, actual: &str) -> anyhow::Res
         .db("comparing the table with its mirror")?
         .get(0))
 }
+
+/// The items scenario's change: wider key, JSON to jsonb, text status to an enum, a new column.
+pub const ITEMS_ALTER: &str = "ALTER COLUMN id TYPE bigint, \
+     ALTER COLUMN payload TYPE jsonb USING payload::jsonb, \
+     ALTER COLUMN status TYPE item_status USING status::item_status, \
+     ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now()";
+
+/// What the migrated table must equal: the mirror with the same conversion.
+pub const ITEMS_EXPECTED: &str = "SELECT id::bigint, owner_id, status::text, amount, note, payload::jsonb, \
+     flags, blob, created_at FROM items_mirror";
+pub const ITEMS_ACTUAL: &str =
+    "SELECT id, owner_id, status::text, amount, note, payload, flags, blob, created_at FROM items";
+
+/// The items scenario's tables: `items` with `rows` rows, its mirror, and the enum type the
+/// ALTER converts the status to.
+pub async fn create_items_scenario(c: &Client, rows: i64) -> anyhow::Result<()> {
+    create_items(c, "items", rows).await?;
+    c.batch_execute("CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')")
+        .await
+        .context("creating the enum type")
+}
+
+/// The workload on `items`: inserts, updates (key moves included), deletes.
+pub fn items_workload(dsn: &str, rows: i64, clients: usize, tps: u64) -> WorkloadConfig {
+    WorkloadConfig {
+        dsn: dsn.to_string(),
+        table: "items".into(),
+        clients,
+        tps: Some(tps),
+        initial_rows: rows,
+        max_duration: Duration::from_secs(3600),
+        key_updates: true,
+        scenario: Default::default(),
+    }
+}

@@ -109,6 +109,9 @@ pub trait Backend: Checksums {
     fn emit_fence(&self, id: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Swaps the tables and releases the lock, atomically.
     fn swap(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Work once the swap committed and writes flow again (validating constraints
+    /// re-added `NOT VALID`); failures are reported, the swap stands.
+    fn after_swap(&self) -> impl Future<Output = ()> + Send;
     /// Gives up the current cutover attempt (or releases `lock_writes`): undoes
     /// everything since the lock was taken.
     fn release_cutover(&self) -> impl Future<Output = anyhow::Result<()>> + Send;

@@ -93,6 +93,7 @@ impl<B: Backend> Run<B> {
             match self.drain_and_swap(attempt, held).await {
                 Ok(()) => {
                     let hold = held.elapsed();
+                    self.backend.after_swap().await;
                     self.stats
                         .cutover_lock_wait_ms
                         .store(lock_wait.as_millis() as u64, Relaxed);

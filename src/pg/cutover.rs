@@ -82,15 +82,16 @@ pub async fn fence(other: &Client, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renames the tables, moves what binds to the old one, and commits; then
-/// validates the foreign keys that were re-pointed `NOT VALID`.
+/// Renames the tables, moves what binds to the old one, and commits. Returns the
+/// `VALIDATE CONSTRAINT` statements (with the constraints' names) for the foreign
+/// keys re-pointed `NOT VALID`, to run once writes flow again.
 pub async fn swap(
     c: &Client,
     names: &Names,
     table: &Table,
     shape: &Shape,
     deps: &Dependents,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(String, String)>> {
     let new_q = names.src();
     // Foreign keys the ALTER gave the shadow that reference the original table (a
     // self-reference written as `REFERENCES <table>`) must follow the name to the new one.
@@ -192,25 +193,15 @@ pub async fn swap(
             .map_err(|e| anyhow::anyhow!("swapping the tables: {s}: {}", describe(&e)))?;
     }
     c.batch_execute("COMMIT").await.db("committing the swap")?;
-    let revalidate = shadow_fks
-        .iter()
+    Ok(shadow_fks
+        .into_iter()
         .filter(|(_, _, valid)| *valid)
         .map(|(name, _, _)| {
-            (
-                name.clone(),
-                format!("ALTER TABLE {new_q} VALIDATE CONSTRAINT {}", ident(name)),
-            )
-        });
-    for (name, validate) in deps.after_commit(&new_q).into_iter().chain(revalidate) {
-        if let Err(e) = c.batch_execute(&validate).await {
-            tracing::error!(
-                "the swap is done, but validating foreign key {name} failed: {}; it stays NOT VALID \
-                 until the data is fixed and it is validated",
-                describe(&e)
-            );
-        }
-    }
-    Ok(())
+            let validate = format!("ALTER TABLE {new_q} VALIDATE CONSTRAINT {}", ident(&name));
+            (name, validate)
+        })
+        .chain(deps.after_commit(&new_q))
+        .collect())
 }
 
 /// The name the old table's index (or identity sequence) takes so the new one can
@@ -221,6 +212,19 @@ fn old_index_name(original: &str) -> String {
         end -= 1;
     }
     format!("{}_old", &original[..end])
+}
+
+/// Validates the re-pointed foreign keys; a failure is reported, never dropped.
+pub async fn validate(c: &Client, statements: &[(String, String)]) {
+    for (name, validate) in statements {
+        if let Err(e) = c.batch_execute(validate).await {
+            tracing::error!(
+                "the swap is done, but validating foreign key {name} failed: {}; it stays NOT VALID \
+                 until the data is fixed and it is validated",
+                describe(&e)
+            );
+        }
+    }
 }
 
 /// Rolls back the cutover transaction (no-op when none is open).

@@ -60,6 +60,8 @@ pub struct PgBackend {
     /// The cutover transaction holds the write lock.
     locked: AtomicBool,
     verifier: OnceLock<verify::Verifier>,
+    /// Foreign keys to validate once the swap committed.
+    to_validate: Mutex<Vec<(String, String)>>,
 }
 
 impl PgBackend {
@@ -83,6 +85,7 @@ impl PgBackend {
             decoder: OnceLock::new(),
             locked: AtomicBool::new(false),
             verifier: OnceLock::new(),
+            to_validate: Mutex::new(Vec::new()),
         })
     }
 
@@ -311,7 +314,7 @@ impl Backend for PgBackend {
 
     async fn swap(&self) -> anyhow::Result<()> {
         let ctrl = self.ctrl()?;
-        cutover::swap(
+        let validate = cutover::swap(
             &ctrl,
             &self.names,
             self.table()?,
@@ -319,6 +322,7 @@ impl Backend for PgBackend {
             self.deps()?,
         )
         .await?;
+        *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()) = validate;
         self.locked.store(false, Relaxed);
         if self.spec.options.drop_old {
             self.ctrl()?
@@ -327,6 +331,15 @@ impl Backend for PgBackend {
                 .db("dropping the old table (--drop-old)")?;
         }
         Ok(())
+    }
+
+    async fn after_swap(&self) {
+        let statements =
+            std::mem::take(&mut *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()));
+        match self.ctrl() {
+            Ok(ctrl) => cutover::validate(&ctrl, &statements).await,
+            Err(e) => tracing::error!("cannot validate the re-pointed foreign keys: {e:#}"),
+        }
     }
 
     async fn release_cutover(&self) -> anyhow::Result<()> {

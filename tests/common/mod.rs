@@ -66,10 +66,10 @@ pub async fn items_under_load(
     clients: usize,
     tps: u64,
 ) -> wraith::bench::workload::Workload {
-    wraith::demo::create_demo_tables(&db.client, rows)
+    wraith::bench::workload::create_items_scenario(&db.client, rows)
         .await
         .expect("create items");
-    let mut cfg = wraith::demo::demo_workload(&db.dsn, rows, clients, tps);
+    let mut cfg = wraith::bench::workload::items_workload(&db.dsn, rows, clients, tps);
     cfg.max_duration = std::time::Duration::from_secs(300);
     wraith::bench::workload::Workload::start(cfg)
         .await
