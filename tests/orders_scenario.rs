@@ -148,3 +148,21 @@ async fn orders_migration_under_the_scenario_workload() {
     );
     assert!(leftovers(&db.client).await.is_empty());
 }
+
+#[test]
+fn wraith_demo_runs_to_completion() {
+    let out = wraith(&["demo", "--rows", "20000", "--tps", "200"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(", 0 failed"), "workload errors:\n{stdout}");
+    assert!(
+        stdout.contains("0 keys repaired"),
+        "verification:\n{stdout}"
+    );
+    assert!(stdout.contains("0 rows differ"), "oracle:\n{stdout}");
+}
