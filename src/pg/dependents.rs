@@ -323,8 +323,8 @@ pub async fn read(
     Ok(deps)
 }
 
-/// `GRANT ...` statements re-creating `rel`'s grants (`name` is its quoted name).
-async fn grants_of(c: &Client, rel: u32, name: &str) -> anyhow::Result<Vec<String>> {
+/// `GRANT ...` statements giving `name` (quoted) the grants `rel` has.
+pub async fn grants_of(c: &Client, rel: u32, name: &str) -> anyhow::Result<Vec<String>> {
     Ok(c
         .query(
             "SELECT x.privilege_type, \

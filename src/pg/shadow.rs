@@ -12,6 +12,7 @@ use tokio_postgres::Client;
 use crate::error::bad_input;
 use crate::pg::catalog::{self, Table};
 use crate::pg::conn::{DbResult, describe};
+use crate::pg::dependents;
 use crate::pg::names::Names;
 use crate::pg::sql::{KeyCols, RowSql, ident, literal};
 use crate::plan::alter::AlterText;
@@ -130,24 +131,7 @@ pub async fn build(
         ddl.push(stmt);
     }
 
-    let grants = c
-        .query(
-            "SELECT a.privilege_type, \
-                    CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END, \
-                    a.is_grantable \
-             FROM pg_class t, aclexplode(t.relacl) a \
-             WHERE t.oid = $1 AND a.grantee <> t.relowner",
-            &[&table.oid],
-        )
-        .await
-        .db("reading the table's grants")?;
-    for g in grants {
-        let (privilege, grantee, grantable): (String, String, bool) =
-            (g.get(0), g.get(1), g.get(2));
-        let stmt = format!(
-            "GRANT {privilege} ON {shadow} TO {grantee}{}",
-            if grantable { " WITH GRANT OPTION" } else { "" }
-        );
+    for stmt in dependents::grants_of(c, table.oid, &shadow).await? {
         c.batch_execute(&stmt)
             .await
             .db("copying grants to the shadow table")?;
