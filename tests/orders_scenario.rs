@@ -166,3 +166,36 @@ fn wraith_demo_runs_to_completion() {
     );
     assert!(stdout.contains("0 rows differ"), "oracle:\n{stdout}");
 }
+
+#[test]
+fn wraith_bench_json_holds_every_figure() {
+    let out = wraith(&[
+        "bench", "--rows", "20000", "--tps", "200", "--clients", "2", "--baseline-secs", "1", "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
+    for field in [
+        "offline_alter_ms",
+        "idle_ratio_vs_offline",
+        "idle_ratio_without_verification",
+        "idle_peak_rss_mb",
+        "loaded_peak_rss_mb",
+        "copy_rows_per_sec",
+        "copy_mb_per_sec",
+        "apply_keys_per_sec",
+        "apply_lag_max_ms",
+        "cutover_write_stall_ms",
+        "verification_ms",
+    ] {
+        assert!(r[field].is_number(), "{field} missing: {r:#}");
+    }
+    for phase in ["workload_before", "workload_during", "workload_after"] {
+        for f in ["p50_ms", "p99_ms", "max_ms", "tps"] {
+            assert!(r[phase][f].is_number(), "{phase}.{f} missing: {r:#}");
+        }
+    }
+    assert!(r["idle"]["total_ms"].is_number() && r["loaded"]["cutover_hold_ms"].is_number());
+    assert_eq!(r["workload_failed"], 0);
+    assert_eq!(r["rows_differing_from_mirror"], 0);
+}

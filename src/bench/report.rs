@@ -1,28 +1,33 @@
-//! `wraith bench`: wraith against an offline `ALTER TABLE` of the same table, at
-//! idle and under a steady write load, on a scratch PostgreSQL, all in one run so
-//! the figures compare as ratios. The migration runs as a child `wraith migrate`
-//! process, so its peak memory is its own.
+//! `wraith bench`: the orders migration against the same change done as an offline
+//! `ALTER TABLE`, at idle and under a steady write load, on a scratch PostgreSQL,
+//! all in one run so the figures compare as ratios. The migration runs as a child
+//! `wraith migrate` process, so its peak memory is its own.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio_postgres::Client;
 
-use crate::bench::workload::{self, Workload};
-use crate::bench::workload::{ITEMS_ALTER, ITEMS_EXPECTED};
-use crate::pg::conn::DbResult;
+use hdrhistogram::Histogram;
+
+use crate::bench::workload::{self, Scenario, Workload, WorkloadConfig};
+use crate::pg::conn::{self, DbResult};
 use crate::sandbox::PgSandbox;
+use crate::scenario::orders;
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// Orders in the scenario.
     pub rows: i64,
     pub tps: u64,
     pub clients: usize,
+    /// Load measured before the migration starts, and again after it.
     pub baseline: Duration,
     /// Copy rate cap for the loaded run.
     pub max_rows_per_sec: Option<u64>,
     pub json: bool,
+    /// The `wraith` binary that runs the migrations (default: this process's own).
+    pub wraith: Option<std::path::PathBuf>,
 }
 
 /// One `wraith migrate` child run.
@@ -31,100 +36,146 @@ struct ChildRun {
     peak_rss_kb: u64,
 }
 
+fn latency(h: &Histogram<u64>, window: Duration) -> serde_json::Value {
+    let ms = |v: u64| v as f64 / 1000.0;
+    serde_json::json!({
+        "transactions": h.len(),
+        "tps": h.len() as f64 / window.as_secs_f64().max(0.001),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+/// Runs the benchmark: the orders scenario, one database per measurement, all
+/// loaded from the same seed so they hold the same data.
 pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let say = |s: &str| {
         if !cfg.json {
             eprintln!("{s}");
         }
     };
+    let spec = tempfile::NamedTempFile::new().context("writing the migration spec")?;
+    std::fs::write(spec.path(), orders::MIGRATION).context("writing the migration spec")?;
+    let spec_path = spec.path().to_string_lossy().to_string();
+    let migration = orders::migration()?;
+
     say("bench: starting a scratch PostgreSQL");
     let pg = PgSandbox::start().await?;
-    let dsn = pg.create_database("bench").await?;
-    let c = pg.connect("bench").await?;
-    say(&format!("bench: loading {} rows", cfg.rows));
-    crate::bench::workload::create_items_scenario(&c, cfg.rows).await?;
 
-    say("bench: offline ALTER TABLE on an identical copy");
-    copy_table(&c, "items", "items_offline").await?;
+    say(&format!("bench: {} orders; the same change as an offline ALTER TABLE", cfg.rows));
+    let offline_dsn = pg.create_database("offline").await?;
+    let c = conn::connect(&offline_dsn, "bench").await?;
+    orders::load(&c, cfg.rows, 1).await?;
+    c.batch_execute("CHECKPOINT").await.db("checkpoint")?;
+    let bytes: i64 = c
+        .query_one("SELECT pg_table_size('orders')", &[])
+        .await
+        .db("measuring the table")?
+        .get(0);
     let t = Instant::now();
-    c.batch_execute(&format!("ALTER TABLE items_offline {ITEMS_ALTER}"))
+    c.batch_execute("BEGIN").await.db("begin")?;
+    for stmt in &migration.prepare {
+        c.batch_execute(stmt).await.db("offline: preparatory DDL")?;
+    }
+    c.batch_execute(&format!("ALTER TABLE orders {}", migration.alter))
         .await
         .db("offline ALTER TABLE")?;
-    let offline = t.elapsed();
-    let t = Instant::now();
-    c.batch_execute(
-        "CREATE TABLE items_floor AS SELECT id::bigint, owner_id, status::item_status, amount, note, \
-           payload::jsonb, flags, blob, created_at, now() AS updated_at FROM items; \
-         ALTER TABLE items_floor ADD PRIMARY KEY (id)",
-    )
-    .await
-    .db("CREATE TABLE AS floor")?;
-    let floor = t.elapsed();
-    c.batch_execute("DROP TABLE items_offline, items_floor; CHECKPOINT")
+    for stmt in &migration.shadow {
+        c.batch_execute(&stmt.replace("{shadow}", "orders")).await.db("offline: index")?;
+    }
+    c.batch_execute("COMMIT").await.db("commit")?;
+    // Like wraith, the offline change ends with its new constraints validated.
+    let pending: Vec<String> = c
+        .query(
+            "SELECT quote_ident(conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND NOT convalidated",
+            &[],
+        )
         .await
-        .db("dropping the reference tables")?;
+        .db("offline: listing constraints")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for name in pending {
+        c.batch_execute(&format!("ALTER TABLE orders VALIDATE CONSTRAINT {name}"))
+            .await
+            .db("offline: validating")?;
+    }
+    let offline = t.elapsed();
 
     say("bench: wraith at idle");
-    copy_table(&c, "items", "items_idle").await?;
-    let idle = migrate_child(&dsn, "items_idle", None).await?;
+    let idle_dsn = pg.create_database("idle").await?;
+    let c = conn::connect(&idle_dsn, "bench").await?;
+    orders::load(&c, cfg.rows, 1).await?;
+    c.batch_execute("CHECKPOINT").await.db("checkpoint")?;
+    let idle = migrate_child(cfg.wraith.as_deref(), &idle_dsn, &spec_path, None).await?;
 
     say(&format!(
-        "bench: workload at {} tx/s ({} sessions): {} s baseline",
+        "bench: workload at {} tx/s ({} sessions): {} s before, during, {} s after",
         cfg.tps,
         cfg.clients,
+        cfg.baseline.as_secs(),
         cfg.baseline.as_secs()
     ));
-    let load = Workload::start(crate::bench::workload::items_workload(
-        &dsn,
-        cfg.rows,
-        cfg.clients,
-        cfg.tps,
-    ))
+    let dsn = pg.create_database("loaded").await?;
+    let c = conn::connect(&dsn, "bench").await?;
+    orders::load(&c, cfg.rows, 1).await?;
+    orders::create_mirror(&c).await?;
+    c.batch_execute("CHECKPOINT").await.db("checkpoint")?;
+    let load = Workload::start(WorkloadConfig {
+        dsn: dsn.clone(),
+        table: "orders".into(),
+        clients: cfg.clients,
+        tps: Some(cfg.tps),
+        initial_rows: cfg.rows,
+        max_duration: Duration::from_secs(3600),
+        key_updates: false,
+        scenario: Scenario::Orders,
+    })
     .await?;
     tokio::time::sleep(cfg.baseline).await;
     let before = load.stats.take_histogram();
-    let before_committed = load.stats.committed.load(Relaxed);
     load.stats.take_max_latency();
-    say("bench: wraith under load");
     let t = Instant::now();
-    let loaded = migrate_child(&dsn, "items", cfg.max_rows_per_sec).await;
+    let loaded = migrate_child(cfg.wraith.as_deref(), &dsn, &spec_path, cfg.max_rows_per_sec).await;
     let loaded_wall = t.elapsed();
     let during = load.stats.take_histogram();
-    let worst_during = load.stats.take_max_latency();
-    let during_committed = load.stats.committed.load(Relaxed) - before_committed;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(cfg.baseline).await;
+    let after = load.stats.take_histogram();
     let stats = load.stop().await;
     let loaded = loaded?;
-    let diff = workload::diff_count(
-        &c,
-        ITEMS_EXPECTED,
-        "SELECT id, owner_id, status::text, amount, note, payload, flags, blob, created_at FROM items",
-    )
-    .await?;
+    let diff = workload::diff_count(&c, orders::EXPECTED, orders::ACTUAL).await?;
     let failed = stats.failed.load(Relaxed);
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let p99_before = before.value_at_quantile(0.99) as f64 / 1000.0;
-    let p99_during = during.value_at_quantile(0.99) as f64 / 1000.0;
-    let idle_total = idle.summary["total_ms"].as_f64().unwrap_or(0.0);
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let idle_total = num(&idle.summary, "total_ms");
+    let idle_verify = num(&idle.summary, "verify_ms");
+    let l = &loaded.summary;
+    let p99_before = before.value_at_quantile(0.99) as f64;
     let report = serde_json::json!({
+        "scenario": "orders",
         "rows": cfg.rows,
+        "table_mb": bytes as f64 / 1048576.0,
         "server": "PostgreSQL sandbox (fsync off), same machine",
         "offline_alter_ms": ms(offline).round(),
-        "floor_ctas_pk_ms": ms(floor).round(),
         "idle": idle.summary,
         "idle_ratio_vs_offline": idle_total / ms(offline),
+        "idle_ratio_without_verification": (idle_total - idle_verify) / ms(offline),
         "idle_peak_rss_mb": idle.peak_rss_kb / 1024,
         "loaded": loaded.summary,
-        "loaded_wall_ms": ms(loaded_wall).round(),
         "loaded_peak_rss_mb": loaded.peak_rss_kb / 1024,
+        "copy_rows_per_sec": num(l, "copy_rows_per_sec"),
+        "copy_mb_per_sec": bytes as f64 / 1048576.0 / (num(l, "copy_ms") / 1000.0).max(0.001),
+        "apply_keys_per_sec": num(l, "keys_applied") / (num(l, "total_ms") / 1000.0).max(0.001),
+        "apply_lag_max_ms": num(l, "max_apply_lag_ms"),
+        "cutover_write_stall_ms": num(l, "cutover_lock_wait_ms") + num(l, "cutover_hold_ms"),
+        "verification_ms": num(l, "verify_ms"),
         "workload_tps_target": cfg.tps,
-        "loaded_max_rows_per_sec": cfg.max_rows_per_sec,
-        "workload_tps_during": during_committed as f64 / loaded_wall.as_secs_f64(),
-        "workload_p99_before_ms": p99_before,
-        "workload_p99_during_ms": p99_during,
-        "workload_p99_ratio": if p99_before > 0.0 { p99_during / p99_before } else { 0.0 },
-        "workload_worst_during_ms": ms(worst_during),
+        "workload_before": latency(&before, cfg.baseline),
+        "workload_during": latency(&during, loaded_wall),
+        "workload_after": latency(&after, cfg.baseline),
+        "workload_p99_ratio": if p99_before > 0.0 { during.value_at_quantile(0.99) as f64 / p99_before } else { 0.0 },
         "workload_failed": failed,
         "rows_differing_from_mirror": diff,
     });
@@ -132,99 +183,81 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     if cfg.json {
         println!("{report:#}");
     } else {
-        let l = &report["loaded"];
-        println!(
-            "wraith bench: {} rows, {} (2 cores)",
-            cfg.rows,
-            report["server"].as_str().unwrap_or("")
-        );
-        println!("  offline ALTER TABLE:          {:>8.0} ms", ms(offline));
-        println!("  floor (CREATE TABLE AS + PK): {:>8.0} ms", ms(floor));
-        let idle_verify = idle.summary["verify_ms"].as_f64().unwrap_or(0.0);
-        println!(
-            "  wraith at idle:               {:>8.0} ms  = {:.2}x offline ALTER ({:.2}x without verification; copy {:.0} rows/s), peak memory {} MB",
-            idle_total,
-            idle_total / ms(offline),
-            (idle_total - idle_verify) / ms(offline),
-            idle.summary["copy_rows_per_sec"].as_f64().unwrap_or(0.0),
-            idle.peak_rss_kb / 1024
-        );
-        println!(
-            "  wraith under {} tx/s{}: {:>8} ms total, copy {} rows/s, max apply lag {} ms, peak memory {} MB",
-            cfg.tps,
-            cfg.max_rows_per_sec
-                .map(|r| format!(" (copy capped at {r} rows/s)"))
-                .unwrap_or_default(),
-            l["total_ms"],
-            l["copy_rows_per_sec"],
-            l["max_apply_lag_ms"],
-            loaded.peak_rss_kb / 1024
-        );
-        println!(
-            "  verification (idle):          {} ms for {} rows = {:.0}% of the copy time ({} ms)",
-            idle.summary["verify_ms"],
-            idle.summary["verify_rows"],
-            100.0 * idle.summary["verify_ms"].as_f64().unwrap_or(0.0)
-                / idle.summary["copy_ms"].as_f64().unwrap_or(1.0).max(1.0),
-            idle.summary["copy_ms"]
-        );
-        println!(
-            "  cutover:                      lock wait {} ms, writes blocked {} ms, {} retries",
-            l["cutover_lock_wait_ms"], l["cutover_hold_ms"], l["cutover_retries"]
-        );
-        println!(
-            "  workload p99:                 {p99_before:.2} ms before, {p99_during:.2} ms during ({:.2}x); worst {:.0} ms",
-            report["workload_p99_ratio"].as_f64().unwrap_or(0.0),
-            ms(worst_during)
-        );
-        println!(
-            "  workload:                     {:.0} tx/s achieved during the migration, {failed} failed",
-            report["workload_tps_during"].as_f64().unwrap_or(0.0)
-        );
-        println!("  check:                        {diff} rows differ from the mirror");
+        print_report(&report);
     }
     if diff != 0 || failed != 0 {
-        anyhow::bail!(
-            "bench: the result is wrong ({diff} rows differ, {failed} transactions failed)"
-        );
+        anyhow::bail!("bench: the result is wrong ({diff} rows differ, {failed} transactions failed)");
     }
     Ok(())
 }
 
-async fn copy_table(c: &Client, from: &str, to: &str) -> anyhow::Result<()> {
-    c.batch_execute(&format!(
-        "CREATE TABLE {to} (LIKE {from} INCLUDING ALL); INSERT INTO {to} SELECT * FROM {from}"
-    ))
-    .await
-    .db("copying the benchmark table")?;
-    // Separate statements: VACUUM cannot run inside the implicit transaction of a batch.
-    c.batch_execute(&format!("VACUUM ANALYZE {to}"))
-        .await
-        .db("vacuuming the copy")?;
-    c.batch_execute("CHECKPOINT").await.db("checkpoint")
+fn print_report(r: &serde_json::Value) {
+    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let lat = |v: &serde_json::Value| {
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, {:.0} tx/s",
+            f(&v["p50_ms"]),
+            f(&v["p99_ms"]),
+            f(&v["max_ms"]),
+            f(&v["tps"])
+        )
+    };
+    let (idle, l) = (&r["idle"], &r["loaded"]);
+    println!("wraith bench: orders scenario, {} orders ({:.0} MB), {}", r["rows"], f(&r["table_mb"]), r["server"].as_str().unwrap_or(""));
+    println!("  offline ALTER TABLE:        {:>8.0} ms", f(&r["offline_alter_ms"]));
+    println!(
+        "  wraith at idle:             {:>8.0} ms = {:.2}x offline ({:.2}x without verification), peak memory {} MB",
+        f(&idle["total_ms"]),
+        f(&r["idle_ratio_vs_offline"]),
+        f(&r["idle_ratio_without_verification"]),
+        r["idle_peak_rss_mb"]
+    );
+    println!(
+        "  wraith under {} tx/s:       {:>8.0} ms; copy {:.0} rows/s ({:.1} MB/s); apply {:.0} keys/s, max lag {:.0} ms; peak memory {} MB",
+        r["workload_tps_target"],
+        f(&l["total_ms"]),
+        f(&r["copy_rows_per_sec"]),
+        f(&r["copy_mb_per_sec"]),
+        f(&r["apply_keys_per_sec"]),
+        f(&r["apply_lag_max_ms"]),
+        r["loaded_peak_rss_mb"]
+    );
+    println!(
+        "  verification:               {:>8.0} ms ({:.0}% of the copy time)",
+        f(&r["verification_ms"]),
+        100.0 * f(&r["verification_ms"]) / f(&l["copy_ms"]).max(1.0)
+    );
+    println!(
+        "  cutover write stall:        {:>8.0} ms (lock wait {} ms, writes blocked {} ms, {} retries)",
+        f(&r["cutover_write_stall_ms"]),
+        l["cutover_lock_wait_ms"],
+        l["cutover_hold_ms"],
+        l["cutover_retries"]
+    );
+    println!("  workload before:            {}", lat(&r["workload_before"]));
+    println!("  workload during:            {} (p99 {:.2}x)", lat(&r["workload_during"]), f(&r["workload_p99_ratio"]));
+    println!("  workload after:             {}", lat(&r["workload_after"]));
+    println!(
+        "  workload errors:            {}; rows differing from the mirror: {}",
+        r["workload_failed"], r["rows_differing_from_mirror"]
+    );
 }
 
 /// Runs `wraith migrate --execute --json` as a child, watching its peak memory.
 async fn migrate_child(
+    wraith: Option<&std::path::Path>,
     dsn: &str,
-    table: &str,
+    spec: &str,
     max_rows_per_sec: Option<u64>,
 ) -> anyhow::Result<ChildRun> {
-    let exe = std::env::current_exe().context("locating the wraith binary")?;
-    let mut args: Vec<String> = [
-        "migrate",
-        "--dsn",
-        dsn,
-        "--table",
-        table,
-        "--alter",
-        ITEMS_ALTER,
-        "--execute",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let exe = match wraith {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe().context("locating the wraith binary")?,
+    };
+    let mut args: Vec<String> = ["migrate", "--dsn", dsn, "--spec", spec, "--execute", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     if let Some(rate) = max_rows_per_sec {
         args.extend(["--max-rows-per-sec".to_string(), rate.to_string()]);
     }

@@ -214,6 +214,27 @@ fn old_index_name(original: &str) -> String {
     format!("{}_old", &original[..end])
 }
 
+/// Runs DDL that takes a lock other sessions' writes conflict with, bounded by
+/// `timeout` per attempt and retried with backoff, so writers never queue behind it.
+pub async fn with_lock_timeout(c: &Client, stmt: &str, timeout: Duration, attempts: u32) -> anyhow::Result<()> {
+    for attempt in 1..=attempts.max(1) {
+        c.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {}", timeout.as_millis().max(1)))
+            .await
+            .db("starting a bounded DDL transaction")?;
+        match c.batch_execute(stmt).await {
+            Ok(()) => return c.batch_execute("COMMIT").await.db("committing DDL"),
+            Err(e) => {
+                c.batch_execute("ROLLBACK").await.db("rolling back DDL")?;
+                if sqlstate(&e) != Some("55P03") || attempt == attempts {
+                    return Err(anyhow::anyhow!("{stmt}: {}", describe(&e)));
+                }
+                tokio::time::sleep(crate::engine::pacing::cutover_backoff(attempt)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Validates the re-pointed foreign keys; a failure is reported, never dropped.
 pub async fn validate(c: &Client, statements: &[(String, String)]) {
     for (name, validate) in statements {

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio_postgres::Client;
 
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
@@ -167,7 +168,10 @@ impl Backend for PgBackend {
         .await?;
         let version = self.server_version.get().copied().unwrap_or_default();
         let _ = self.decoder.set(Mutex::new(Decoder::new(table, version)));
-        ctrl.batch_execute("BEGIN")
+        ctrl.batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            self.spec.options.cutover_lock_timeout.as_millis().max(1)
+        ))
             .await
             .db("starting the shadow transaction")?;
         match shadow::build(&ctrl, &self.names, table, &self.alter, &self.spec).await {
@@ -275,6 +279,13 @@ impl Backend for PgBackend {
             ctrl.batch_execute(def)
                 .await
                 .db("building a secondary index")?;
+        }
+        for add in &self.shape()?.deferred_fks {
+            // Adding a foreign key blocks writes to the table it references until
+            // it is done: bounded and retried like the cutover.
+            cutover::with_lock_timeout(&ctrl, add, self.spec.options.cutover_lock_timeout, 30)
+                .await
+                .context("adding a foreign key to the shadow table")?;
         }
         let pending = ctrl
             .query(

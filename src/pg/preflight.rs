@@ -35,7 +35,10 @@ pub async fn run(
     let table = catalog::table(c, &names.schema, &names.table).await?;
     privileges(c, names).await?;
     leftovers(c, spec, names).await?;
-    c.batch_execute("BEGIN")
+    c.batch_execute(&format!(
+        "BEGIN; SET LOCAL lock_timeout = {}",
+        spec.options.cutover_lock_timeout.as_millis().max(1)
+    ))
         .await
         .db("starting the preflight transaction")?;
     let shape = shadow::build(c, names, &table, alter, spec).await;

@@ -29,12 +29,18 @@ pub struct Shape {
     /// Secondary (non-unique) indexes, built after the copy: a sorted build beats
     /// maintaining them row by row.
     pub deferred_indexes: Vec<String>,
+    /// Foreign keys, added after the copy (`NOT VALID`, then validated in one scan):
+    /// checking them row by row would slow the copy several times over.
+    pub deferred_fks: Vec<String>,
     pub mapping: Mapping,
     pub key: KeyCols,
     pub sql: RowSql,
 }
 
 /// Builds the shadow in `c`'s open transaction; the caller commits or rolls back.
+/// Locks the DDL needs (foreign keys lock the tables they reference against writes)
+/// are bounded by `lock_timeout`, so the application never queues behind a build
+/// stuck waiting for a long transaction.
 pub async fn build(
     c: &Client,
     names: &Names,
@@ -97,16 +103,20 @@ pub async fn build(
         )
         .await
         .db("reading the table's foreign keys")?;
-    for fk in fks {
-        let (name, def): (String, String) = (fk.get(0), fk.get(1));
-        let stmt = format!(
-            "ALTER TABLE {shadow} ADD CONSTRAINT {} {def} NOT VALID",
-            ident(&name)
-        );
-        c.batch_execute(&stmt)
-            .await
-            .db("copying a foreign key to the shadow table")?;
-        ddl.push(stmt);
+    // The table's own foreign keys are added after the copy (see `deferred_fks`).
+    let mut deferred_fks: Vec<String> = fks
+        .iter()
+        .map(|fk| {
+            let (name, def): (String, String) = (fk.get(0), fk.get(1));
+            format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+                ident(&name),
+                def.trim_end_matches(" NOT VALID")
+            )
+        })
+        .collect();
+    for add in &deferred_fks {
+        ddl.push(format!("-- added after the copy: {add}"));
     }
 
     for actions in &alter.actions {
@@ -163,6 +173,26 @@ pub async fn build(
         )
         .await
         .db("listing the shadow's secondary indexes")?;
+    let fks = c
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = $1::text::regclass AND contype = 'f' ORDER BY conname",
+            &[&shadow],
+        )
+        .await
+        .db("listing the shadow's foreign keys")?;
+    for r in fks {
+        let (name, def): (String, String) = (r.get(0), r.get(1));
+        let stmt = format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", ident(&name));
+        c.batch_execute(&stmt).await.db("deferring a foreign key")?;
+        let add = format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+            ident(&name),
+            def.trim_end_matches(" NOT VALID")
+        );
+        ddl.push(format!("{stmt} -- added after the copy: {add}"));
+        deferred_fks.push(add);
+    }
     let mut deferred_indexes = Vec::new();
     for r in deferred {
         let (name, def): (String, String) = (r.get(0), r.get(1));
@@ -260,6 +290,7 @@ pub async fn build(
         index_names,
         sequence_names,
         deferred_indexes,
+        deferred_fks,
         mapping,
         key,
         sql,

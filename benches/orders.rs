@@ -1,0 +1,22 @@
+//! `cargo bench --bench orders`: `wraith bench` on a small fixed configuration
+//! (100,000 orders, 500 tx/s). Under `cargo test` it does nothing: timing belongs
+//! here, never in tests.
+
+use std::time::Duration;
+
+use wraith::bench::report::{BenchConfig, run};
+
+fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        return Ok(());
+    }
+    tokio::runtime::Runtime::new()?.block_on(run(BenchConfig {
+        rows: 100_000,
+        tps: 500,
+        clients: 4,
+        baseline: Duration::from_secs(5),
+        max_rows_per_sec: None,
+        json: false,
+        wraith: Some(env!("CARGO_BIN_EXE_wraith").into()),
+    }))
+}
