@@ -227,7 +227,7 @@ fn main() -> ExitCode {
                         clients: args.clients,
                         baseline: Duration::from_secs(args.baseline_secs),
                         max_rows_per_sec: args.max_rows_per_sec,
-                    wraith: None,
+                        wraith: None,
                         json: args.json,
                     },
                 ))

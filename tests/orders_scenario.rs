@@ -170,10 +170,24 @@ fn wraith_demo_runs_to_completion() {
 #[test]
 fn wraith_bench_json_holds_every_figure() {
     let out = wraith(&[
-        "bench", "--rows", "20000", "--tps", "200", "--clients", "2", "--baseline-secs", "1", "--json",
+        "bench",
+        "--rows",
+        "20000",
+        "--tps",
+        "200",
+        "--clients",
+        "2",
+        "--baseline-secs",
+        "1",
+        "--json",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
     for field in [
         "offline_alter_ms",

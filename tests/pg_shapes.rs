@@ -209,3 +209,36 @@ async fn a_self_reference_added_by_the_alter_points_at_the_new_table() {
         .await
         .expect("nothing depends on the old table");
 }
+
+#[tokio::test]
+async fn the_alter_can_drop_the_tables_own_foreign_keys() {
+    let db = db().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY);
+             INSERT INTO parent SELECT generate_series(1, 10);
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id), other_id int REFERENCES parent (id));
+             INSERT INTO child SELECT g, g % 10 + 1, g % 10 + 1 FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    migrate(spec(
+        &db.dsn,
+        "child",
+        "DROP CONSTRAINT child_parent_id_fkey, DROP COLUMN other_id",
+        &[],
+        execute(),
+    ))
+    .await
+    .expect("migration succeeds");
+    let fks = scalar_i64(
+        &db.client,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'child'::regclass AND contype = 'f'",
+    )
+    .await;
+    assert_eq!(fks, 0, "both foreign keys are gone with the ALTER");
+    assert_eq!(
+        scalar_i64(&db.client, "SELECT count(*) FROM child").await,
+        500
+    );
+}

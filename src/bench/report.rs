@@ -63,7 +63,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     say("bench: starting a scratch PostgreSQL");
     let pg = PgSandbox::start().await?;
 
-    say(&format!("bench: {} orders; the same change as an offline ALTER TABLE", cfg.rows));
+    say(&format!(
+        "bench: {} orders; the same change as an offline ALTER TABLE",
+        cfg.rows
+    ));
     let offline_dsn = pg.create_database("offline").await?;
     let c = conn::connect(&offline_dsn, "bench").await?;
     orders::load(&c, cfg.rows, 1).await?;
@@ -82,7 +85,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         .await
         .db("offline ALTER TABLE")?;
     for stmt in &migration.shadow {
-        c.batch_execute(&stmt.replace("{shadow}", "orders")).await.db("offline: index")?;
+        c.batch_execute(&stmt.replace("{shadow}", "orders"))
+            .await
+            .db("offline: index")?;
     }
     c.batch_execute("COMMIT").await.db("commit")?;
     // Like wraith, the offline change ends with its new constraints validated.
@@ -137,7 +142,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     let before = load.stats.take_histogram();
     load.stats.take_max_latency();
     let t = Instant::now();
-    let loaded = migrate_child(cfg.wraith.as_deref(), &dsn, &spec_path, cfg.max_rows_per_sec).await;
+    let loaded = migrate_child(
+        cfg.wraith.as_deref(),
+        &dsn,
+        &spec_path,
+        cfg.max_rows_per_sec,
+    )
+    .await;
     let loaded_wall = t.elapsed();
     let during = load.stats.take_histogram();
     tokio::time::sleep(cfg.baseline).await;
@@ -186,7 +197,9 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         print_report(&report);
     }
     if diff != 0 || failed != 0 {
-        anyhow::bail!("bench: the result is wrong ({diff} rows differ, {failed} transactions failed)");
+        anyhow::bail!(
+            "bench: the result is wrong ({diff} rows differ, {failed} transactions failed)"
+        );
     }
     Ok(())
 }
@@ -203,8 +216,16 @@ fn print_report(r: &serde_json::Value) {
         )
     };
     let (idle, l) = (&r["idle"], &r["loaded"]);
-    println!("wraith bench: orders scenario, {} orders ({:.0} MB), {}", r["rows"], f(&r["table_mb"]), r["server"].as_str().unwrap_or(""));
-    println!("  offline ALTER TABLE:        {:>8.0} ms", f(&r["offline_alter_ms"]));
+    println!(
+        "wraith bench: orders scenario, {} orders ({:.0} MB), {}",
+        r["rows"],
+        f(&r["table_mb"]),
+        r["server"].as_str().unwrap_or("")
+    );
+    println!(
+        "  offline ALTER TABLE:        {:>8.0} ms",
+        f(&r["offline_alter_ms"])
+    );
     println!(
         "  wraith at idle:             {:>8.0} ms = {:.2}x offline ({:.2}x without verification), peak memory {} MB",
         f(&idle["total_ms"]),
@@ -234,9 +255,19 @@ fn print_report(r: &serde_json::Value) {
         l["cutover_hold_ms"],
         l["cutover_retries"]
     );
-    println!("  workload before:            {}", lat(&r["workload_before"]));
-    println!("  workload during:            {} (p99 {:.2}x)", lat(&r["workload_during"]), f(&r["workload_p99_ratio"]));
-    println!("  workload after:             {}", lat(&r["workload_after"]));
+    println!(
+        "  workload before:            {}",
+        lat(&r["workload_before"])
+    );
+    println!(
+        "  workload during:            {} (p99 {:.2}x)",
+        lat(&r["workload_during"]),
+        f(&r["workload_p99_ratio"])
+    );
+    println!(
+        "  workload after:             {}",
+        lat(&r["workload_after"])
+    );
     println!(
         "  workload errors:            {}; rows differing from the mirror: {}",
         r["workload_failed"], r["rows_differing_from_mirror"]
@@ -254,10 +285,18 @@ async fn migrate_child(
         Some(path) => path.to_path_buf(),
         None => std::env::current_exe().context("locating the wraith binary")?,
     };
-    let mut args: Vec<String> = ["migrate", "--dsn", dsn, "--spec", spec, "--execute", "--json"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "migrate",
+        "--dsn",
+        dsn,
+        "--spec",
+        spec,
+        "--execute",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     if let Some(rate) = max_rows_per_sec {
         args.extend(["--max-rows-per-sec".to_string(), rate.to_string()]);
     }

@@ -216,11 +216,19 @@ fn old_index_name(original: &str) -> String {
 
 /// Runs DDL that takes a lock other sessions' writes conflict with, bounded by
 /// `timeout` per attempt and retried with backoff, so writers never queue behind it.
-pub async fn with_lock_timeout(c: &Client, stmt: &str, timeout: Duration, attempts: u32) -> anyhow::Result<()> {
+pub async fn with_lock_timeout(
+    c: &Client,
+    stmt: &str,
+    timeout: Duration,
+    attempts: u32,
+) -> anyhow::Result<()> {
     for attempt in 1..=attempts.max(1) {
-        c.batch_execute(&format!("BEGIN; SET LOCAL lock_timeout = {}", timeout.as_millis().max(1)))
-            .await
-            .db("starting a bounded DDL transaction")?;
+        c.batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            timeout.as_millis().max(1)
+        ))
+        .await
+        .db("starting a bounded DDL transaction")?;
         match c.batch_execute(stmt).await {
             Ok(()) => return c.batch_execute("COMMIT").await.db("committing DDL"),
             Err(e) => {

@@ -172,8 +172,8 @@ impl Backend for PgBackend {
             "BEGIN; SET LOCAL lock_timeout = {}",
             self.spec.options.cutover_lock_timeout.as_millis().max(1)
         ))
-            .await
-            .db("starting the shadow transaction")?;
+        .await
+        .db("starting the shadow transaction")?;
         match shadow::build(&ctrl, &self.names, table, &self.alter, &self.spec).await {
             Ok(shape) => {
                 ctrl.batch_execute("COMMIT")

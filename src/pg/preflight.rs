@@ -39,8 +39,8 @@ pub async fn run(
         "BEGIN; SET LOCAL lock_timeout = {}",
         spec.options.cutover_lock_timeout.as_millis().max(1)
     ))
-        .await
-        .db("starting the preflight transaction")?;
+    .await
+    .db("starting the preflight transaction")?;
     let shape = shadow::build(c, names, &table, alter, spec).await;
     c.batch_execute("ROLLBACK")
         .await

@@ -103,20 +103,19 @@ pub async fn build(
         )
         .await
         .db("reading the table's foreign keys")?;
-    // The table's own foreign keys are added after the copy (see `deferred_fks`).
-    let mut deferred_fks: Vec<String> = fks
-        .iter()
-        .map(|fk| {
-            let (name, def): (String, String) = (fk.get(0), fk.get(1));
-            format!(
-                "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
-                ident(&name),
-                def.trim_end_matches(" NOT VALID")
-            )
-        })
-        .collect();
-    for add in &deferred_fks {
-        ddl.push(format!("-- added after the copy: {add}"));
+    // Added before the ALTER, which may drop or change them; the step below then
+    // moves every foreign key of the shadow to after the copy.
+    for fk in fks {
+        let (name, def): (String, String) = (fk.get(0), fk.get(1));
+        let stmt = format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {} NOT VALID",
+            ident(&name),
+            def.trim_end_matches(" NOT VALID")
+        );
+        c.batch_execute(&stmt)
+            .await
+            .db("copying a foreign key to the shadow table")?;
+        ddl.push(stmt);
     }
 
     for actions in &alter.actions {
@@ -181,6 +180,7 @@ pub async fn build(
         )
         .await
         .db("listing the shadow's foreign keys")?;
+    let mut deferred_fks = Vec::new();
     for r in fks {
         let (name, def): (String, String) = (r.get(0), r.get(1));
         let stmt = format!("ALTER TABLE {shadow} DROP CONSTRAINT {}", ident(&name));
