@@ -151,14 +151,7 @@ async fn orders_migration_under_the_scenario_workload() {
 
 #[test]
 fn wraith_demo_runs_to_completion() {
-    let out = wraith(&["demo", "--rows", "20000", "--tps", "200"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = wraith_ok(&["demo", "--rows", "20000", "--tps", "200"]);
     assert!(stdout.contains(", 0 failed"), "workload errors:\n{stdout}");
     assert!(
         stdout.contains("0 keys repaired"),
@@ -169,7 +162,7 @@ fn wraith_demo_runs_to_completion() {
 
 #[test]
 fn wraith_bench_json_holds_every_figure() {
-    let out = wraith(&[
+    let stdout = wraith_ok(&[
         "bench",
         "--rows",
         "20000",
@@ -181,13 +174,6 @@ fn wraith_bench_json_holds_every_figure() {
         "1",
         "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
     for field in [
         "offline_alter_ms",

@@ -104,6 +104,20 @@ pub fn wraith(args: &[&str]) -> Output {
         .expect("run wraith")
 }
 
+/// Runs the `wraith` binary, expects exit 0, returns its stdout.
+pub fn wraith_ok(args: &[&str]) -> String {
+    let out = wraith(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "wraith {}\n{stdout}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
     c.query_one(sql, &[])
         .await
