@@ -199,3 +199,58 @@ fn wraith_bench_json_holds_every_figure() {
     assert_eq!(r["workload_failed"], 0);
     assert_eq!(r["rows_differing_from_mirror"], 0);
 }
+
+#[tokio::test]
+async fn customers_spec_rounds_balances_and_makes_emails_unique() {
+    let db = db().await;
+    orders::load(&db.client, 5_000, 3).await.unwrap();
+    let spec: wraith::plan::SpecFile = toml::from_str(orders::CUSTOMERS_MIGRATION).unwrap();
+    migrate(spec.clone().into_spec(&db.dsn, execute()))
+        .await
+        .expect("customers migrate");
+    let diff = workload::diff_count(
+        &db.client,
+        "SELECT customer_id, customer_email, round(customer_balance::numeric, 2) FROM _customers_old",
+        "SELECT customer_id, customer_email, customer_balance FROM customers",
+    )
+    .await
+    .unwrap();
+    assert_eq!(diff, 0);
+    assert!(
+        db.client
+            .batch_execute(
+                "INSERT INTO customers (customer_email) VALUES ('customer1@example.com')"
+            )
+            .await
+            .is_err()
+    );
+    // Orders still reference the customers table (the foreign key was re-pointed).
+    assert!(
+        scalar_bool(&db.client, "SELECT confrelid = 'customers'::regclass FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'")
+            .await
+    );
+
+    // With duplicate emails the run stops, names the duplicate, and changes nothing.
+    let dup = db.pg.create_database("dup").await.unwrap();
+    let c = db.pg.connect("dup").await.unwrap();
+    orders::load(&c, 5_000, 3).await.unwrap();
+    c.batch_execute(
+        "UPDATE customers SET customer_email = 'customer1@example.com' WHERE customer_id = 2",
+    )
+    .await
+    .unwrap();
+    let err = migrate(spec.into_spec(&dup, execute()))
+        .await
+        .expect_err("duplicates stop the run");
+    assert!(
+        format!("{err:#}").contains("customer1@example.com"),
+        "{err:#}"
+    );
+    assert!(
+        scalar_bool(
+            &c,
+            "SELECT to_regclass('_customers_old') IS NULL AND to_regclass('_customers_new') IS NULL"
+        )
+        .await
+    );
+}

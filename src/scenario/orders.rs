@@ -20,6 +20,9 @@ pub const MIGRATION: &str = include_str!("../../scenarios/orders/migration.toml"
 /// Orders per chain (one order and its daily recreations).
 pub const CHAIN: i64 = 4;
 
+/// The customers migration spec.
+pub const CUSTOMERS_MIGRATION: &str = include_str!("../../scenarios/orders/customers.toml");
+
 /// The migration spec, parsed.
 pub fn migration() -> anyhow::Result<SpecFile> {
     toml::from_str(MIGRATION).context("the built-in orders migration spec")
