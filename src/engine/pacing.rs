@@ -38,10 +38,6 @@ impl ChunkSizer {
         let next = ideal.clamp(self.rows as f64 / 4.0, self.rows as f64 * 2.0);
         self.rows = (next as u64).clamp(self.min, self.max);
     }
-
-    pub fn set_target(&mut self, target: Duration) {
-        self.target = target;
-    }
 }
 
 /// How long to wait before the next chunk so that `copied` rows over `elapsed`

@@ -17,10 +17,7 @@ use crate::engine::cutover::DrainTimeout;
 use crate::engine::migration::Run;
 use crate::engine::pacing::cutover_backoff;
 use crate::engine::{Backend, Phase};
-use crate::verify::{self, Mode, Span};
-
-/// Rows per verified range.
-const SPAN_ROWS: u64 = 50_000;
+use crate::verify::{self, Mode, SPAN_ROWS, Span};
 
 impl<B: Backend> Run<B> {
     pub(crate) async fn verify(&mut self) -> anyhow::Result<()> {

@@ -401,9 +401,8 @@ pub async fn verify_tables(
         );
     }
     let verifier = Arc::new(verifier);
-    let spans = verifier.spans(50_000).await?;
+    let mut spans = verifier.spans(crate::verify::SPAN_ROWS).await?;
     let mut report = None;
-    let mut spans = spans;
     let mut elapsed = std::time::Duration::ZERO;
     for pass in 0..2 {
         if pass == 1 {

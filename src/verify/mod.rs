@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::engine::{Key, Stats};
 
+/// Rows per compared range: small enough to narrow quickly, large enough that
+/// per-range overhead does not matter.
+pub const SPAN_ROWS: u64 = 50_000;
+
 /// Keys after `after` (exclusive) up to `upto` (inclusive); `None` is unbounded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Span {
