@@ -167,3 +167,36 @@ async fn a_difference_repair_cannot_fix_stops_the_swap() {
     assert_eq!(out.status.code(), Some(0));
     assert!(leftovers(&db.client).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_truncate_of_the_source_during_the_run_aborts_cleanly() {
+    let db = db().await;
+    db.client.batch_execute(SETUP).await.unwrap();
+    let dsn = db.dsn.clone();
+    let mut options = execute();
+    options.fault_points = FaultPoints(Some(Arc::new(move |point| {
+        let dsn = dsn.clone();
+        Box::pin(async move {
+            if point == "before-verify" {
+                let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.batch_execute("TRUNCATE v").await.unwrap();
+            }
+        })
+    })));
+    let err = migrate(spec(&db.dsn, "v", "ADD COLUMN w int", &[], options))
+        .await
+        .expect_err("a TRUNCATE must abort the run");
+    assert!(format!("{err:#}").contains("TRUNCATE"), "{err:#}");
+    assert!(
+        scalar_bool(&db.client, "SELECT to_regclass('_v_old') IS NULL").await,
+        "not swapped"
+    );
+    assert!(
+        leftovers(&db.client).await.is_empty(),
+        "{:?}",
+        leftovers(&db.client).await
+    );
+}
