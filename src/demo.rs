@@ -11,7 +11,7 @@ use crate::engine::migration::Outcome;
 use crate::engine::progress::Reporter;
 use crate::engine::{self, Stats};
 use crate::pg::PgBackend;
-use crate::pg::conn;
+use crate::pg::conn::{self, DbResult};
 use crate::plan::{MigrationSpec, RunOptions};
 use crate::sandbox::PgSandbox;
 use crate::scenario::orders;
@@ -27,6 +27,8 @@ pub struct DemoConfig {
     pub dsn: Option<String>,
     /// Leave the scratch server running at the end.
     pub keep: bool,
+    /// Load the scenario with its dirt (see [`orders::add_dirt`]).
+    pub dirty: bool,
 }
 
 /// The orders migration on a scratch PostgreSQL (or `--dsn`), under the scenario's
@@ -48,6 +50,13 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         (rows / 100).max(1)
     );
     orders::load(&c, rows, 1).await?;
+    if cfg.dirty {
+        println!(
+            "Adding dirt: orphan order_refs, statuses with stray case or whitespace, JSON args that are not \
+             objects, duplicate emails, negative balances..."
+        );
+        orders::add_dirt(&c, 1).await?;
+    }
     orders::create_mirror(&c).await?;
 
     let options = RunOptions {
@@ -62,14 +71,34 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         options: RunOptions::default(),
         ..spec.clone()
     };
-    if let Outcome::Planned(plan) = engine::run(
-        Arc::new(PgBackend::connect(dry).await?),
-        RunOptions::default(),
-        Arc::new(Stats::default()),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await?
-    {
+    let dry_run = || async {
+        engine::run(
+            Arc::new(PgBackend::connect(dry.clone()).await?),
+            RunOptions::default(),
+            Arc::new(Stats::default()),
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await
+    };
+    let planned = match dry_run().await {
+        Err(refused) if cfg.dirty => {
+            println!("wraith refuses, and changes nothing: {refused:#}\n");
+            println!(
+                "Doing what the refusal says, on orders and on its mirror: re-rooting the broken chains..."
+            );
+            for t in ["orders", "orders_mirror"] {
+                let n = c
+                    .execute(&orders::REROOT_ORPHANS.replace("{t}", t), &[])
+                    .await
+                    .db("re-rooting orphaned chains")?;
+                println!("  {t}: {n} orders re-rooted");
+            }
+            println!("\nThe plan, again:\n");
+            dry_run().await?
+        }
+        other => other?,
+    };
+    if let Outcome::Planned(plan) = planned {
         println!("{plan}");
     }
 
@@ -104,11 +133,19 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
     // The application keeps writing to the new table a little after the swap.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wl = load.stop().await;
-    let summary = match outcome? {
-        Outcome::Migrated(_, s) => s,
-        Outcome::Planned(_) => anyhow::bail!("the demo migration did not run"),
+    let (plan, summary) = match outcome? {
+        Outcome::Migrated(plan, s) => (plan, s),
+        Outcome::Planned(_) | Outcome::AlreadyDone(_) => {
+            anyhow::bail!("the demo migration did not run")
+        }
     };
     println!("Migration done.\n{summary}");
+    if !plan.findings.is_empty() {
+        println!(
+            "data checks (source rows at preflight):\n{}",
+            crate::plan::report::findings_text(&plan.findings)
+        );
+    }
     let committed = wl.committed.load(Relaxed);
     let failed = wl.failed.load(Relaxed);
     let diff = workload::diff_count(&c, orders::EXPECTED, orders::ACTUAL).await?;

@@ -125,6 +125,10 @@ struct DemoArgs {
     /// Write transactions per second during the migration.
     #[arg(long, default_value_t = 500)]
     tps: u64,
+    /// Load the data with the dirt of a real system (orphan refs, stray-case statuses,
+    /// non-object JSON, duplicate emails, negative balances) and show what the spec does.
+    #[arg(long)]
+    dirty: bool,
 }
 
 #[derive(Args)]
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
                     tps: args.tps,
                     dsn: args.dsn,
                     keep: args.keep,
+                    dirty: args.dirty,
                 }))
                 .await
             }
@@ -326,6 +331,7 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
         transforms,
         prepare: vec![],
         shadow_statements: vec![],
+        checks: vec![],
         options,
     };
     spec.set_table(args.table.as_deref().unwrap_or_default());
@@ -356,9 +362,24 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             println!("{plan}");
             println!("\nDry run: nothing was changed. Add --execute to run this migration.");
         }
-        Outcome::Migrated(_, summary) if args.json => println!("{}", summary.to_json()),
-        Outcome::Migrated(_, summary) => {
+        Outcome::AlreadyDone(plan) if args.json => println!(
+            "{}",
+            serde_json::json!({ "already_applied": plan.completed, "swapped": false })
+        ),
+        Outcome::AlreadyDone(plan) => println!("{plan}"),
+        Outcome::Migrated(plan, summary) if args.json => {
+            let mut json = summary.to_json();
+            json["findings"] = serde_json::json!(plan.findings);
+            println!("{json}");
+        }
+        Outcome::Migrated(plan, summary) => {
             println!("Migration done: the table has its new shape.\n{summary}");
+            if !plan.findings.is_empty() {
+                println!(
+                    "data checks (source rows at preflight):\n{}",
+                    wraith::plan::report::findings_text(&plan.findings)
+                );
+            }
         }
     }
     Ok(())
@@ -373,6 +394,7 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         transforms: vec![],
         prepare: vec![],
         shadow_statements: vec![],
+        checks: vec![],
         options: RunOptions::default(),
     };
     spec.set_table(&args.table);

@@ -38,7 +38,7 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror() {
 
     let summary = match outcome.expect("migration succeeds") {
         Outcome::Migrated(_, s) => s,
-        Outcome::Planned(_) => panic!("dry run"),
+        other => panic!("no migration: {other:?}"),
     };
     assert!(summary.swapped);
     assert!(

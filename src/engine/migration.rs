@@ -26,6 +26,8 @@ pub enum Outcome {
     Planned(Plan),
     /// The table was rewritten and swapped in.
     Migrated(Plan, Summary),
+    /// This migration was already applied to the table: nothing was done.
+    AlreadyDone(Plan),
 }
 
 /// Runs a migration through every phase. `abort` is checked at every safe point.
@@ -38,6 +40,9 @@ pub async fn run<B: Backend>(
     stats.set_phase(Phase::Preflight);
     let plan = backend.preflight().await.context("preflight")?;
     stats.rows_estimate.store(plan.estimated_rows, Relaxed);
+    if plan.completed.is_some() {
+        return Ok(Outcome::AlreadyDone(plan));
+    }
     if !opts.execute {
         return Ok(Outcome::Planned(plan));
     }

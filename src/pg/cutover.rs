@@ -91,6 +91,7 @@ pub async fn swap(
     table: &Table,
     shape: &Shape,
     deps: &Dependents,
+    record: &[String],
 ) -> anyhow::Result<Vec<(String, String)>> {
     let new_q = names.src();
     // Foreign keys the ALTER gave the shadow that reference the original table (a
@@ -187,6 +188,7 @@ pub async fn swap(
             .map(literal)
             .unwrap_or_else(|| "NULL".into())
     ));
+    stmts.extend(record.iter().cloned());
     for s in &stmts {
         c.batch_execute(s)
             .await

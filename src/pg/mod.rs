@@ -11,6 +11,7 @@
 
 pub mod capture;
 pub mod catalog;
+pub mod checks;
 pub mod cleanup;
 pub mod conn;
 pub mod cutover;
@@ -19,6 +20,7 @@ pub mod names;
 pub mod pgoutput;
 pub mod preflight;
 pub mod rows;
+pub mod runs;
 pub mod shadow;
 pub mod sql;
 pub mod verify;
@@ -136,7 +138,26 @@ impl PgBackend {
 
 impl Backend for PgBackend {
     async fn preflight(&self) -> anyhow::Result<Plan> {
-        let checked = preflight::run(&*self.ctrl()?, &self.spec, &self.names, &self.alter).await?;
+        let ctrl = self.ctrl()?;
+        // Held by the control session until the run ends.
+        runs::lock(&ctrl, &self.names).await?;
+        if let Some(when) = runs::completed(&ctrl, &self.names, &self.spec.fingerprint()).await? {
+            if self.spec.options.execute {
+                // A run stopped between the swap and its cleanup leaves its publication.
+                let removed =
+                    cleanup::remove(&ctrl, &self.names, cleanup::ActiveSlot::Refuse, true).await?;
+                for r in removed {
+                    tracing::warn!("removed {r}, left by the run that completed this migration");
+                }
+            }
+            return Ok(Plan {
+                target: format!("{}.{}", self.names.schema, self.names.table),
+                server: "PostgreSQL".into(),
+                completed: Some(when),
+                ..Plan::default()
+            });
+        }
+        let checked = preflight::run(&ctrl, &self.spec, &self.names, &self.alter).await?;
         let _ = self.table.set(checked.table);
         let _ = self.deps.set(checked.deps);
         let _ = self.server_version.set(checked.server_version);
@@ -331,6 +352,7 @@ impl Backend for PgBackend {
             self.table()?,
             self.shape()?,
             self.deps()?,
+            &runs::record(&self.names, &self.spec.fingerprint(), &self.spec.alter),
         )
         .await?;
         *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()) = validate;

@@ -7,6 +7,7 @@ use tokio_postgres::Client;
 
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::catalog::{self, Table};
+use crate::pg::{checks, cleanup};
 use crate::pg::conn::DbResult;
 use crate::pg::dependents::{self, Dependents};
 use crate::pg::names::Names;
@@ -34,19 +35,34 @@ pub async fn run(
     let server = server_checks(c).await?;
     let table = catalog::table(c, &names.schema, &names.table).await?;
     privileges(c, names).await?;
-    leftovers(c, spec, names).await?;
+    let earlier = leftovers(c, spec, names).await?;
     c.batch_execute(&format!(
         "BEGIN; SET LOCAL lock_timeout = {}",
         spec.options.cutover_lock_timeout.as_millis().max(1)
     ))
     .await
     .db("starting the preflight transaction")?;
+    if earlier.shadow {
+        // A dry run leaves the earlier attempt's shadow alone: it is only out of the
+        // way inside this transaction, which is rolled back.
+        c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
+            .await
+            .db("setting aside the earlier attempt's shadow")?;
+    }
     let shape = shadow::build(c, names, &table, alter, spec).await;
     c.batch_execute("ROLLBACK")
         .await
         .db("rolling back the preflight transaction")?;
     let shape = shape?;
     let deps = dependents::read(c, names, &table, &shape.mapping, server.0).await?;
+    let findings = checks::run(c, names, &table, &spec.checks).await?;
+    let mut warnings = deps.warnings.clone();
+    if !earlier.found.is_empty() {
+        warnings.push(format!(
+            "an earlier attempt that did not finish left {}: --execute removes them and starts over",
+            earlier.found.join(", ")
+        ));
+    }
 
     let plan = Plan {
         target: format!("{}.{}", names.schema, names.table),
@@ -72,7 +88,9 @@ pub async fn run(
             shape.sql.apply_upsert.clone(),
         ],
         cutover_steps: cutover_steps(names, &table, &deps),
-        warnings: deps.warnings.clone(),
+        warnings,
+        findings,
+        completed: None,
     };
     Ok(Checked {
         table,
@@ -198,8 +216,18 @@ async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A shadow, slot or publication from an earlier run, or an old table in the way.
-async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::Result<()> {
+/// What an earlier attempt left behind.
+struct Leftovers {
+    found: Vec<String>,
+    /// wraith's marked shadow table is among them.
+    shadow: bool,
+}
+
+/// A shadow, slot or publication from an earlier attempt, or an old table in the way.
+/// The caller holds the table's run lock, so no live run owns them: a real run
+/// removes them and starts over; a dry run lists them. A slot still in use by some
+/// session is never touched.
+async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::Result<Leftovers> {
     let r = c
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
@@ -211,6 +239,32 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
         .db("looking for leftovers of an earlier run")?;
     let (shadow, old, slot, publication): (bool, bool, bool, bool) =
         (r.get(0), r.get(1), r.get(2), r.get(3));
+    let marked = shadow && {
+        let comment: Option<String> = c
+            .query_one(
+                "SELECT obj_description(to_regclass($1), 'pg_class')",
+                &[&names.shadow_q()],
+            )
+            .await
+            .db("reading the shadow table's marker")?
+            .get(0);
+        comment.as_deref() == Some(names.shadow_comment().as_str())
+    };
+    if shadow && !marked {
+        return Err(bad_input(format!(
+            "table {} exists but is not a wraith shadow (no wraith marker comment); wraith builds \
+             its shadow under that name: rename or drop that table first",
+            names.shadow_q()
+        )));
+    }
+    let slot_busy: bool = slot
+        && c.query_one(
+            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&names.slot],
+        )
+        .await
+        .db("looking at the earlier attempt's replication slot")?
+        .get(0);
     let mut found = Vec::new();
     if shadow {
         found.push(format!("shadow table {}", names.shadow_q()));
@@ -221,13 +275,13 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
     if publication {
         found.push(format!("publication {}", names.publication));
     }
-    if !found.is_empty() {
+    if slot_busy {
         return Err(bad_input(format!(
-            "an earlier wraith run on {}.{} left {} behind (or one is still running). \
-             Remove them with: wraith cleanup --dsn '{}' --table {}.{}",
+            "replication slot {} of an earlier wraith run on {}.{} is still in use by a session; \
+             end that session, then run again (or: wraith cleanup --dsn '{}' --table {}.{})",
+            names.slot,
             names.schema,
             names.table,
-            found.join(", "),
             redact_dsn(&spec.dsn),
             names.schema,
             names.table
@@ -240,5 +294,19 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
             names.old_q()
         )));
     }
-    Ok(())
+    if !found.is_empty() && spec.options.execute {
+        let removed = cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await?;
+        tracing::warn!(
+            "removed what an earlier attempt left behind: {}; starting over",
+            removed.join(", ")
+        );
+        return Ok(Leftovers {
+            found: vec![],
+            shadow: false,
+        });
+    }
+    Ok(Leftovers {
+        found,
+        shadow: marked,
+    })
 }

@@ -53,7 +53,7 @@ pub struct ColumnMap {
     pub fill: Fill,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Mapping {
     pub columns: Vec<ColumnMap>,
     /// Source columns that do not reach the new table.

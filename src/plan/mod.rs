@@ -12,5 +12,5 @@ pub mod report;
 pub mod spec;
 
 pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};
-pub use report::Plan;
-pub use spec::{FaultPoints, MigrationSpec, RunOptions, SpecFile, Transform};
+pub use report::{Finding, Plan};
+pub use spec::{Check, CheckAction, FaultPoints, MigrationSpec, RunOptions, SpecFile, Transform};

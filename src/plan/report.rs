@@ -4,9 +4,47 @@
 
 use std::fmt;
 
-use crate::plan::{Fill, Mapping};
+use crate::plan::{CheckAction, Fill, Mapping};
 
-#[derive(Debug, Clone)]
+/// Sample keys kept per data check.
+pub const FINDING_KEYS: usize = 10;
+
+/// What a data check (`[[check]]` in the spec) found in the source at preflight.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Finding {
+    pub name: String,
+    pub action: CheckAction,
+    pub note: String,
+    pub rows: u64,
+    /// The first keys, in key order (at most [`FINDING_KEYS`]).
+    pub keys: Vec<String>,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} rows", self.name, self.rows)?;
+        if self.rows > 0 {
+            write!(f, ", {}", self.action)?;
+            let more = if self.rows > self.keys.len() as u64 {
+                ", ..."
+            } else {
+                ""
+            };
+            write!(f, "; keys {}{more}", self.keys.join(", "))?;
+            if !self.note.is_empty() {
+                write!(f, "\n      {}", self.note)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The data checks' findings as a block of lines (plan and final report).
+pub fn findings_text(findings: &[Finding]) -> String {
+    findings.iter().map(|x| format!("   - {x}\n")).collect()
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// `db / schema.table` as the user would name it.
     pub target: String,
@@ -22,10 +60,21 @@ pub struct Plan {
     pub apply_sql: Vec<String>,
     pub cutover_steps: Vec<String>,
     pub warnings: Vec<String>,
+    /// What the spec's data checks found.
+    pub findings: Vec<Finding>,
+    /// The spec was already applied to this table: when, and nothing else to do.
+    pub completed: Option<String>,
 }
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(done) = &self.completed {
+            return writeln!(
+                f,
+                "{} ({}): this migration was already applied {done}; nothing to do",
+                self.target, self.server
+            );
+        }
         writeln!(f, "Plan for {} ({})", self.target, self.server)?;
         writeln!(
             f,
@@ -83,6 +132,10 @@ impl fmt::Display for Plan {
         )?;
         for (i, s) in self.cutover_steps.iter().enumerate() {
             writeln!(f, "   {}. {s}", i + 1)?;
+        }
+        if !self.findings.is_empty() {
+            writeln!(f, "\n7. Data checks of the spec (source rows at preflight):")?;
+            f.write_str(&findings_text(&self.findings))?;
         }
         for w in &self.warnings {
             writeln!(f, "\nwarning: {w}")?;

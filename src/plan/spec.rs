@@ -35,6 +35,44 @@ impl Transform {
     }
 }
 
+/// A data check of the spec (`[[check]]`): which source rows hold a known kind of
+/// dirt, and what the migration does about them. Run read-only in preflight; the
+/// plan and the final report list every check with its count and sample keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// What the dirt is, for people ("orphan order_ref").
+    pub name: String,
+    /// SQL condition over a source row (the table is visible under its own name).
+    pub rows: String,
+    pub action: CheckAction,
+    /// What happens to these rows, or how to fix them.
+    #[serde(default)]
+    pub note: String,
+}
+
+/// What a migration does with the rows a check finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckAction {
+    /// A transform of the spec fixes them on the way; they are listed.
+    Fix,
+    /// They are carried over as they are and listed.
+    Report,
+    /// The run stops in preflight while any exist, changing nothing.
+    Refuse,
+}
+
+impl std::fmt::Display for CheckAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CheckAction::Fix => "fixed by a transform",
+            CheckAction::Report => "carried over, reported",
+            CheckAction::Refuse => "refused",
+        })
+    }
+}
+
 /// Everything that describes one migration.
 #[derive(Debug, Clone)]
 pub struct MigrationSpec {
@@ -49,6 +87,8 @@ pub struct MigrationSpec {
     pub prepare: Vec<String>,
     /// Statements run on the shadow after the ALTER; `{shadow}` stands for its name.
     pub shadow_statements: Vec<String>,
+    /// Data checks run in preflight.
+    pub checks: Vec<Check>,
     pub options: RunOptions,
 }
 
@@ -69,6 +109,9 @@ pub struct SpecFile {
     /// Statements on the shadow after the ALTER (indexes...); `{shadow}` is its name.
     #[serde(default)]
     pub shadow: Vec<String>,
+    /// Data checks (`[[check]]` tables).
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Check>,
 }
 
 impl SpecFile {
@@ -97,6 +140,7 @@ impl SpecFile {
                 .collect(),
             prepare: self.prepare,
             shadow_statements: self.shadow,
+            checks: self.checks,
             options,
         };
         spec.set_table(&self.table);
@@ -118,6 +162,28 @@ impl MigrationSpec {
 
     pub fn schema(&self) -> &str {
         self.schema.as_deref().unwrap_or("public")
+    }
+
+    /// Identifies what this spec does to the table (not how it runs), so a rerun of
+    /// a completed migration is recognised. Stable across versions: FNV-1a, 64 bits.
+    pub fn fingerprint(&self) -> String {
+        let mut transforms: Vec<String> = self
+            .transforms
+            .iter()
+            .map(|t| format!("{}={}", t.column, t.expr))
+            .collect();
+        transforms.sort();
+        let parts = [
+            format!("{}.{}", self.schema(), self.table),
+            self.prepare.join("\n;\n"),
+            self.alter.trim().to_string(),
+            transforms.join("\n"),
+            self.shadow_statements.join("\n;\n"),
+        ];
+        let h = parts.join("\n\u{1}\n").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("{h:016x}")
     }
 }
 
@@ -226,6 +292,7 @@ mod tests {
             transforms: vec![],
             prepare: vec![],
             shadow_statements: vec![],
+            checks: vec![],
             options: RunOptions::default(),
         };
         s.set_table("sales.orders");
@@ -233,5 +300,51 @@ mod tests {
         s.schema = None;
         s.set_table("orders");
         assert_eq!((s.schema(), s.table.as_str()), ("public", "orders"));
+    }
+
+    #[test]
+    fn fingerprints_follow_the_change_not_the_run() {
+        let spec = |alter: &str, execute: bool| {
+            let mut s = SpecFile {
+                table: "orders".into(),
+                alter: alter.into(),
+                transforms: [("a".to_string(), "1".to_string())].into(),
+                prepare: vec![],
+                shadow: vec![],
+                checks: vec![],
+            }
+            .into_spec(
+                "postgres://x",
+                RunOptions {
+                    execute,
+                    ..RunOptions::default()
+                },
+            );
+            s.dsn = format!("{execute}");
+            s.fingerprint()
+        };
+        assert_eq!(spec("ADD COLUMN b int", false), spec("ADD COLUMN b int ", true));
+        assert_ne!(spec("ADD COLUMN b int", false), spec("ADD COLUMN c int", false));
+    }
+
+    #[test]
+    fn checks_parse_from_toml() {
+        let f: SpecFile = toml::from_str(
+            r#"
+            table = "t"
+            alter = "ADD COLUMN x int"
+            [[check]]
+            name = "negative"
+            rows = "n < 0"
+            action = "report"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.checks.len(), 1);
+        assert_eq!(f.checks[0].action, CheckAction::Report);
+        let bad: Result<SpecFile, _> = toml::from_str(
+            "table = \"t\"\nalter = \"x\"\n[[check]]\nname = \"n\"\nrows = \"true\"\naction = \"ignore\"\n",
+        );
+        assert!(bad.is_err());
     }
 }

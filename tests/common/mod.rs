@@ -53,6 +53,7 @@ pub fn spec(
             .collect(),
         prepare: vec![],
         shadow_statements: vec![],
+        checks: vec![],
         options,
     };
     s.set_table(table);

@@ -1,0 +1,97 @@
+//! Runs of wraith on a table: one at a time (a session advisory lock held by the
+//! control session for the whole run), and a record of completed migrations in
+//! `wraith_history`, written in the swap's own transaction so that it exists if and
+//! only if the swap committed. A rerun of a completed spec finds it and does nothing.
+
+use tokio_postgres::Client;
+
+use crate::error::bad_input;
+use crate::pg::conn::DbResult;
+use crate::pg::names::Names;
+use crate::pg::sql::{literal, qualified};
+
+/// Table of completed migrations, in the migrated table's schema.
+pub const HISTORY: &str = "wraith_history";
+
+/// First half of wraith's advisory lock keys ("WRTH"); the second is the table's hash.
+const LOCK_CLASS: i32 = 0x5752_5448;
+
+/// Takes the per-table run lock for this session, or says who holds it.
+pub async fn lock(c: &Client, names: &Names) -> anyhow::Result<()> {
+    let target = format!("{}.{}", names.schema, names.table);
+    let got: bool = c
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &target],
+        )
+        .await
+        .db("taking wraith's run lock for the table")?
+        .get(0);
+    if got {
+        return Ok(());
+    }
+    let pid: Option<i32> = c
+        .query_one(
+            "SELECT min(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND classid::int = $1 AND objid::int = hashtext($2)",
+            &[&LOCK_CLASS, &target],
+        )
+        .await
+        .db("finding the run that holds the table")?
+        .get(0);
+    Err(bad_input(format!(
+        "another wraith run is migrating {target} (its session is pid {}): wait for it to finish, \
+         or stop it (Ctrl-C, or SELECT pg_terminate_backend({}))",
+        pid.unwrap_or_default(),
+        pid.unwrap_or_default()
+    )))
+}
+
+/// When this spec (by fingerprint) was applied to the table as it is now, if it was.
+pub async fn completed(
+    c: &Client,
+    names: &Names,
+    fingerprint: &str,
+) -> anyhow::Result<Option<String>> {
+    let history = qualified(&names.schema, HISTORY);
+    let exists: bool = c
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&history])
+        .await
+        .db("looking for wraith's history")?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    // The record names the table that the swap put in place: a table recreated or
+    // swapped back since is not the migrated one.
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM {history} \
+                 WHERE table_name = $1 AND fingerprint = $2 AND relid = to_regclass($3)::oid \
+                 ORDER BY finished_at DESC LIMIT 1"
+            ),
+            &[&names.table, &fingerprint, &names.src()],
+        )
+        .await
+        .db("reading wraith's history")?;
+    Ok(row.map(|r| format!("on {}", r.get::<_, String>(0))))
+}
+
+/// Statements that record the migration, run inside the swap transaction after the renames.
+pub fn record(names: &Names, fingerprint: &str, alter: &str) -> Vec<String> {
+    let history = qualified(&names.schema, HISTORY);
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {history} (table_name text NOT NULL, fingerprint text NOT NULL, \
+             relid oid NOT NULL, alter_text text NOT NULL, finished_at timestamptz NOT NULL DEFAULT now())"
+        ),
+        format!(
+            "INSERT INTO {history} (table_name, fingerprint, relid, alter_text) VALUES ({}, {}, {}::regclass::oid, {})",
+            literal(&names.table),
+            literal(fingerprint),
+            literal(&names.src()),
+            literal(alter.trim())
+        ),
+    ]
+}
