@@ -230,7 +230,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
             .await
     );
 
-    // With duplicate emails the run stops, names the duplicate, and changes nothing.
+    // With duplicate emails the run stops in preflight, names the customers, and changes nothing.
     let dup = db.pg.create_database("dup").await.unwrap();
     let c = db.pg.connect("dup").await.unwrap();
     orders::load(&c, 5_000, 3).await.unwrap();
@@ -243,7 +243,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
         .await
         .expect_err("duplicates stop the run");
     assert!(
-        format!("{err:#}").contains("customer1@example.com"),
+        format!("{err:#}").contains("duplicate customer_email: 2 rows, refused; keys 1, 2"),
         "{err:#}"
     );
     assert!(
@@ -253,4 +253,123 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
         )
         .await
     );
+}
+
+/// `--dirty` data: the orders spec refuses orphan refs (naming them, changing
+/// nothing), migrates once they are re-rooted, fixes stray statuses and non-object
+/// JSON and reports them; a rerun is a no-op that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dirty_data_is_refused_fixed_and_reported() {
+    let db = db().await;
+    orders::load(&db.client, 20_000, 1).await.unwrap();
+    orders::add_dirt(&db.client, 1).await.unwrap();
+    orders::create_mirror(&db.client).await.unwrap();
+    let before = table_fingerprint(&db.client, "orders").await;
+    let orphans = scalar_i64(
+        &db.client,
+        "SELECT count(*) FROM orders o WHERE NOT EXISTS (SELECT 1 FROM orders p WHERE p.order_id = o.order_ref)",
+    )
+    .await;
+    assert!(orphans > 0);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scenarios/orders/migration.toml"
+    );
+    let run = |json: bool| {
+        let mut args = vec!["migrate", "--dsn", &db.dsn, "--spec", path, "--execute"];
+        if json {
+            args.push("--json");
+        }
+        wraith(&args)
+    };
+
+    let refused = run(false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("orphan order_ref: {orphans} rows, refused; keys ")),
+        "{stderr}"
+    );
+    assert_eq!(table_fingerprint(&db.client, "orders").await, before);
+    assert!(leftovers(&db.client).await.is_empty());
+    assert!(scalar_bool(&db.client, "SELECT to_regclass('_orders_new') IS NULL").await);
+
+    for t in ["orders", "orders_mirror"] {
+        db.client
+            .batch_execute(&orders::REROOT_ORPHANS.replace("{t}", t))
+            .await
+            .unwrap();
+    }
+    let dirty_status = scalar_i64(
+        &db.client,
+        "SELECT count(*) FROM orders WHERE order_status <> lower(trim(order_status))",
+    )
+    .await;
+    let odd_json = scalar_i64(
+        &db.client,
+        "SELECT count(*) FROM orders WHERE json_typeof(delivery_script_args) <> 'object'",
+    )
+    .await;
+    assert!(dirty_status > 0 && odd_json > 0);
+
+    let load = Workload::start(WorkloadConfig {
+        dsn: db.dsn.clone(),
+        table: "orders".into(),
+        clients: 2,
+        tps: Some(200),
+        initial_rows: 20_000,
+        max_duration: Duration::from_secs(300),
+        key_updates: false,
+        scenario: Scenario::Orders,
+    })
+    .await
+    .unwrap();
+    let done = run(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wl = load.stop().await;
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert_eq!(wl.failed.load(Relaxed), 0, "{:?}", wl.errors());
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    let rows_of = |name: &str| {
+        summary["findings"]
+            .as_array()
+            .and_then(|f| f.iter().find(|x| x["name"] == name))
+            .map(|x| (x["rows"].as_i64().unwrap_or(-1), x["action"].clone()))
+    };
+    assert_eq!(rows_of("orphan order_ref"), Some((0, "refuse".into())));
+    assert_eq!(
+        rows_of("order_status with stray case or whitespace"),
+        Some((dirty_status, "fix".into()))
+    );
+    assert_eq!(
+        rows_of("delivery_script_args that are not JSON objects"),
+        Some((odd_json, "fix".into()))
+    );
+    let diff = workload::diff_count(&db.client, orders::EXPECTED, orders::ACTUAL)
+        .await
+        .unwrap();
+    assert_eq!(diff, 0, "orders differ from the mirror");
+    assert_eq!(
+        scalar_i64(
+            &db.client,
+            "SELECT count(*) FROM orders WHERE jsonb_typeof(delivery_script_args) <> 'object'"
+        )
+        .await,
+        0
+    );
+
+    // The same spec again: nothing to do, and nothing done.
+    let after = table_fingerprint(&db.client, "orders").await;
+    let again = wraith(&["migrate", "--dsn", &db.dsn, "--spec", path, "--execute"]);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("already applied on "), "{stdout}");
+    assert_eq!(table_fingerprint(&db.client, "orders").await, after);
+    assert!(leftovers(&db.client).await.is_empty());
 }

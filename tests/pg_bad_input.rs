@@ -504,10 +504,12 @@ async fn missing_privileges_are_refused_and_named() {
     );
 }
 
-/// 9. Leftovers of an earlier run (or a run still going) block a new one, point at
-/// `wraith cleanup`, and are not dropped by `migrate`.
+/// 9. What is in wraith's way. A `_t_new` without wraith's marker, an old table, or
+/// wraith's slot held by a live session: refused, kept. Leftovers of an attempt that
+/// died (inactive slot, publication): a dry run lists and keeps them, a real run
+/// removes them and starts over.
 #[tokio::test]
-async fn leftovers_of_an_earlier_run_are_refused_and_kept() {
+async fn leftovers_are_refused_or_removed_but_never_someone_elses() {
     let db = db().await;
     let c = &db.client;
     create_t(c, "t").await;
@@ -515,7 +517,7 @@ async fn leftovers_of_an_earlier_run_are_refused_and_kept() {
     let dsn = db.dsn.as_str();
     let before = (shape_of(c, "t").await, table_fingerprint(c, "t").await);
 
-    // A shadow table with wraith's name (here without the marker: the user's, maybe).
+    // A table with the shadow's name but without the marker: the user's, maybe.
     c.batch_execute(
         "CREATE TABLE _t_new (LIKE t); INSERT INTO _t_new SELECT * FROM t WHERE id <= 5;",
     )
@@ -524,8 +526,8 @@ async fn leftovers_of_an_earlier_run_are_refused_and_kept() {
     let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
     assert_bad_input(
         &out,
-        "leftover shadow",
-        &["shadow table", "_t_new", "wraith cleanup"],
+        "unmarked _t_new",
+        &["_t_new", "is not a wraith shadow", "rename or drop"],
     );
     assert_eq!(
         leftovers(c).await,
@@ -541,7 +543,43 @@ async fn leftovers_of_an_earlier_run_are_refused_and_kept() {
     );
     c.batch_execute("DROP TABLE _t_new").await.unwrap();
 
-    // A publication and a slot with wraith's names.
+    // The old table of an earlier migration is in the way of the rename.
+    c.batch_execute("CREATE TABLE _t_old (LIKE t)")
+        .await
+        .unwrap();
+    let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
+    assert_bad_input(&out, "leftover old table", &["_t_old", "already exists"]);
+    assert_nothing_left(c, "leftover old table", &out).await;
+    assert!(
+        table_exists(c, "_t_old").await,
+        "_t_old dropped by migrate\n{}",
+        out.show()
+    );
+    c.batch_execute("DROP TABLE _t_old").await.unwrap();
+
+    // wraith's slot, held by a live session: never touched.
+    let holder = db.pg.connect("app").await.unwrap();
+    holder
+        .execute(
+            "SELECT pg_create_logical_replication_slot($1, 'pgoutput', true)",
+            &[&names.slot],
+        )
+        .await
+        .unwrap();
+    let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
+    assert_bad_input(&out, "slot in use", &[&names.slot, "still in use"]);
+    assert!(slot_exists(c, &names.slot).await, "{}", out.show());
+    drop(holder);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while slot_exists(c, &names.slot).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the temporary slot stayed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // A dead attempt's slot and publication.
     // Separate statements: a slot cannot be created in a transaction that has written.
     c.batch_execute(&format!(
         "CREATE PUBLICATION {} FOR TABLE t",
@@ -555,64 +593,32 @@ async fn leftovers_of_an_earlier_run_are_refused_and_kept() {
     )
     .await
     .unwrap();
-    let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
-    assert_bad_input(
-        &out,
-        "leftover slot and publication",
-        &[
-            "replication slot",
-            "publication",
-            &names.slot,
-            "wraith cleanup",
-        ],
-    );
+    let out = migrate_cli(dsn, "t", ALTER, &[]).await;
+    assert_eq!(out.code, Some(0), "{}", out.show());
     assert!(
-        slot_exists(c, &names.slot).await,
-        "slot dropped by migrate\n{}",
+        out.stdout
+            .contains("an earlier attempt that did not finish left")
+            && out.stdout.contains(&names.slot),
+        "{}",
         out.show()
     );
-    assert!(
-        publication_exists(c, &names.publication).await,
-        "publication dropped by migrate\n{}",
-        out.show()
-    );
-    let mut left = leftovers(c).await;
-    left.sort();
-    let mut want = vec![
-        format!("publication {}", names.publication),
-        format!("slot {}", names.slot),
-    ];
-    want.sort();
-    assert_eq!(
-        left,
-        want,
-        "migrate created or dropped something\n{}",
-        out.show()
-    );
-    c.batch_execute(&format!("DROP PUBLICATION {}", names.publication))
-        .await
-        .unwrap();
-    c.execute("SELECT pg_drop_replication_slot($1)", &[&names.slot])
-        .await
-        .unwrap();
-
-    // The old table of an earlier migration is in the way of the rename.
-    c.batch_execute("CREATE TABLE _t_old (LIKE t)")
-        .await
-        .unwrap();
-    let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
-    assert_bad_input(&out, "leftover old table", &["_t_old", "already exists"]);
-    assert_nothing_left(c, "leftover old table", &out).await;
-    assert!(
-        table_exists(c, "_t_old").await,
-        "_t_old dropped by migrate\n{}",
-        out.show()
-    );
-
+    assert!(slot_exists(c, &names.slot).await, "{}", out.show());
+    assert!(publication_exists(c, &names.publication).await);
     assert_eq!(
         (shape_of(c, "t").await, table_fingerprint(c, "t").await),
         before
     );
+
+    let out = migrate_cli(dsn, "t", ALTER, &["--execute"]).await;
+    assert_eq!(out.code, Some(0), "{}", out.show());
+    assert!(
+        out.stderr
+            .contains("removed what an earlier attempt left behind"),
+        "{}",
+        out.show()
+    );
+    assert_nothing_left(c, "after the run that removed them", &out).await;
+    assert_ne!(shape_of(c, "t").await, before.0, "the migration ran");
 }
 
 /// 12. `wraith cleanup` removes wraith's slot, publication and marked shadow for the

@@ -7,11 +7,11 @@ use tokio_postgres::Client;
 
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::catalog::{self, Table};
-use crate::pg::{checks, cleanup};
 use crate::pg::conn::DbResult;
 use crate::pg::dependents::{self, Dependents};
 use crate::pg::names::Names;
 use crate::pg::shadow::{self, Shape};
+use crate::pg::{checks, cleanup};
 use crate::plan::alter::AlterText;
 use crate::plan::{MigrationSpec, Plan};
 

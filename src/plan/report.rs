@@ -134,7 +134,10 @@ impl fmt::Display for Plan {
             writeln!(f, "   {}. {s}", i + 1)?;
         }
         if !self.findings.is_empty() {
-            writeln!(f, "\n7. Data checks of the spec (source rows at preflight):")?;
+            writeln!(
+                f,
+                "\n7. Data checks of the spec (source rows at preflight):"
+            )?;
             f.write_str(&findings_text(&self.findings))?;
         }
         for w in &self.warnings {

@@ -180,9 +180,12 @@ impl MigrationSpec {
             transforms.join("\n"),
             self.shadow_statements.join("\n;\n"),
         ];
-        let h = parts.join("\n\u{1}\n").bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-        });
+        let h = parts
+            .join("\n\u{1}\n")
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+            });
         format!("{h:016x}")
     }
 }
@@ -323,8 +326,14 @@ mod tests {
             s.dsn = format!("{execute}");
             s.fingerprint()
         };
-        assert_eq!(spec("ADD COLUMN b int", false), spec("ADD COLUMN b int ", true));
-        assert_ne!(spec("ADD COLUMN b int", false), spec("ADD COLUMN c int", false));
+        assert_eq!(
+            spec("ADD COLUMN b int", false),
+            spec("ADD COLUMN b int ", true)
+        );
+        assert_ne!(
+            spec("ADD COLUMN b int", false),
+            spec("ADD COLUMN c int", false)
+        );
     }
 
     #[test]

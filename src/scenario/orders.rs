@@ -196,7 +196,8 @@ pub async fn one_transaction(
                 "UPDATE orders_mirror SET order_status = '{status}' WHERE order_id = $1::int8 \
                  AND order_status IN ('active', 'paused', 'pending') RETURNING 1"
             );
-            let orders = format!("UPDATE orders SET order_status = '{status}' WHERE order_id = $1::int8");
+            let orders =
+                format!("UPDATE orders SET order_status = '{status}' WHERE order_id = $1::int8");
             mirror_decides(c, &mirror, &orders, &[&key], "changing a status").await?;
         }
         60..=84 => {
