@@ -4,18 +4,21 @@
 
 use std::time::Duration;
 
-use wraith::bench::report::{BenchConfig, run};
+use wraith::bench::report::{BenchConfig, BenchScenario, run};
 
 fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
     tokio::runtime::Runtime::new()?.block_on(run(BenchConfig {
+        scenario: BenchScenario::Orders,
         rows: 100_000,
         tps: 500,
         clients: 4,
-        baseline: Duration::from_secs(5),
+        window: Duration::from_secs(5),
+        offline_baseline: true,
         max_rows_per_sec: None,
+        dsn: None,
         json: false,
         wraith: Some(env!("CARGO_BIN_EXE_wraith").into()),
     }))

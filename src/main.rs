@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use wraith::bench::report::BenchScenario;
 use wraith::engine::migration::Outcome;
 use wraith::engine::progress::Reporter;
 use wraith::engine::{self, Stats};
@@ -161,24 +162,54 @@ struct VerifyArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Rows in the benchmark table.
+    /// What to migrate: the orders normalization, or a generic table of --rows rows
+    /// of --row-width bytes.
+    #[arg(long, value_enum, default_value_t = BenchKind::Orders)]
+    scenario: BenchKind,
+    /// Rows (orders) in the benchmark table.
     #[arg(long, default_value_t = 1_000_000)]
     rows: i64,
+    /// Row width in bytes for --scenario table.
+    #[arg(long, default_value_t = 200)]
+    row_width: usize,
     /// Write transactions per second during the loaded run.
     #[arg(long, default_value_t = 1000)]
     tps: u64,
     /// Workload sessions.
     #[arg(long, default_value_t = 8)]
     clients: usize,
-    /// Seconds of load measured before the migration starts (the baseline).
-    #[arg(long, default_value_t = 10)]
-    baseline_secs: u64,
+    /// Seconds of load measured before the migration starts, and again after it.
+    #[arg(long = "window-secs", alias = "baseline-secs", default_value_t = 10)]
+    window_secs: u64,
+    /// offline: also time the change as a plain ALTER TABLE on a copy of the data and
+    /// print the ratios; none: skip it.
+    #[arg(long, value_enum, default_value_t = Baseline::Offline)]
+    baseline: Baseline,
     /// Cap the copy rate of the loaded run (passed to `wraith migrate --max-rows-per-sec`).
     #[arg(long)]
     max_rows_per_sec: Option<u64>,
+    /// Run on this server instead of a scratch one; wraith creates (and drops)
+    /// databases wraith_bench_* there, so the role needs CREATEDB.
+    #[arg(long, conflicts_with = "sandbox")]
+    dsn: Option<String>,
+    /// Run on a scratch PostgreSQL started for the benchmark (the default).
+    #[arg(long)]
+    sandbox: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchKind {
+    Orders,
+    Table,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Baseline {
+    Offline,
+    None,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -227,11 +258,19 @@ fn main() -> ExitCode {
             Command::Bench(args) => {
                 until_interrupted(wraith::bench::report::run(
                     wraith::bench::report::BenchConfig {
+                        scenario: match args.scenario {
+                            BenchKind::Orders => BenchScenario::Orders,
+                            BenchKind::Table => BenchScenario::Table {
+                                row_width: args.row_width,
+                            },
+                        },
                         rows: args.rows,
                         tps: args.tps,
                         clients: args.clients,
-                        baseline: Duration::from_secs(args.baseline_secs),
+                        window: Duration::from_secs(args.window_secs),
+                        offline_baseline: args.baseline == Baseline::Offline,
                         max_rows_per_sec: args.max_rows_per_sec,
+                        dsn: args.dsn,
                         wraith: None,
                         json: args.json,
                     },

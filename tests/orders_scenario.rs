@@ -184,13 +184,21 @@ fn wraith_bench_json_holds_every_figure() {
         "copy_rows_per_sec",
         "copy_mb_per_sec",
         "apply_keys_per_sec",
+        "apply_lag_p50_ms",
+        "apply_lag_p99_ms",
         "apply_lag_max_ms",
         "cutover_write_stall_ms",
         "verification_ms",
     ] {
         assert!(r[field].is_number(), "{field} missing: {r:#}");
     }
-    for phase in ["workload_before", "workload_during", "workload_after"] {
+    assert!(r["loaded"]["heartbeats"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    for phase in [
+        "workload_before",
+        "workload_during_copy",
+        "workload_during_cutover",
+        "workload_after",
+    ] {
         for f in ["p50_ms", "p99_ms", "max_ms", "tps"] {
             assert!(r[phase][f].is_number(), "{phase}.{f} missing: {r:#}");
         }
@@ -198,6 +206,61 @@ fn wraith_bench_json_holds_every_figure() {
     assert!(r["idle"]["total_ms"].is_number() && r["loaded"]["cutover_hold_ms"].is_number());
     assert_eq!(r["workload_failed"], 0);
     assert_eq!(r["rows_differing_from_mirror"], 0);
+}
+
+/// The generic table on an existing server (`--dsn`), without the offline baseline:
+/// the report holds its figures, and the bench's databases are gone afterwards.
+#[tokio::test]
+async fn wraith_bench_generic_table_on_an_existing_server() {
+    let db = db().await;
+    let out = wraith(&[
+        "bench",
+        "--scenario",
+        "table",
+        "--rows",
+        "5000",
+        "--row-width",
+        "600",
+        "--tps",
+        "100",
+        "--clients",
+        "2",
+        "--window-secs",
+        "1",
+        "--baseline",
+        "none",
+        "--dsn",
+        &db.dsn,
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
+    assert!(r["offline_alter_ms"].is_null(), "{r:#}");
+    assert!(
+        r["scenario"]
+            .as_str()
+            .unwrap_or("")
+            .contains("generic table")
+    );
+    // 5000 rows of about 600 bytes: well over 2 MB.
+    assert!(r["table_mb"].as_f64().unwrap_or(0.0) > 2.0, "{r:#}");
+    assert!(r["copy_rows_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+    assert_eq!(r["workload_failed"], 0, "{r:#}");
+    assert_eq!(r["rows_differing_from_mirror"], 0);
+    assert_eq!(
+        scalar_i64(
+            &db.client,
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'wraith\\_bench\\_%'"
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]

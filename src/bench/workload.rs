@@ -25,8 +25,24 @@ const STATUSES: [&str; 4] = ["pending", "active", "paused", "cancelled"];
 
 /// Creates `table` and `{table}_mirror` with `rows` rows each.
 pub async fn create_items(c: &Client, table: &str, rows: i64) -> anyhow::Result<()> {
+    create_items_padded(c, table, rows, 0).await
+}
+
+/// Like [`create_items`], with a `pad` column of `pad` bytes per row (rows the
+/// workload inserts get it too), to set the row width.
+pub async fn create_items_padded(
+    c: &Client,
+    table: &str,
+    rows: i64,
+    pad: usize,
+) -> anyhow::Result<()> {
     let t = ident(table);
     let m = ident(&format!("{table}_mirror"));
+    let pad_column = if pad > 0 {
+        format!(", pad text NOT NULL DEFAULT repeat('x', {pad})")
+    } else {
+        String::new()
+    };
     c.batch_execute(&format!(
         "CREATE TABLE {t} (
             id int PRIMARY KEY,
@@ -38,6 +54,7 @@ pub async fn create_items(c: &Client, table: &str, rows: i64) -> anyhow::Result<
             flags bit(8),
             blob bytea,
             created_at timestamptz NOT NULL DEFAULT now()
+            {pad_column}
          );
          CREATE INDEX ON {t} (owner_id);
          CREATE TABLE {m} (LIKE {t} INCLUDING ALL);
@@ -91,6 +108,9 @@ pub struct WorkloadStats {
     pub max_latency_us: AtomicU64,
     histogram: std::sync::Mutex<Histogram<u64>>,
     errors: std::sync::Mutex<Vec<String>>,
+    /// (start, latency) of every committed transaction, unix microseconds and
+    /// microseconds, so a report can cut windows after the fact.
+    timeline: std::sync::Mutex<Vec<(u64, u64)>>,
 }
 
 impl WorkloadStats {
@@ -101,6 +121,7 @@ impl WorkloadStats {
             max_latency_us: AtomicU64::new(0),
             histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
             errors: std::sync::Mutex::new(Vec::new()),
+            timeline: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -115,6 +136,22 @@ impl WorkloadStats {
     /// Resets the longest latency seen and returns the previous value.
     pub fn take_max_latency(&self) -> Duration {
         Duration::from_micros(self.max_latency_us.swap(0, Relaxed))
+    }
+
+    /// Latencies (microseconds) of the transactions picked by `keep(start_us, end_us)`.
+    pub fn window(&self, keep: impl Fn(u64, u64) -> bool) -> anyhow::Result<Histogram<u64>> {
+        let mut h = Histogram::new_with_bounds(1, 600_000_000, 3)?;
+        for &(start, us) in self
+            .timeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if keep(start, start + us) {
+                h.record(us.clamp(1, h.high()))?;
+            }
+        }
+        Ok(h)
     }
 
     pub fn errors(&self) -> Vec<String> {
@@ -194,6 +231,7 @@ async fn session(
             }
         }
         let t0 = Instant::now();
+        let start_us = crate::engine::migration::unix_us() as u64;
         let result = match cfg.scenario {
             Scenario::Items => one_transaction(&client, &cfg, &next_id).await,
             Scenario::Orders => {
@@ -219,6 +257,11 @@ async fn session(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .record(us.max(1));
+                stats
+                    .timeline
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((start_us, us));
             }
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -371,7 +414,12 @@ pub const ITEMS_ACTUAL: &str =
 /// The items scenario's tables: `items` with `rows` rows, its mirror, and the enum type the
 /// ALTER converts the status to.
 pub async fn create_items_scenario(c: &Client, rows: i64) -> anyhow::Result<()> {
-    create_items(c, "items", rows).await?;
+    create_items_scenario_padded(c, rows, 0).await
+}
+
+/// [`create_items_scenario`] with rows padded by `pad` bytes.
+pub async fn create_items_scenario_padded(c: &Client, rows: i64, pad: usize) -> anyhow::Result<()> {
+    create_items_padded(c, "items", rows, pad).await?;
     c.batch_execute("CREATE TYPE item_status AS ENUM ('pending', 'active', 'paused', 'cancelled')")
         .await
         .context("creating the enum type")

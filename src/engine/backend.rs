@@ -33,6 +33,8 @@ pub struct ChangeBatch {
     pub events: u64,
     /// Commit time of the newest transaction read (unix microseconds).
     pub last_commit_unix_us: Option<i64>,
+    /// This run's heartbeats read, as the unix microseconds they were sent at.
+    pub heartbeats: Vec<i64>,
     /// The poll reached the end of the stream.
     pub caught_up: bool,
 }
@@ -105,6 +107,9 @@ pub trait Backend: Checksums {
     /// Like `lock_for_cutover`, but reads (and the apply's re-reads) continue: for
     /// the consistent point of verification. Released with `release_cutover`.
     fn lock_writes(&self, timeout: Duration) -> impl Future<Output = anyhow::Result<bool>> + Send;
+    /// Sends a heartbeat through the change stream carrying `sent_unix_us`; it comes
+    /// back in [`ChangeBatch::heartbeats`], which measures the apply lag.
+    fn heartbeat(&self, sent_unix_us: i64) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Writes marker `id` through the change stream from another session (DESIGN 2.D).
     fn emit_fence(&self, id: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Swaps the tables and releases the lock, atomically.

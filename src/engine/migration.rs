@@ -18,6 +18,8 @@ use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
 const POLL_EVENTS: u64 = 20_000;
+/// How often a heartbeat goes through the change stream to measure the apply lag.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
 
 /// What a run ended with.
 #[derive(Debug)]
@@ -106,6 +108,7 @@ impl<B: Backend> Run<B> {
         self.stats.set_phase(Phase::Prepare);
         self.backend.prepare().await.context("prepare")?;
         self.check_abort()?;
+        let _heartbeats = AbortOnDrop(tokio::spawn(heartbeats(self.backend.clone())));
 
         self.stats.set_phase(Phase::Copy);
         let mut copy = AbortOnDrop(tokio::spawn(copy_all(
@@ -188,12 +191,17 @@ impl<B: Backend> Run<B> {
         let batch = self.poll_into_dirty().await?;
         self.apply_dirty().await?;
         self.confirm(&batch).await?;
+        let now = unix_us();
         match batch.last_commit_unix_us {
             Some(t) => self
                 .stats
-                .record_lag(Duration::from_micros((unix_us() - t).max(0) as u64)),
+                .record_lag(Duration::from_micros((now - t).max(0) as u64)),
             None if batch.caught_up => self.stats.record_lag(Duration::ZERO),
             None => {}
+        }
+        for sent in &batch.heartbeats {
+            self.stats
+                .record_heartbeat(Duration::from_micros((now - sent).max(0) as u64));
         }
         Ok(batch)
     }
@@ -318,9 +326,21 @@ async fn copy_all<B: Backend>(
     Ok(())
 }
 
-pub(crate) fn unix_us() -> i64 {
+/// Wall-clock now, in unix microseconds.
+pub fn unix_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
+}
+
+/// Sends heartbeats until the run ends (the task is aborted). A failed one is only
+/// logged: the lag figures are for people, the migration does not depend on them.
+async fn heartbeats<B: Backend>(backend: Arc<B>) -> anyhow::Result<()> {
+    loop {
+        tokio::time::sleep(HEARTBEAT_EVERY).await;
+        if let Err(e) = backend.heartbeat(unix_us()).await {
+            tracing::debug!("heartbeat: {e:#}");
+        }
+    }
 }

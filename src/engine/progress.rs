@@ -11,6 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,10 @@ pub struct Stats {
     /// Keys found different (and repaired) by verification.
     pub verify_repaired: AtomicU64,
     copy_span: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// Apply lag of every heartbeat read back, in milliseconds.
+    lag: Mutex<Histogram<u64>>,
+    /// When each phase began (unix milliseconds), so load tests can cut their windows.
+    phase_started: Mutex<Vec<(Phase, u64)>>,
 }
 
 impl Default for Stats {
@@ -106,6 +111,11 @@ impl Default for Stats {
             verify_rows: AtomicU64::new(0),
             verify_repaired: AtomicU64::new(0),
             copy_span: Mutex::new((None, None)),
+            lag: Mutex::new(
+                Histogram::new_with_bounds(1, 24 * 3_600_000, 2)
+                    .expect("static histogram bounds are valid"),
+            ),
+            phase_started: Mutex::new(Vec::new()),
         }
     }
 }
@@ -117,6 +127,14 @@ impl Stats {
 
     pub fn set_phase(&self, p: Phase) {
         self.phase.store(p as u8, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        self.phase_started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((p, now));
         tracing::info!(phase = %p, "phase");
     }
 
@@ -144,6 +162,15 @@ impl Stats {
         self.max_apply_lag_ms.fetch_max(ms, Relaxed);
     }
 
+    /// A heartbeat came back through the stream `lag` after it was sent, its changes applied.
+    pub fn record_heartbeat(&self, lag: Duration) {
+        self.record_lag(lag);
+        let ms = (lag.as_millis() as u64).max(1);
+        let mut h = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        let high = h.high();
+        let _ = h.record(ms.min(high));
+    }
+
     fn span(&self) -> std::sync::MutexGuard<'_, (Option<Instant>, Option<Instant>)> {
         self.copy_span.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -151,7 +178,26 @@ impl Stats {
     pub fn summary(&self) -> Summary {
         let copy = self.copy_time();
         let rows = self.rows_copied.load(Relaxed);
+        let lag = self.lag.lock().unwrap_or_else(|e| e.into_inner()).clone();
         Summary {
+            heartbeats: lag.len(),
+            apply_lag_p50_ms: if lag.is_empty() {
+                0
+            } else {
+                lag.value_at_quantile(0.5)
+            },
+            apply_lag_p99_ms: if lag.is_empty() {
+                0
+            } else {
+                lag.value_at_quantile(0.99)
+            },
+            phase_started_unix_ms: self
+                .phase_started
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(p, t)| (p.to_string(), *t))
+                .collect(),
             total: self.started.elapsed(),
             rows_copied: rows,
             copy_time: copy,
@@ -193,6 +239,12 @@ pub struct Summary {
     pub verify_time: Duration,
     pub verify_rows: u64,
     pub verify_repaired: u64,
+    /// Heartbeats read back through the stream, and their lag percentiles.
+    pub heartbeats: u64,
+    pub apply_lag_p50_ms: u64,
+    pub apply_lag_p99_ms: u64,
+    /// When each phase began (unix milliseconds; a phase may appear more than once).
+    pub phase_started_unix_ms: Vec<(String, u64)>,
 }
 
 impl Summary {
@@ -207,6 +259,13 @@ impl Summary {
             "events_read": self.events_read,
             "keys_applied": self.keys_applied,
             "max_apply_lag_ms": self.max_apply_lag_ms,
+            "apply_lag_p50_ms": self.apply_lag_p50_ms,
+            "apply_lag_p99_ms": self.apply_lag_p99_ms,
+            "heartbeats": self.heartbeats,
+            "phase_started_unix_ms": self.phase_started_unix_ms
+                .iter()
+                .map(|(p, t)| serde_json::json!({ "phase": p, "unix_ms": t }))
+                .collect::<Vec<_>>(),
             "cutover_lock_wait_ms": self.cutover_lock_wait_ms,
             "cutover_hold_ms": self.cutover_hold_ms,
             "cutover_retries": self.cutover_retries,
@@ -234,7 +293,11 @@ impl fmt::Display for Summary {
             "changes applied:   {} keys re-read ({} row events)",
             self.keys_applied, self.events_read
         )?;
-        writeln!(f, "max apply lag:     {} ms", self.max_apply_lag_ms)?;
+        writeln!(
+            f,
+            "apply lag:         p50 {} ms, p99 {} ms, max {} ms ({} heartbeats)",
+            self.apply_lag_p50_ms, self.apply_lag_p99_ms, self.max_apply_lag_ms, self.heartbeats
+        )?;
         if self.verify_time > Duration::ZERO {
             let share =
                 100.0 * self.verify_time.as_secs_f64() / self.copy_time.as_secs_f64().max(0.001);

@@ -23,6 +23,8 @@ use crate::pg::pgoutput::{self, Message, OldTuple, Tuple, Value};
 
 /// Prefix of wraith's fence messages in the stream.
 pub const FENCE_PREFIX: &str = "wraith";
+/// Prefix of heartbeat messages; the content is `<slot> <unix microseconds>`.
+pub const HEARTBEAT_PREFIX: &str = "wraith-heartbeat";
 
 /// Decoding state kept between polls.
 #[derive(Debug)]
@@ -36,11 +38,14 @@ pub struct Decoder {
     confirmed: u64,
     server_version: i32,
     last_tick: Instant,
+    /// This run's heartbeats start with it (other runs' heartbeats share the stream).
+    heartbeat_tag: String,
 }
 
 impl Decoder {
-    pub fn new(table: &Table, server_version: i32) -> Decoder {
+    pub fn new(table: &Table, server_version: i32, slot: &str) -> Decoder {
         Decoder {
+            heartbeat_tag: format!("{slot} "),
             rel_oid: table.oid,
             key: table.key.clone(),
             // pgoutput leaves generated columns out of its relation descriptions.
@@ -334,6 +339,17 @@ impl Decoder {
                     batch.fences.push(id);
                 }
             }
+            Message::Message {
+                prefix, content, ..
+            } if prefix == HEARTBEAT_PREFIX => {
+                let text = String::from_utf8_lossy(&content);
+                if let Some(Ok(sent)) = text
+                    .strip_prefix(&self.heartbeat_tag)
+                    .map(|t| t.parse::<i64>())
+                {
+                    batch.heartbeats.push(sent);
+                }
+            }
             Message::Commit {
                 end_lsn,
                 commit_time_us,
@@ -453,6 +469,17 @@ pub async fn confirm(
     .await
     .db("advancing the replication slot")?;
     dec.lock().unwrap_or_else(|e| e.into_inner()).confirmed = lsn;
+    Ok(())
+}
+
+/// Commits one heartbeat message for this run (see [`HEARTBEAT_PREFIX`]).
+pub async fn heartbeat(c: &Client, names: &Names, sent_unix_us: i64) -> anyhow::Result<()> {
+    c.execute(
+        "SELECT pg_logical_emit_message(true, $1, $2)",
+        &[&HEARTBEAT_PREFIX, &format!("{} {sent_unix_us}", names.slot)],
+    )
+    .await
+    .db("sending a heartbeat")?;
     Ok(())
 }
 

@@ -48,6 +48,7 @@ struct Sessions {
     copy: Option<Arc<Client>>,
     apply: Option<Arc<Client>>,
     capture: Option<Arc<Client>>,
+    heartbeat: Option<Arc<Client>>,
 }
 
 pub struct PgBackend {
@@ -167,16 +168,18 @@ impl Backend for PgBackend {
     async fn prepare(&self) -> anyhow::Result<()> {
         let table = self.table()?;
         let dsn = &self.spec.dsn;
-        let (capture, copy, apply) = (
+        let (capture, copy, apply, heartbeat) = (
             conn::connect(dsn, "capture").await?,
             conn::connect(dsn, "copy").await?,
             conn::connect(dsn, "apply").await?,
+            conn::connect(dsn, "heartbeat").await?,
         );
         {
             let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             s.capture = Some(capture.clone());
             s.copy = Some(copy);
             s.apply = Some(apply);
+            s.heartbeat = Some(heartbeat);
         }
         let ctrl = self.ctrl()?;
         // The change source first (DESIGN 2.A), then the shadow.
@@ -188,7 +191,9 @@ impl Backend for PgBackend {
         )
         .await?;
         let version = self.server_version.get().copied().unwrap_or_default();
-        let _ = self.decoder.set(Mutex::new(Decoder::new(table, version)));
+        let _ = self
+            .decoder
+            .set(Mutex::new(Decoder::new(table, version, &self.names.slot)));
         ctrl.batch_execute(&format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
             self.spec.options.cutover_lock_timeout.as_millis().max(1)
@@ -338,6 +343,11 @@ impl Backend for PgBackend {
 
     async fn lock_writes(&self, timeout: Duration) -> anyhow::Result<bool> {
         self.lock(timeout, cutover::LockMode::Writes).await
+    }
+
+    async fn heartbeat(&self, sent_unix_us: i64) -> anyhow::Result<()> {
+        let session = self.session(|s| &s.heartbeat, "heartbeat")?;
+        capture::heartbeat(&session, &self.names, sent_unix_us).await
     }
 
     async fn emit_fence(&self, id: String) -> anyhow::Result<()> {
