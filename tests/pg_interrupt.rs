@@ -12,13 +12,7 @@ use common::*;
 #[tokio::test]
 async fn sigint_mid_copy_leaves_nothing_behind() {
     let db = db().await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE big (id int PRIMARY KEY, v text);
-             INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 50000) g;",
-        )
-        .await
-        .unwrap();
+    create_big(&db).await;
     let before = table_fingerprint(&db.client, "big").await;
 
     let child = start_slow_run(&db).await;
@@ -109,13 +103,7 @@ async fn start_slow_run(db: &Db) -> std::process::Child {
 #[tokio::test]
 async fn a_killed_run_is_cleaned_up_by_the_next_and_runs_never_overlap() {
     let db = db().await;
-    db.client
-        .batch_execute(
-            "CREATE TABLE big (id int PRIMARY KEY, v text);
-             INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 50000) g;",
-        )
-        .await
-        .unwrap();
+    create_big(&db).await;
     let before = table_fingerprint(&db.client, "big").await;
     let mut child = start_slow_run(&db).await;
     let base = [
@@ -180,4 +168,14 @@ async fn a_killed_run_is_cleaned_up_by_the_next_and_runs_never_overlap() {
         .await,
         before.0
     );
+}
+
+async fn create_big(db: &Db) {
+    db.client
+        .batch_execute(
+            "CREATE TABLE big (id int PRIMARY KEY, v text);
+             INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 50000) g;",
+        )
+        .await
+        .unwrap();
 }

@@ -144,9 +144,9 @@ impl<B: Backend> Run<B> {
 
         self.stats.set_phase(Phase::CatchUp);
         self.catch_up().await?;
-        self.backend
-            .before_cutover()
-            .await
+        let backend = self.backend.clone();
+        self.applying_during(backend.before_cutover())
+            .await?
             .context("before cutover")?;
         self.catch_up().await?;
         self.check_abort()?;
@@ -204,6 +204,37 @@ impl<B: Backend> Run<B> {
                 .record_heartbeat(Duration::from_micros((now - sent).max(0) as u64));
         }
         Ok(batch)
+    }
+
+    /// Runs `work` while polling and applying the stream, so the shadow stays
+    /// current (and the apply lag low) through long steps that do not need it idle.
+    /// The apply is never cancelled mid-way: it stops between polls once `work` is done.
+    pub(crate) async fn applying_during<T>(
+        &mut self,
+        work: impl Future<Output = T>,
+    ) -> anyhow::Result<T> {
+        let done = AtomicBool::new(false);
+        let work = async {
+            let out = work.await;
+            done.store(true, Relaxed);
+            out
+        };
+        let apply = async {
+            while !done.load(Relaxed) {
+                let polled = Instant::now();
+                let batch = self.poll_and_apply().await?;
+                if batch.caught_up {
+                    let until = Instant::now() + self.opts.poll_interval.max(polled.elapsed());
+                    while !done.load(Relaxed) && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+            anyhow::Ok(())
+        };
+        let (out, applied) = tokio::join!(work, apply);
+        applied?;
+        Ok(out)
     }
 
     /// Re-reads every dirty key (and released held keys) from the source.

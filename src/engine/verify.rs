@@ -4,7 +4,7 @@
 //! A consistent point: block writes briefly (bounded and retried like the
 //! cutover), drain the stream to a fence and apply, open one snapshot shared by
 //! the verification sessions, release the writes. The ranges are then compared in
-//! parallel while the application writes on. Keys that differ are re-read from the
+//! parallel while the application writes on and the apply goes on. Keys that differ are re-read from the
 //! source and their ranges verified again at a new consistent point; a second
 //! mismatch stops the run before the swap, keeping the shadow for inspection.
 
@@ -40,14 +40,14 @@ impl<B: Backend> Run<B> {
             self.consistent_point()
                 .await
                 .context("verify: reaching a consistent point")?;
-            let report = verify::compare(
-                &self.backend,
-                spans,
-                self.opts.verify_workers,
-                mode,
-                Some(self.stats.clone()),
-            )
-            .await;
+            // The comparison reads the shared snapshot, so the apply may go on meanwhile:
+            // writes after the snapshot cannot change its answer.
+            let backend = self.backend.clone();
+            let (workers, stats) = (self.opts.verify_workers, self.stats.clone());
+            let report = self
+                .applying_during(verify::compare(&backend, spans, workers, mode, Some(stats)))
+                .await
+                .context("verify: applying changes during the comparison")?;
             let closed = self.backend.close_snapshot().await;
             let report = report.context("verify")?;
             closed.context("verify: closing the snapshot")?;

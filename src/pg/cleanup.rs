@@ -80,21 +80,24 @@ pub async fn remove(
         .db("dropping the publication")?;
         removed.push(format!("publication {}", names.publication));
     }
-    if !keep_shadow {
-        let comment: Option<String> = c
-            .query_one(
-                "SELECT obj_description(to_regclass($1), 'pg_class')",
-                &[&names.shadow_q()],
-            )
+    if !keep_shadow && is_marked_shadow(c, names).await? {
+        c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
             .await
-            .db("looking for wraith's shadow table")?
-            .get(0);
-        if comment.as_deref() == Some(names.shadow_comment().as_str()) {
-            c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
-                .await
-                .db("dropping the shadow table")?;
-            removed.push(format!("shadow table {}", names.shadow_q()));
-        }
+            .db("dropping the shadow table")?;
+        removed.push(format!("shadow table {}", names.shadow_q()));
     }
     Ok(removed)
+}
+
+/// The table under the shadow's name exists and carries wraith's marker comment.
+pub async fn is_marked_shadow(c: &Client, names: &Names) -> anyhow::Result<bool> {
+    let comment: Option<String> = c
+        .query_one(
+            "SELECT obj_description(to_regclass($1), 'pg_class')",
+            &[&names.shadow_q()],
+        )
+        .await
+        .db("looking for wraith's shadow table")?
+        .get(0);
+    Ok(comment.as_deref() == Some(names.shadow_comment().as_str()))
 }

@@ -239,17 +239,7 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
         .db("looking for leftovers of an earlier run")?;
     let (shadow, old, slot, publication): (bool, bool, bool, bool) =
         (r.get(0), r.get(1), r.get(2), r.get(3));
-    let marked = shadow && {
-        let comment: Option<String> = c
-            .query_one(
-                "SELECT obj_description(to_regclass($1), 'pg_class')",
-                &[&names.shadow_q()],
-            )
-            .await
-            .db("reading the shadow table's marker")?
-            .get(0);
-        comment.as_deref() == Some(names.shadow_comment().as_str())
-    };
+    let marked = shadow && cleanup::is_marked_shadow(c, names).await?;
     if shadow && !marked {
         return Err(bad_input(format!(
             "table {} exists but is not a wraith shadow (no wraith marker comment); wraith builds \

@@ -16,19 +16,25 @@ pub const HISTORY: &str = "wraith_history";
 /// First half of wraith's advisory lock keys ("WRTH"); the second is the table's hash.
 const LOCK_CLASS: i32 = 0x5752_5448;
 
-/// Takes the per-table run lock for this session, or says who holds it.
+/// Takes the per-table run lock for this session, or says who holds it. A run that
+/// just ended may hold it for a moment while its session closes: wait a little.
 pub async fn lock(c: &Client, names: &Names) -> anyhow::Result<()> {
     let target = format!("{}.{}", names.schema, names.table);
-    let got: bool = c
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &target],
-        )
-        .await
-        .db("taking wraith's run lock for the table")?
-        .get(0);
-    if got {
-        return Ok(());
+    for attempt in 0..20 {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let got: bool = c
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_CLASS, &target],
+            )
+            .await
+            .db("taking wraith's run lock for the table")?
+            .get(0);
+        if got {
+            return Ok(());
+        }
     }
     let pid: Option<i32> = c
         .query_one(
