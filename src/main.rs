@@ -47,7 +47,7 @@ enum Command {
     Cleanup(TableArgs),
     /// Show a whole migration on a scratch PostgreSQL that wraith starts, with live writes.
     Demo(DemoArgs),
-    /// Measure wraith against an offline ALTER and under a write load, on a scratch PostgreSQL.
+    /// Measure a migration under a write load, against an offline ALTER (scratch server or --dsn).
     Bench(BenchArgs),
     /// Compare two tables with the same key row for row (or a migration's shadow with its table).
     Verify(VerifyArgs),
