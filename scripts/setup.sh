@@ -23,3 +23,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${WRAITH_PG_BI
     echo "setup: installing PostgreSQL server binaries"
     apt_install postgresql
 fi
+
+if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb-install-db >/dev/null 2>&1; then
+    echo "setup: installing MariaDB server binaries"
+    apt_install mariadb-server
+fi

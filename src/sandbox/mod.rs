@@ -6,6 +6,8 @@
 //! directory removed when the sandbox is stopped or dropped (including during a
 //! panic unwind).
 
+mod mariadb;
 mod postgres;
 
+pub use mariadb::MariaDbSandbox;
 pub use postgres::{PgOptions, PgSandbox};

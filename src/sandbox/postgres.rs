@@ -322,7 +322,7 @@ fn parse_version(name: &str) -> Option<Vec<u32>> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Owner {
+pub(super) struct Owner {
     uid: u32,
     gid: u32,
 }
@@ -345,7 +345,7 @@ fn server_owner() -> Result<Option<Owner>> {
     })
 }
 
-fn lookup_user(passwd: &str, name: &str) -> Option<Owner> {
+pub(super) fn lookup_user(passwd: &str, name: &str) -> Option<Owner> {
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
         if fields.next()? != name {
@@ -359,7 +359,7 @@ fn lookup_user(passwd: &str, name: &str) -> Option<Owner> {
 }
 
 /// Hands `path` and everything below it to `owner` (symlinks are not followed).
-fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
+pub(super) fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
     lchown(path, Some(owner.uid), Some(owner.gid))
         .with_context(|| format!("changing the owner of {}", path.display()))?;
     let meta = fs::symlink_metadata(path)?;
@@ -373,7 +373,7 @@ fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
 
 /// A command that runs as `owner` (when set) from `cwd`, so it never depends on
 /// being able to read the caller's working directory.
-fn command(program: &Path, cwd: &Path, owner: Option<Owner>) -> Command {
+pub(super) fn command(program: &Path, cwd: &Path, owner: Option<Owner>) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(cwd).stdin(Stdio::null());
     if let Some(owner) = owner {
@@ -427,7 +427,7 @@ async fn run_initdb(
 }
 
 /// A port that was free a moment ago; losing it to a race is handled by retrying.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .context("binding 127.0.0.1:0 to pick a free port")?;
     Ok(listener.local_addr()?.port())
@@ -533,7 +533,7 @@ async fn wait_ready(
     }
 }
 
-fn tail(text: &str, lines: usize) -> String {
+pub(super) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

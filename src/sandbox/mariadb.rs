@@ -1,0 +1,255 @@
+//! A throwaway MariaDB server built from the installed Debian binaries.
+//!
+//! [`MariaDbSandbox`] runs `mariadb-install-db` and `mariadbd` inside a fresh
+//! temporary directory (data, socket, binary logs and `mariadb.log` all live
+//! there), listening on a free port on 127.0.0.1 with the binary log on in ROW
+//! format with full row images, as wraith needs. Like the PostgreSQL sandbox it
+//! never touches the system service (`--no-defaults`: no /etc/mysql config, no
+//! shared socket, no fixed port) and never outlives its owner: dropping it kills
+//! the server and removes the directory. As root, the server runs as `mysql`.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use mysql_async::prelude::Queryable;
+use tempfile::TempDir;
+
+use super::postgres::{Owner, chown_tree, command, free_port, lookup_user, tail};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_WAIT: Duration = Duration::from_secs(30);
+const LOG_TAIL_LINES: usize = 40;
+
+/// A running throwaway MariaDB server; killed and deleted on drop.
+#[derive(Debug)]
+pub struct MariaDbSandbox {
+    // Dropped in order: the server before its directory.
+    server: Option<Child>,
+    port: u16,
+    log_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl MariaDbSandbox {
+    /// Creates a data directory in a new temporary directory and starts a server on
+    /// it, returning once it accepts connections as `root` over TCP.
+    pub async fn start() -> Result<MariaDbSandbox> {
+        let owner = server_owner()?;
+        let dir = tempfile::Builder::new()
+            .prefix("wraith-mariadb-")
+            .tempdir()
+            .context("creating the sandbox temporary directory")?;
+        let data_dir = dir.path().join("data");
+        let log_path = dir.path().join("mariadb.log");
+        // Root may log in over TCP from 127.0.0.1 without a password (names are not resolved).
+        let init = dir.path().join("init.sql");
+        fs::write(
+            &init,
+            "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1';\n\
+             GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;\n",
+        )
+        .context("writing the sandbox init file")?;
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        if let Some(owner) = owner {
+            chown_tree(dir.path(), owner)?;
+        }
+        install_db(dir.path(), &data_dir, owner).await?;
+
+        let port = free_port()?;
+        let log = File::options()
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let mut cmd = command(Path::new("mariadbd"), dir.path(), None);
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data_dir.display()))
+            .arg(format!(
+                "--socket={}",
+                dir.path().join("mysqld.sock").display()
+            ))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("mysqld.pid").display()
+            ))
+            .arg(format!("--log-bin={}", dir.path().join("binlog").display()))
+            .arg(format!("--init-file={}", init.display()))
+            .arg(format!("--port={port}"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--server-id=1",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--sync-binlog=0",
+                "--innodb-buffer-pool-size=256M",
+                "--max-connections=500",
+            ]);
+        if owner.is_some() {
+            cmd.arg("--user=mysql");
+        }
+        let child = cmd
+            .stdout(log.try_clone().context("duplicating the log handle")?)
+            .stderr(log)
+            .spawn()
+            .context("starting mariadbd")?;
+        let mut sandbox = MariaDbSandbox {
+            server: Some(child),
+            port,
+            log_path,
+            _dir: dir,
+        };
+        sandbox.wait_ready().await?;
+        tracing::debug!(port, "mariadb sandbox ready");
+        Ok(sandbox)
+    }
+
+    /// The TCP port the server listens on (127.0.0.1 only).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection string for database `db` as `root`.
+    pub fn dsn(&self, db: &str) -> String {
+        format!("mysql://root@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates database `name` and returns its connection string.
+    pub async fn create_database(&self, name: &str) -> Result<String> {
+        let mut c = self.connect("mysql").await?;
+        c.query_drop(format!("CREATE DATABASE `{}`", name.replace('`', "``")))
+            .await
+            .with_context(|| format!("creating database {name:?} in the sandbox"))?;
+        c.disconnect().await.ok();
+        Ok(self.dsn(name))
+    }
+
+    /// Connects to database `db` as `root`.
+    pub async fn connect(&self, db: &str) -> Result<mysql_async::Conn> {
+        let opts = mysql_async::Opts::from_url(&self.dsn(db))
+            .with_context(|| format!("the sandbox's connection string for {db:?}"))?;
+        mysql_async::Conn::new(opts)
+            .await
+            .with_context(|| format!("connecting to sandbox database {db:?}"))
+    }
+
+    /// The server's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.log_path.clone()
+    }
+
+    /// Stops the server (a normal shutdown) and removes the temporary directory.
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.server.take() {
+            signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + STOP_WAIT;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(child) = self.server.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                bail!(
+                    "mariadbd exited during startup ({status}):\n{}",
+                    self.log_tail()
+                );
+            }
+            match self.connect("mysql").await {
+                Ok(c) => {
+                    c.disconnect().await.ok();
+                    return Ok(());
+                }
+                Err(e) if started.elapsed() > READY_TIMEOUT => {
+                    return Err(e.context(format!(
+                        "mariadbd did not accept connections within {READY_TIMEOUT:?}:\n{}",
+                        self.log_tail()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        tail(
+            &fs::read_to_string(&self.log_path).unwrap_or_default(),
+            LOG_TAIL_LINES,
+        )
+    }
+}
+
+impl Drop for MariaDbSandbox {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            // A sandbox is thrown away: no need for a clean shutdown.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own unreaped child.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// As root the server runs as the `mysql` system user (created by the Debian package).
+fn server_owner() -> Result<Option<Owner>> {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let passwd = fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
+    lookup_user(&passwd, "mysql").map(Some).ok_or_else(|| {
+        anyhow!(
+            "running as root, but there is no `mysql` system user to run the sandbox server as; \
+             install the server with `apt-get install -y mariadb-server`, which creates it"
+        )
+    })
+}
+
+async fn install_db(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result<()> {
+    let mut cmd = command(Path::new("mariadb-install-db"), cwd, None);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", data_dir.display()))
+        .args([
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if owner.is_some() {
+        cmd.arg("--user=mysql");
+    }
+    let out = tokio::process::Command::from(cmd).output().await.context(
+        "running mariadb-install-db (install it with `apt-get install -y mariadb-server`)",
+    )?;
+    if !out.status.success() {
+        bail!(
+            "mariadb-install-db failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    if let Some(owner) = owner {
+        chown_tree(data_dir, owner)?;
+    }
+    Ok(())
+}
