@@ -1,5 +1,6 @@
 //! The MariaDB sandbox: a private server with the binary log in ROW format and full
-//! row images, whose row events a binlog stream reads back.
+//! row images, whose row events a binlog stream reads back, every event of which
+//! the reader knows how to handle.
 
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
     let read = async {
         while let Some(event) = stream.next().await {
             let event = event.unwrap();
+            // Every event a real MariaDB sends is one the reader knows.
+            wraith::mysql::binlog::handling(&event).expect("a known event");
             if let Some(EventData::RowsEvent(ev)) = event.read_data().unwrap() {
                 assert!(matches!(
                     ev,

@@ -1,0 +1,173 @@
+//! Reading the binary log: what each event means to wraith.
+//!
+//! Every event type is named here, and anything else stops the run: an event wraith
+//! does not understand may carry row changes (MariaDB's compressed row events do),
+//! and skipping it would silently lose them. MariaDB's own events (160 and up) are
+//! not known to mysql_common, so they are matched by their raw type codes.
+
+use mysql_async::binlog::EventType;
+use mysql_async::binlog::events::Event;
+
+/// MariaDB event type codes (sql/log_event.h).
+mod mariadb {
+    pub const ANNOTATE_ROWS: u8 = 160;
+    pub const BINLOG_CHECKPOINT: u8 = 161;
+    pub const GTID: u8 = 162;
+    pub const GTID_LIST: u8 = 163;
+    pub const START_ENCRYPTION: u8 = 164;
+    pub const QUERY_COMPRESSED: u8 = 165;
+    /// Write, update and delete rows, compressed, v1 and v2 (166..=171).
+    pub const ROWS_COMPRESSED: std::ops::RangeInclusive<u8> = 166..=171;
+}
+
+/// What the reader does with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handling {
+    /// Maps a table id to a table for the rows events that follow.
+    TableMap,
+    /// Row images: keys of the source table's rows are taken from them.
+    Rows,
+    /// A transaction starts (a GTID event, or a `BEGIN` query).
+    Begin,
+    /// A transaction commits (XID event, or a `COMMIT` query).
+    Commit,
+    /// A statement: `BEGIN`/`COMMIT`, or DDL that must be checked against the source table.
+    Query,
+    /// Carries nothing for wraith (format description, rotation, heartbeats, annotations...).
+    Ignore,
+}
+
+/// How wraith handles `event`, or why the run must stop.
+pub fn handling(event: &Event) -> anyhow::Result<Handling> {
+    classify(event.header().event_type_raw())
+}
+
+/// How wraith handles an event of raw type `raw`.
+pub fn classify(raw: u8) -> anyhow::Result<Handling> {
+    use EventType as E;
+    match raw {
+        mariadb::ANNOTATE_ROWS | mariadb::BINLOG_CHECKPOINT | mariadb::GTID_LIST => {
+            return Ok(Handling::Ignore);
+        }
+        mariadb::GTID => return Ok(Handling::Begin),
+        mariadb::START_ENCRYPTION => anyhow::bail!(
+            "the binary log is encrypted (MariaDB START_ENCRYPTION event): wraith cannot read \
+             row events from it; aborting, nothing was swapped"
+        ),
+        r if r == mariadb::QUERY_COMPRESSED || mariadb::ROWS_COMPRESSED.contains(&r) => {
+            anyhow::bail!(
+                "the binary log holds compressed events (MariaDB log_bin_compress): wraith does \
+                 not read them and will not skip row changes; aborting, nothing was swapped. \
+                 Fix: SET GLOBAL log_bin_compress = OFF, then run again"
+            )
+        }
+        _ => {}
+    }
+    let Ok(t) = EventType::try_from(raw) else {
+        anyhow::bail!(
+            "unknown binary log event type {raw}: it may carry row changes, so wraith stops \
+             rather than skip it; aborting, nothing was swapped"
+        );
+    };
+    Ok(match t {
+        E::TABLE_MAP_EVENT => Handling::TableMap,
+        E::WRITE_ROWS_EVENT_V1
+        | E::UPDATE_ROWS_EVENT_V1
+        | E::DELETE_ROWS_EVENT_V1
+        | E::WRITE_ROWS_EVENT
+        | E::UPDATE_ROWS_EVENT
+        | E::DELETE_ROWS_EVENT => Handling::Rows,
+        E::XID_EVENT => Handling::Commit,
+        E::GTID_EVENT | E::ANONYMOUS_GTID_EVENT => Handling::Begin,
+        E::QUERY_EVENT => Handling::Query,
+        E::FORMAT_DESCRIPTION_EVENT
+        | E::ROTATE_EVENT
+        | E::HEARTBEAT_EVENT
+        | E::PREVIOUS_GTIDS_EVENT
+        | E::ROWS_QUERY_EVENT
+        | E::IGNORABLE_EVENT
+        | E::STOP_EVENT
+        | E::INTVAR_EVENT
+        | E::RAND_EVENT
+        | E::USER_VAR_EVENT => Handling::Ignore,
+        E::PARTIAL_UPDATE_ROWS_EVENT => anyhow::bail!(
+            "the binary log holds partial JSON updates (binlog_row_value_options = PARTIAL_JSON): \
+             they lack full row images; aborting, nothing was swapped. \
+             Fix: SET GLOBAL binlog_row_value_options = '', then run again"
+        ),
+        E::TRANSACTION_PAYLOAD_EVENT => anyhow::bail!(
+            "the binary log holds compressed transactions (binlog_transaction_compression = ON): \
+             wraith does not read them and will not skip row changes; aborting, nothing was \
+             swapped. Fix: SET GLOBAL binlog_transaction_compression = OFF, then run again"
+        ),
+        other => anyhow::bail!(
+            "binary log event {other:?} is not one wraith handles: it stops rather than skip it; \
+             aborting, nothing was swapped"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_async::binlog::BinlogVersion;
+    use mysql_async::binlog::events::FormatDescriptionEvent;
+
+    /// A binlog event as the server sends it: the v4 header, then `body`.
+    fn crafted(event_type: u8, body: &[u8]) -> Event {
+        let size = (19 + body.len()) as u32;
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&1_700_000_000u32.to_le_bytes()); // timestamp
+        bytes.push(event_type);
+        bytes.extend_from_slice(&1u32.to_le_bytes()); // server id
+        bytes.extend_from_slice(&size.to_le_bytes());
+        bytes.extend_from_slice(&(4 + size).to_le_bytes()); // next position
+        bytes.extend_from_slice(&0u16.to_le_bytes()); // flags
+        bytes.extend_from_slice(body);
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        Event::read(&fde, &bytes[..]).expect("a well-formed event")
+    }
+
+    #[test]
+    fn unknown_event_types_stop_the_run() {
+        let err = handling(&crafted(0xEE, &[1, 2, 3, 4])).unwrap_err();
+        assert!(
+            format!("{err}").contains("unknown binary log event type 238"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn compressed_and_partial_events_stop_the_run_and_name_the_fix() {
+        for raw in [165u8, 166, 169, 171] {
+            let err = handling(&crafted(raw, &[0; 8])).unwrap_err();
+            assert!(format!("{err}").contains("log_bin_compress = OFF"), "{err}");
+        }
+        let err = classify(EventType::TRANSACTION_PAYLOAD_EVENT as u8).unwrap_err();
+        assert!(format!("{err}").contains("binlog_transaction_compression = OFF"));
+        let err = classify(EventType::PARTIAL_UPDATE_ROWS_EVENT as u8).unwrap_err();
+        assert!(format!("{err}").contains("PARTIAL_JSON"));
+    }
+
+    #[test]
+    fn known_events_are_handled() {
+        assert_eq!(handling(&crafted(160, &[0; 4])).unwrap(), Handling::Ignore);
+        assert_eq!(handling(&crafted(162, &[0; 13])).unwrap(), Handling::Begin);
+        assert_eq!(
+            classify(EventType::WRITE_ROWS_EVENT_V1 as u8).unwrap(),
+            Handling::Rows
+        );
+        assert_eq!(
+            classify(EventType::DELETE_ROWS_EVENT as u8).unwrap(),
+            Handling::Rows
+        );
+        assert_eq!(
+            classify(EventType::XID_EVENT as u8).unwrap(),
+            Handling::Commit
+        );
+        assert_eq!(
+            classify(EventType::TABLE_MAP_EVENT as u8).unwrap(),
+            Handling::TableMap
+        );
+    }
+}
