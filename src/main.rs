@@ -336,9 +336,10 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
     if !args.dsn.starts_with("postgres://")
         && !args.dsn.starts_with("postgresql://")
         && !args.dsn.contains('=')
+        && !wraith::mysql::conn::is_mysql_dsn(&args.dsn)
     {
         return Err(bad_input(format!(
-            "--dsn {} is not a PostgreSQL connection string (postgres://user@host/db)",
+            "--dsn {} is not a PostgreSQL (postgres://user@host/db) or MySQL/MariaDB (mysql://user@host/db) connection string",
             redact_dsn(&args.dsn)
         )));
     }
@@ -379,6 +380,12 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let spec = spec_from(&args)?;
+    if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+        println!("{}", wraith::mysql::preflight_only(&spec).await?);
+        return Err(bad_input(
+            "the MySQL/MariaDB engine runs the preflight only in this version; nothing was created",
+        ));
+    }
     let opts = spec.options.clone();
     let backend = Arc::new(PgBackend::connect(spec).await?);
     let stats = Arc::new(Stats::default());

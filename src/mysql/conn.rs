@@ -1,0 +1,71 @@
+//! Connections to MySQL/MariaDB: every wraith session runs in strict SQL mode (a
+//! value that does not fit is an error, never a silent truncation) at READ
+//! COMMITTED, and errors keep the server's code and message.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+use crate::error::{bad_input, redact_dsn};
+
+/// The DSN names a MySQL/MariaDB server (`mysql://` or `mariadb://`).
+pub fn is_mysql_dsn(dsn: &str) -> bool {
+    dsn.starts_with("mysql://") || dsn.starts_with("mariadb://")
+}
+
+/// Opens a session for `purpose` (named in errors) with wraith's session settings.
+pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
+    let url = match dsn.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None => dsn.to_string(),
+    };
+    let opts = Opts::from_url(&url).map_err(|e| {
+        bad_input(format!(
+            "the connection string {} is not valid: {e}",
+            redact_dsn(dsn)
+        ))
+    })?;
+    let mut c = Conn::new(opts).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot connect to {} ({purpose} session): {}",
+            redact_dsn(dsn),
+            describe(&e)
+        )
+    })?;
+    c.query_drop(
+        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
+         ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'; \
+         SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    )
+    .await
+    .my(&format!("setting up the {purpose} session"))?;
+    Ok(c)
+}
+
+/// The server's message with its error code, or the driver's.
+pub fn describe(e: &mysql_async::Error) -> String {
+    match e {
+        mysql_async::Error::Server(s) => format!("{} (MySQL error {})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
+
+/// Adds what wraith was doing to a server error.
+pub trait MyResult<T> {
+    fn my(self, doing: &str) -> anyhow::Result<T>;
+}
+
+impl<T> MyResult<T> for Result<T, mysql_async::Error> {
+    fn my(self, doing: &str) -> anyhow::Result<T> {
+        self.map_err(|e| anyhow::anyhow!("{doing}: {}", describe(&e)))
+    }
+}
+
+/// `` `name` ``, with embedded backticks doubled.
+pub fn ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
+/// `` `schema`.`name` ``.
+pub fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", ident(schema), ident(name))
+}

@@ -1,0 +1,153 @@
+//! MySQL/MariaDB preflight against a sandbox MariaDB: a good table passes with its
+//! key; each bad input is refused as bad input with a message that names the fix.
+
+use mysql_async::prelude::Queryable;
+use wraith::error::exit_code;
+use wraith::mysql::conn::connect;
+use wraith::mysql::preflight;
+use wraith::sandbox::MariaDbSandbox;
+
+/// Runs preflight on `table`; on failure returns the message, checking it is bad input.
+async fn check(dsn: &str, table: &str) -> Result<Vec<String>, String> {
+    let mut c = connect(dsn, "test").await.expect("connect");
+    match preflight::run(&mut c, "app", table).await {
+        Ok((_, t)) => Ok(t.key),
+        Err(e) => {
+            assert_eq!(exit_code(&e), 2, "not bad input: {e:#}");
+            Err(format!("{e:#}"))
+        }
+    }
+}
+
+fn refused(r: Result<Vec<String>, String>, needles: &[&str]) {
+    let msg = r.expect_err("refused");
+    for n in needles {
+        assert!(msg.contains(n), "{n:?} missing from: {msg}");
+    }
+}
+
+#[tokio::test]
+async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
+    let db = MariaDbSandbox::start()
+        .await
+        .expect("start MariaDB sandbox");
+    let dsn = db.create_database("app").await.unwrap();
+    let mut c = db.connect("app").await.unwrap();
+    c.query_drop(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         CREATE TABLE u (a int NOT NULL, b varchar(10) NOT NULL, v text, UNIQUE KEY ab (a, b));
+         CREATE TABLE nullable_unique (a int, UNIQUE KEY (a));
+         CREATE TABLE old_engine (id int PRIMARY KEY) ENGINE = MyISAM;
+         CREATE VIEW tv AS SELECT * FROM t;
+         CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int,
+                             CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES parent (id));
+         CREATE TABLE audited (id int PRIMARY KEY, n int);
+         CREATE TRIGGER audited_bump BEFORE UPDATE ON audited FOR EACH ROW SET NEW.n = OLD.n + 1;",
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(check(&dsn, "t").await, Ok(vec!["id".to_string()]));
+    assert_eq!(
+        check(&dsn, "u").await,
+        Ok(vec!["a".to_string(), "b".to_string()])
+    );
+    refused(
+        check(&dsn, "nullable_unique").await,
+        &["no primary key", "ADD PRIMARY KEY"],
+    );
+    refused(
+        check(&dsn, "old_engine").await,
+        &["MyISAM", "ENGINE = InnoDB"],
+    );
+    refused(
+        check(&dsn, "missing").await,
+        &["app.missing does not exist"],
+    );
+    refused(check(&dsn, "tv").await, &["is a VIEW"]);
+    refused(
+        check(&dsn, "child").await,
+        &[
+            "child_parent_fk",
+            "references another one",
+            "drop it before",
+        ],
+    );
+    refused(
+        check(&dsn, "parent").await,
+        &[
+            "child_parent_fk",
+            "another table references this one",
+            "without triggers",
+        ],
+    );
+    refused(check(&dsn, "audited").await, &["trigger audited_bump"]);
+
+    // Binary log settings: a new session sees the global values.
+    c.query_drop("SET GLOBAL binlog_format = 'MIXED'")
+        .await
+        .unwrap();
+    refused(
+        check(&dsn, "t").await,
+        &["binlog_format is MIXED", "SET GLOBAL binlog_format = 'ROW'"],
+    );
+    c.query_drop("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_row_image = 'MINIMAL'")
+        .await
+        .unwrap();
+    refused(
+        check(&dsn, "t").await,
+        &[
+            "binlog_row_image is MINIMAL",
+            "SET GLOBAL binlog_row_image = 'FULL'",
+        ],
+    );
+    c.query_drop("SET GLOBAL binlog_row_image = 'FULL'")
+        .await
+        .unwrap();
+
+    // A user that may change the table but not read the binary log.
+    c.query_drop("CREATE USER 'app'@'127.0.0.1'; GRANT ALL ON app.* TO 'app'@'127.0.0.1';")
+        .await
+        .unwrap();
+    let app = format!("mysql://app@127.0.0.1:{}/app", db.port());
+    refused(
+        check(&app, "t").await,
+        &[
+            "lacks privileges",
+            "GRANT REPLICATION SLAVE",
+            "GRANT REPLICATION CLIENT",
+        ],
+    );
+    c.query_drop("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'app'@'127.0.0.1'")
+        .await
+        .unwrap();
+    assert_eq!(check(&app, "t").await, Ok(vec!["id".to_string()]));
+
+    // The CLI runs the preflight on a mysql:// DSN and refuses the rest, creating nothing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+        .args([
+            "migrate",
+            "--dsn",
+            &app,
+            "--table",
+            "t",
+            "--alter",
+            "MODIFY v varchar(20)",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("app.t on ") && stdout.contains("preflight passed; about"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("preflight only"), "{stderr}");
+    let tables: Vec<String> = c.query("SHOW TABLES").await.unwrap();
+    assert_eq!(tables.len(), 8, "{tables:?}");
+    db.stop().await;
+}
