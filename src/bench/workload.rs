@@ -106,7 +106,6 @@ pub struct WorkloadStats {
     pub committed: AtomicU64,
     pub failed: AtomicU64,
     pub max_latency_us: AtomicU64,
-    histogram: std::sync::Mutex<Histogram<u64>>,
     errors: std::sync::Mutex<Vec<String>>,
     /// (start, latency) of every committed transaction, unix microseconds and
     /// microseconds, so a report can cut windows after the fact.
@@ -114,23 +113,14 @@ pub struct WorkloadStats {
 }
 
 impl WorkloadStats {
-    fn new() -> anyhow::Result<Self> {
-        Ok(WorkloadStats {
+    fn new() -> WorkloadStats {
+        WorkloadStats {
             committed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             max_latency_us: AtomicU64::new(0),
-            histogram: std::sync::Mutex::new(Histogram::new_with_bounds(1, 600_000_000, 3)?),
             errors: std::sync::Mutex::new(Vec::new()),
             timeline: std::sync::Mutex::new(Vec::new()),
-        })
-    }
-
-    /// Latency histogram (microseconds) since the last call, and resets it.
-    pub fn take_histogram(&self) -> Histogram<u64> {
-        let mut h = self.histogram.lock().unwrap_or_else(|e| e.into_inner());
-        let out = h.clone();
-        h.reset();
-        out
+        }
     }
 
     /// Resets the longest latency seen and returns the previous value.
@@ -172,7 +162,7 @@ pub struct Workload {
 impl Workload {
     pub async fn start(cfg: WorkloadConfig) -> anyhow::Result<Workload> {
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(WorkloadStats::new()?);
+        let stats = Arc::new(WorkloadStats::new());
         let next_id = Arc::new(AtomicI64::new(cfg.initial_rows + 1));
         let mut tasks = Vec::new();
         let started = Instant::now();
@@ -252,11 +242,6 @@ async fn session(
             Ok(()) => {
                 stats.committed.fetch_add(1, Relaxed);
                 stats.max_latency_us.fetch_max(us, Relaxed);
-                let _ = stats
-                    .histogram
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .record(us.max(1));
                 stats
                     .timeline
                     .lock()

@@ -12,19 +12,23 @@ pub fn is_mysql_dsn(dsn: &str) -> bool {
     dsn.starts_with("mysql://") || dsn.starts_with("mariadb://")
 }
 
-/// Opens a session for `purpose` (named in errors) with wraith's session settings.
-pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
+/// The connection options a `mysql://` or `mariadb://` DSN names.
+pub fn opts(dsn: &str) -> anyhow::Result<Opts> {
     let url = match dsn.strip_prefix("mariadb://") {
         Some(rest) => format!("mysql://{rest}"),
         None => dsn.to_string(),
     };
-    let opts = Opts::from_url(&url).map_err(|e| {
+    Opts::from_url(&url).map_err(|e| {
         bad_input(format!(
             "the connection string {} is not valid: {e}",
             redact_dsn(dsn)
         ))
-    })?;
-    let mut c = Conn::new(opts).await.map_err(|e| {
+    })
+}
+
+/// Opens a session for `purpose` (named in errors) with wraith's session settings.
+pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
+    let mut c = Conn::new(opts(dsn)?).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot connect to {} ({purpose} session): {}",
             redact_dsn(dsn),
@@ -58,14 +62,4 @@ impl<T> MyResult<T> for Result<T, mysql_async::Error> {
     fn my(self, doing: &str) -> anyhow::Result<T> {
         self.map_err(|e| anyhow::anyhow!("{doing}: {}", describe(&e)))
     }
-}
-
-/// `` `name` ``, with embedded backticks doubled.
-pub fn ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
-}
-
-/// `` `schema`.`name` ``.
-pub fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", ident(schema), ident(name))
 }

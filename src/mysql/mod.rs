@@ -13,10 +13,7 @@ use crate::plan::MigrationSpec;
 /// What `wraith migrate` can do on MySQL/MariaDB in this version: the preflight.
 /// Returns its report; the migration itself is refused, changing nothing.
 pub async fn preflight_only(spec: &MigrationSpec) -> anyhow::Result<String> {
-    let url = spec.dsn.replacen("mariadb://", "mysql://", 1);
-    let from_dsn = mysql_async::Opts::from_url(&url)
-        .ok()
-        .and_then(|o| o.db_name().map(str::to_string));
+    let from_dsn = conn::opts(&spec.dsn)?.db_name().map(str::to_string);
     let Some(schema) = spec.schema.clone().or(from_dsn) else {
         return Err(bad_input(
             "name the database in the connection string (mysql://user@host/db) or the table as db.table",

@@ -232,13 +232,14 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3), \
-                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $3)",
+                    EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $3), \
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3 AND active)",
             &[&names.shadow_q(), &names.old_q(), &names.slot],
         )
         .await
         .db("looking for leftovers of an earlier run")?;
-    let (shadow, old, slot, publication): (bool, bool, bool, bool) =
-        (r.get(0), r.get(1), r.get(2), r.get(3));
+    let (shadow, old, slot, publication, slot_busy): (bool, bool, bool, bool, bool) =
+        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
     let marked = shadow && cleanup::is_marked_shadow(c, names).await?;
     if shadow && !marked {
         return Err(bad_input(format!(
@@ -247,14 +248,6 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
             names.shadow_q()
         )));
     }
-    let slot_busy: bool = slot
-        && c.query_one(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-            &[&names.slot],
-        )
-        .await
-        .db("looking at the earlier attempt's replication slot")?
-        .get(0);
     let mut found = Vec::new();
     if shadow {
         found.push(format!("shadow table {}", names.shadow_q()));
