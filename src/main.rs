@@ -381,13 +381,21 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let spec = spec_from(&args)?;
     if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
-        println!("{}", wraith::mysql::preflight_only(&spec).await?);
-        return Err(bad_input(
-            "the MySQL/MariaDB engine runs the preflight only in this version; nothing was created",
-        ));
+        let opts = spec.options.clone();
+        let backend = Arc::new(wraith::mysql::MyBackend::connect(spec).await?);
+        return run_migration(backend, opts, &args).await;
     }
     let opts = spec.options.clone();
     let backend = Arc::new(PgBackend::connect(spec).await?);
+    run_migration(backend, opts, &args).await
+}
+
+/// Runs the phases on either engine and prints the outcome.
+async fn run_migration<B: wraith::engine::Backend>(
+    backend: Arc<B>,
+    opts: RunOptions,
+    args: &MigrateArgs,
+) -> anyhow::Result<()> {
     let stats = Arc::new(Stats::default());
     let abort = Arc::new(AtomicBool::new(false));
     let flag = abort.clone();
@@ -444,7 +452,11 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         options: RunOptions::default(),
     };
     spec.set_table(&args.table);
-    let removed = wraith::pg::cleanup_command(&spec).await?;
+    let removed = if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+        wraith::mysql::cleanup_command(&spec).await?
+    } else {
+        wraith::pg::cleanup_command(&spec).await?
+    };
     if removed.is_empty() {
         println!("Nothing to clean up for {}.{}.", spec.schema(), spec.table);
     } else {

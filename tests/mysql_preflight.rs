@@ -124,7 +124,8 @@ async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
         .unwrap();
     assert_eq!(check(&app, "t").await, Ok(vec!["id".to_string()]));
 
-    // The CLI runs the preflight on a mysql:// DSN and refuses the rest, creating nothing.
+    // A dry run on a mysql:// DSN prints the plan and creates nothing; an ALTER the
+    // server rejects is bad input, and nothing is left behind either.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
         .args([
             "migrate",
@@ -141,12 +142,39 @@ async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(
-        stdout.contains("app.t on ") && stdout.contains("preflight passed; about"),
-        "{stdout}{stderr}"
+        stdout.contains("Plan for app.t") && stdout.contains("Dry run"),
+        "{stdout}"
     );
-    assert!(stderr.contains("preflight only"), "{stderr}");
+    assert!(
+        stdout.contains("RENAME TABLE `app`.`t` TO `app`.`t_wraith_old`"),
+        "{stdout}"
+    );
+    for execute in [false, true] {
+        let mut args = vec![
+            "migrate",
+            "--dsn",
+            &app,
+            "--table",
+            "t",
+            "--alter",
+            "MODIFY nope int",
+        ];
+        if execute {
+            args.push("--execute");
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("the server rejected the ALTER") && stderr.contains("nope"),
+            "{stderr}"
+        );
+    }
     let tables: Vec<String> = c.query("SHOW TABLES").await.unwrap();
     assert_eq!(tables.len(), 8, "{tables:?}");
     db.stop().await;

@@ -4,6 +4,9 @@
 //! - [`workload`]: a write workload on a table of the `items` shape that also
 //!   writes every effect to a mirror table in the same transaction, so the result
 //!   of a migration can be checked row for row.
+//! - [`mysql_workload`]: the same on MySQL/MariaDB.
+//! - [`report`]: `wraith bench`.
 
+pub mod mysql_workload;
 pub mod report;
 pub mod workload;

@@ -113,7 +113,7 @@ pub struct WorkloadStats {
 }
 
 impl WorkloadStats {
-    fn new() -> WorkloadStats {
+    pub(crate) fn new() -> WorkloadStats {
         WorkloadStats {
             committed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -154,8 +154,8 @@ impl WorkloadStats {
 
 /// A running workload; stop it with [`Workload::stop`].
 pub struct Workload {
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
     pub stats: Arc<WorkloadStats>,
 }
 
@@ -201,59 +201,98 @@ async fn session(
     next_id: Arc<AtomicI64>,
     started: Instant,
 ) {
-    let per_session = cfg
-        .tps
-        .map(|t| Duration::from_secs_f64(cfg.clients.max(1) as f64 / t.max(1) as f64));
-    let mut next_at = Instant::now()
-        + per_session
-            .unwrap_or_default()
-            .mul_f64(index as f64 / cfg.clients.max(1) as f64);
-    while !stop.load(Relaxed) && started.elapsed() < cfg.max_duration {
-        if let Some(p) = per_session {
-            let now = Instant::now();
-            if next_at > now {
-                tokio::time::sleep(next_at - now).await;
-            }
-            next_at += p;
-            // After a long stall, do not burst to catch up.
-            if next_at + p * 10 < Instant::now() {
-                next_at = Instant::now();
-            }
-        }
-        let t0 = Instant::now();
-        let start_us = crate::engine::migration::unix_us() as u64;
-        let result = match cfg.scenario {
-            Scenario::Items => one_transaction(&client, &cfg, &next_id).await,
-            Scenario::Orders => {
-                let draw = {
-                    let mut rng = rand::rng();
-                    (
-                        rng.random_range(0..100u32),
-                        rng.random_range(1..=cfg.initial_rows.max(1)),
-                        rng.random_range(10..1000i64),
-                        rng.random_range(0..3u32),
-                    )
-                };
-                crate::scenario::orders::one_transaction(&client, cfg.initial_rows, draw).await
-            }
-        };
-        let us = t0.elapsed().as_micros() as u64;
-        match result {
-            Ok(()) => {
-                stats.committed.fetch_add(1, Relaxed);
-                stats.max_latency_us.fetch_max(us, Relaxed);
-                stats
-                    .timeline
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((start_us, us));
-            }
-            Err(e) => {
+    let pace = Pace::of(&cfg, index, started);
+    let client = Arc::new(client);
+    pace.run(&stop, &stats, || {
+        let (client, cfg, next_id) = (client.clone(), cfg.clone(), next_id.clone());
+        async move {
+            let result = match cfg.scenario {
+                Scenario::Items => one_transaction(&client, &cfg, &next_id).await,
+                Scenario::Orders => {
+                    let draw = {
+                        let mut rng = rand::rng();
+                        (
+                            rng.random_range(0..100u32),
+                            rng.random_range(1..=cfg.initial_rows.max(1)),
+                            rng.random_range(10..1000i64),
+                            rng.random_range(0..3u32),
+                        )
+                    };
+                    crate::scenario::orders::one_transaction(&client, cfg.initial_rows, draw).await
+                }
+            };
+            if result.is_err() {
                 let _ = client.batch_execute("ROLLBACK").await;
-                stats.failed.fetch_add(1, Relaxed);
-                let mut errs = stats.errors.lock().unwrap_or_else(|e| e.into_inner());
-                if errs.len() < 20 {
-                    errs.push(format!("{e:#}"));
+            }
+            result
+        }
+    })
+    .await;
+}
+
+/// One workload session's schedule: a steady rate (or as fast as it can), for at
+/// most the configured time.
+pub(crate) struct Pace {
+    per_session: Option<Duration>,
+    offset: Duration,
+    max_duration: Duration,
+    started: Instant,
+}
+
+impl Pace {
+    pub(crate) fn of(cfg: &WorkloadConfig, index: usize, started: Instant) -> Pace {
+        let per_session = cfg
+            .tps
+            .map(|t| Duration::from_secs_f64(cfg.clients.max(1) as f64 / t.max(1) as f64));
+        Pace {
+            per_session,
+            offset: per_session
+                .unwrap_or_default()
+                .mul_f64(index as f64 / cfg.clients.max(1) as f64),
+            max_duration: cfg.max_duration,
+            started,
+        }
+    }
+
+    /// Runs `txn` on schedule until `stop`, recording each outcome in `stats`.
+    pub(crate) async fn run<F, Fut>(&self, stop: &AtomicBool, stats: &WorkloadStats, mut txn: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let mut next_at = Instant::now() + self.offset;
+        while !stop.load(Relaxed) && self.started.elapsed() < self.max_duration {
+            if let Some(p) = self.per_session {
+                let now = Instant::now();
+                if next_at > now {
+                    tokio::time::sleep(next_at - now).await;
+                }
+                next_at += p;
+                // After a long stall, do not burst to catch up.
+                if next_at + p * 10 < Instant::now() {
+                    next_at = Instant::now();
+                }
+            }
+            let t0 = Instant::now();
+            let start_us = crate::engine::migration::unix_us() as u64;
+            let result = txn().await;
+            let us = t0.elapsed().as_micros() as u64;
+            match result {
+                Ok(()) => {
+                    stats.committed.fetch_add(1, Relaxed);
+                    stats.max_latency_us.fetch_max(us, Relaxed);
+                    stats
+                        .timeline
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((start_us, us));
+                }
+                Err(e) => {
+                    stats.failed.fetch_add(1, Relaxed);
+                    let mut errs = stats.errors.lock().unwrap_or_else(|e| e.into_inner());
+                    if errs.len() < 20 {
+                        errs.push(format!("{e:#}"));
+                    }
                 }
             }
         }

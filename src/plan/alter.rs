@@ -88,19 +88,22 @@ fn eat_word<'a>(s: &'a str, word: &str) -> Option<&'a str> {
     (head.eq_ignore_ascii_case(word) && boundary).then_some(after)
 }
 
-/// Reads `a`, `"A"`, `s.t`, `"s"."T"`; returns the last part as PostgreSQL folds it.
+/// Reads `a`, `"A"`, `` `A` ``, `s.t`, `"s"."T"`; returns the last part, unquoted names folded as PostgreSQL does.
 fn take_qualified_name(s: &str) -> Option<(String, &str)> {
     let mut rest = s.trim_start();
     let mut last;
     loop {
-        if let Some(r) = rest.strip_prefix('"') {
+        // `"A"` (PostgreSQL) or `` `A` `` (MySQL): quoted, kept as written.
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '`');
+        if let Some(quote) = quote {
+            let r = &rest[1..];
             let mut name = String::new();
             let mut chars = r.char_indices();
             let mut end = None;
             while let Some((i, c)) = chars.next() {
-                if c == '"' {
-                    if r[i + 1..].starts_with('"') {
-                        name.push('"');
+                if c == quote {
+                    if r[i + 1..].starts_with(quote) {
+                        name.push(quote);
                         chars.next();
                     } else {
                         end = Some(i + 1);

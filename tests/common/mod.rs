@@ -159,3 +159,22 @@ pub async fn table_fingerprint(c: &Client, table: &str) -> (i64, String) {
         .expect("fingerprint");
     (r.get(0), r.get(1))
 }
+
+/// Runs a MySQL/MariaDB migration through the library, as `wraith migrate` does.
+pub async fn my_migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
+    my_migrate_with(spec, Arc::new(Stats::default())).await
+}
+
+pub async fn my_migrate_with(spec: MigrationSpec, stats: Arc<Stats>) -> anyhow::Result<Outcome> {
+    let opts = spec.options.clone();
+    let backend = Arc::new(wraith::mysql::MyBackend::connect(spec).await?);
+    engine::run(backend, opts, stats, Arc::new(AtomicBool::new(false))).await
+}
+
+/// Tables of the database, sorted.
+pub async fn my_tables(c: &mut mysql_async::Conn) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let mut t: Vec<String> = c.query("SHOW TABLES").await.expect("SHOW TABLES");
+    t.sort();
+    t
+}

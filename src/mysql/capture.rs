@@ -1,0 +1,424 @@
+//! Change capture on MySQL/MariaDB: a binary log stream from the position taken
+//! before the copy starts (DESIGN 2.A), read by a background task.
+//!
+//! The task keeps the keys of the source table's row images (insert: the new
+//! key; update: the old and the new one; delete: the old one) and the changelog
+//! table's heartbeats and fences, and hands them to `poll` through a bounded
+//! channel. Any event it does not understand, and any DDL on the source table,
+//! ends the stream with an error: the run aborts before the swap (2.F).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData};
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row, Value};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::engine::{ChangeBatch, Key};
+use crate::mysql::binlog::{Handling, handling};
+use crate::mysql::conn::{MyResult, describe};
+use crate::mysql::names::Names;
+use crate::mysql::rows::value_text;
+
+/// Row events buffered between the reader and the apply.
+const BUFFER: usize = 4096;
+/// The changelog rows: a heartbeat (value: unix microseconds sent) and a fence.
+pub const HEARTBEAT_ID: i64 = 1;
+pub const FENCE_ID: i64 = 2;
+pub const OWNER_ID: i64 = 0;
+
+/// What one event told the reader.
+#[derive(Debug, Default)]
+struct Item {
+    keys: Vec<Key>,
+    fence: Option<String>,
+    heartbeat: Option<i64>,
+    events: u64,
+    position: u64,
+}
+
+/// Which columns of the source's row images make the key, and how wide each
+/// unsigned integer column is (binary log integers carry no sign).
+#[derive(Debug, Clone)]
+pub struct KeyLayout {
+    pub columns: Vec<usize>,
+    pub unsigned_bits: Vec<Option<u32>>,
+}
+
+impl KeyLayout {
+    /// From the source's columns `(name, type)` and its key.
+    pub fn new(columns: &[(String, String)], key: &[String]) -> anyhow::Result<KeyLayout> {
+        let mut idx = Vec::new();
+        let mut bits = Vec::new();
+        for k in key {
+            let (i, (_, t)) = columns
+                .iter()
+                .enumerate()
+                .find(|(_, (n, _))| n == k)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("key column {k} is not among the table's columns")
+                })?;
+            idx.push(i);
+            let t = t.to_ascii_lowercase();
+            bits.push(
+                t.contains("unsigned")
+                    .then(|| match t.split('(').next().unwrap_or("") {
+                        "tinyint" => 8,
+                        "smallint" => 16,
+                        "mediumint" => 24,
+                        "int" | "integer" => 32,
+                        _ => 64,
+                    }),
+            );
+        }
+        Ok(KeyLayout {
+            columns: idx,
+            unsigned_bits: bits,
+        })
+    }
+
+    fn key(&self, row: &BinlogRow) -> anyhow::Result<Key> {
+        self.columns
+            .iter()
+            .zip(&self.unsigned_bits)
+            .map(|(&i, bits)| match row.as_ref(i) {
+                Some(BinlogValue::Value(Value::Int(v))) if *v < 0 && bits.is_some() => {
+                    let bits = bits.unwrap_or(64);
+                    Ok((i128::from(*v) + (1i128 << bits)).to_string())
+                }
+                Some(BinlogValue::Value(v)) => value_text(v),
+                _ => {
+                    anyhow::bail!("the row image lacks key column {i} (is binlog_row_image FULL?)")
+                }
+            })
+            .collect()
+    }
+}
+
+/// The running reader.
+pub struct Reader {
+    rx: Mutex<mpsc::Receiver<anyhow::Result<Item>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Binary log file and position the stream started at (for the plan and logs).
+    pub start: (String, u64),
+    read_upto: Arc<AtomicU64>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The server's current binary log file and position.
+pub async fn position(c: &mut Conn) -> anyhow::Result<(String, u64)> {
+    let row: Option<Row> = match c.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        // MySQL 8.4 renamed it.
+        Err(_) => c
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .my("reading the binary log position")?,
+    };
+    let row = row.ok_or_else(|| {
+        anyhow::anyhow!("SHOW MASTER STATUS returned nothing: is the binary log on (log_bin)?")
+    })?;
+    let file: String = row.get(0).unwrap_or_default();
+    let pos: u64 = row.get(1).unwrap_or_default();
+    Ok((file, pos))
+}
+
+/// Takes the current position on `c`, then starts streaming from it on `stream_conn`.
+pub async fn start(
+    c: &mut Conn,
+    stream_conn: Conn,
+    names: &Names,
+    layout: KeyLayout,
+) -> anyhow::Result<Reader> {
+    let (file, pos) = position(c).await?;
+    // A replica id of its own: the server drops an older stream with the same id.
+    let server_id =
+        1_000_000_000 + (std::process::id() % 1_000_000) * 1000 + rand::random_range(0..1000);
+    let stream = stream_conn
+        .get_binlog_stream(
+            BinlogStreamRequest::new(server_id)
+                .with_filename(file.as_bytes())
+                .with_pos(pos),
+        )
+        .await
+        .my("starting the binary log stream")?;
+    let (tx, rx) = mpsc::channel(BUFFER);
+    let read_upto = Arc::new(AtomicU64::new(pos));
+    let task = tokio::spawn(read(stream, tx, names.clone(), layout, read_upto.clone()));
+    Ok(Reader {
+        rx: Mutex::new(rx),
+        task,
+        start: (file, pos),
+        read_upto,
+    })
+}
+
+async fn read(
+    mut stream: BinlogStream,
+    tx: mpsc::Sender<anyhow::Result<Item>>,
+    names: Names,
+    layout: KeyLayout,
+    read_upto: Arc<AtomicU64>,
+) {
+    while let Some(event) = stream.next().await {
+        let item = match event {
+            Ok(event) => {
+                read_upto.store(u64::from(event.header().log_pos()), Relaxed);
+                on_event(&stream, &event, &names, &layout)
+            }
+            Err(e) => Err(anyhow::anyhow!("reading the binary log: {}", describe(&e))),
+        };
+        let failed = item.is_err();
+        match item {
+            Ok(None) => {}
+            Ok(Some(item)) => {
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+            }
+        }
+        if failed {
+            return;
+        }
+    }
+    let _ = tx
+        .send(Err(anyhow::anyhow!(
+            "the server ended the binary log stream"
+        )))
+        .await;
+}
+
+fn on_event(
+    stream: &BinlogStream,
+    event: &Event,
+    names: &Names,
+    layout: &KeyLayout,
+) -> anyhow::Result<Option<Item>> {
+    match handling(event)? {
+        Handling::Rows => {}
+        Handling::Query => return check_query(event, names).map(|()| None),
+        Handling::TableMap | Handling::Begin | Handling::Commit | Handling::Ignore => {
+            return Ok(None);
+        }
+    }
+    let Some(EventData::RowsEvent(rows)) = event
+        .read_data()
+        .map_err(|e| anyhow::anyhow!("decoding a row event: {e}; aborting, nothing was swapped"))?
+    else {
+        anyhow::bail!("a row event could not be decoded; aborting, nothing was swapped");
+    };
+    let tme = stream.get_tme(rows.table_id()).ok_or_else(|| {
+        anyhow::anyhow!("a row event arrived without its table map; aborting, nothing was swapped")
+    })?;
+    if tme.database_name() != names.schema.as_str() {
+        return Ok(None);
+    }
+    let table = tme.table_name();
+    let mut item = Item {
+        position: u64::from(event.header().log_pos()),
+        ..Item::default()
+    };
+    if table == names.table.as_str() {
+        for row in rows.rows(tme) {
+            let (before, after) =
+                row.map_err(|e| anyhow::anyhow!("decoding the rows of {}: {e}", names.table))?;
+            item.events += 1;
+            for image in [before, after].into_iter().flatten() {
+                let k = layout.key(&image)?;
+                if item.keys.last() != Some(&k) {
+                    item.keys.push(k);
+                }
+            }
+        }
+    } else if table == names.changelog.as_str() {
+        for row in rows.rows(tme) {
+            let (_, after) = row.map_err(|e| anyhow::anyhow!("decoding the changelog: {e}"))?;
+            let Some(after) = after else { continue };
+            let id = match after.as_ref(0) {
+                Some(BinlogValue::Value(Value::Int(i))) => *i,
+                _ => continue,
+            };
+            let value = match after.as_ref(1) {
+                Some(BinlogValue::Value(v)) => value_text(v).unwrap_or_default(),
+                _ => continue,
+            };
+            match id {
+                HEARTBEAT_ID => item.heartbeat = value.parse().ok(),
+                FENCE_ID => item.fence = Some(value),
+                _ => {}
+            }
+        }
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(item))
+}
+
+/// DDL on the source table during the run would make the copy and the stream
+/// disagree about the table's shape: stop.
+fn check_query(event: &Event, names: &Names) -> anyhow::Result<()> {
+    let Ok(Some(EventData::QueryEvent(q))) = event.read_data() else {
+        return Ok(());
+    };
+    let text = q.query();
+    let default_schema = q.schema();
+    let touched = changed_tables(&text);
+    let hits = touched.iter().any(|(schema, table)| {
+        *table == names.table && schema.as_deref().unwrap_or(&default_schema) == names.schema
+    });
+    if hits {
+        anyhow::bail!(
+            "{} ran on {}.{} during the migration: the rows copied so far may no longer match; \
+             aborting, nothing was swapped. Run the migration again afterwards",
+            text.chars().take(200).collect::<String>(),
+            names.schema,
+            names.table
+        );
+    }
+    Ok(())
+}
+
+/// The tables a DDL statement changes, as (schema, table): the target of ALTER,
+/// TRUNCATE, OPTIMIZE, REPAIR, every table of DROP TABLE, and every renamed-away
+/// table of RENAME TABLE.
+fn changed_tables(sql: &str) -> Vec<(Option<String>, String)> {
+    let words: Vec<String> = sql
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect();
+    let is = |i: usize, kw: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(kw));
+    let name = |w: &str| -> (Option<String>, String) {
+        let parts: Vec<String> = w
+            .split('.')
+            .map(|p| p.trim_matches('`').replace("``", "`"))
+            .collect();
+        match parts.as_slice() {
+            [s, t] => (Some(s.clone()), t.clone()),
+            _ => (None, parts.last().cloned().unwrap_or_default()),
+        }
+    };
+    let first = words
+        .first()
+        .map(|w| w.to_ascii_uppercase())
+        .unwrap_or_default();
+    let mut i = 1;
+    match first.as_str() {
+        "ALTER" | "OPTIMIZE" | "REPAIR" | "TRUNCATE" => {
+            while i < words.len() && !is(i, "TABLE") && first != "TRUNCATE" {
+                i += 1;
+            }
+            if is(i, "TABLE") {
+                i += 1;
+            }
+            if is(i, "IF") && is(i + 1, "EXISTS") {
+                i += 2;
+            }
+            words.get(i).map(|w| vec![name(w)]).unwrap_or_default()
+        }
+        "DROP"
+            if words
+                .iter()
+                .take(3)
+                .any(|w| w.eq_ignore_ascii_case("TABLE")) =>
+        {
+            while i < words.len() && !is(i, "TABLE") {
+                i += 1;
+            }
+            i += 1;
+            if is(i, "IF") && is(i + 1, "EXISTS") {
+                i += 2;
+            }
+            words[i.min(words.len())..]
+                .iter()
+                .filter(|w| {
+                    !w.eq_ignore_ascii_case("RESTRICT") && !w.eq_ignore_ascii_case("CASCADE")
+                })
+                .map(|w| name(w))
+                .collect()
+        }
+        "RENAME" => (0..words.len())
+            .filter(|&j| j > 0 && is(j, "TO"))
+            .map(|j| name(&words[j - 1]))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Reader {
+    /// What the reader has collected since the last poll (at most about `max_events` row events).
+    pub async fn poll(&self, max_events: u64) -> anyhow::Result<ChangeBatch> {
+        let mut rx = self.rx.lock().await;
+        let mut batch = ChangeBatch::default();
+        let mut last = None;
+        loop {
+            if batch.events >= max_events {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(item) => {
+                    let item = item?;
+                    batch.events += item.events;
+                    batch.keys.extend(item.keys);
+                    batch.fences.extend(item.fence);
+                    batch.heartbeats.extend(item.heartbeat);
+                    last = Some(item.position);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    batch.caught_up = true;
+                    break;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    anyhow::bail!("the binary log reader stopped")
+                }
+            }
+        }
+        batch.position = last.map(|p| p.to_string());
+        Ok(batch)
+    }
+
+    /// How far the stream has been read (end position of the last event).
+    pub fn read_upto(&self) -> u64 {
+        self.read_upto.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ddl_that_changes_a_table_is_recognised() {
+        let t = |sql: &str| changed_tables(sql);
+        assert_eq!(
+            t("ALTER TABLE `items` ADD x int"),
+            vec![(None, "items".into())]
+        );
+        assert_eq!(
+            t("truncate app.items"),
+            vec![(Some("app".into()), "items".into())]
+        );
+        assert_eq!(
+            t("DROP TABLE IF EXISTS a, `app`.`items`"),
+            vec![(None, "a".into()), (Some("app".into()), "items".into())]
+        );
+        assert_eq!(
+            t("RENAME TABLE items TO x, y TO items"),
+            vec![(None, "items".into()), (None, "y".into())]
+        );
+        assert!(t("CREATE TABLE `_items_new` LIKE `items`").is_empty());
+        assert!(t("BEGIN").is_empty());
+    }
+}

@@ -1,0 +1,235 @@
+//! The cutover on MySQL/MariaDB.
+//!
+//! MariaDB cannot RENAME a table under `LOCK TABLES`, so wraith uses gh-ost's
+//! two-connection protocol:
+//! 1. create the sentry `t_wraith_old`; the control session runs
+//!    `LOCK TABLES t WRITE, t_wraith_new WRITE, t_wraith_old WRITE` (writes wait);
+//! 2. the engine drains the stream to a fence and applies the last keys on the
+//!    control session;
+//! 3. a second session issues `RENAME TABLE t TO t_wraith_old, t_wraith_new TO t`,
+//!    which queues on `t` behind the lock (wraith checks that it waits; see
+//!    [`crate::mysql::names`] for why it queues on `t` first);
+//! 4. the control session drops the sentry and unlocks: the RENAME is first in
+//!    the queue and runs before any queued write.
+//!
+//! If the control session dies before step 4, its locks go with it and the RENAME
+//! fails because the sentry still exists: nothing changed. After a lost connection
+//! wraith looks at which tables exist before deciding anything.
+//!
+//! MySQL 8.0.13 and later can `RENAME` under `LOCK TABLES`: one session does it all.
+//!
+//! Every wait is bounded: `LOCK TABLES` is cancelled with `KILL QUERY` at the
+//! deadline (`lock_wait_timeout` only counts whole seconds), so the application
+//! waits at most `--cutover-lock-timeout` per attempt.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::mysql::conn::{MyResult, describe};
+use crate::mysql::names::Names;
+
+/// The sentry table's comment: only a table carrying it is dropped as a sentry.
+pub const SENTRY_COMMENT: &str = "wraith cutover sentry";
+/// How long the queued RENAME may take to show up as waiting.
+const RENAME_QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs a locking statement on `c`, cancelled from `killer` after `timeout`.
+/// `Ok(false)`: not granted in time (nothing is held).
+pub async fn lock_within(
+    c: &mut Conn,
+    killer: &mut Conn,
+    sql: &str,
+    timeout: Duration,
+) -> anyhow::Result<bool> {
+    let backstop = timeout.as_secs() + 2;
+    c.query_drop(format!("SET SESSION lock_wait_timeout = {backstop}"))
+        .await
+        .my("cutover: bounding the lock wait")?;
+    let id = c.id();
+    let run = c.query_drop(sql);
+    tokio::pin!(run);
+    let result = tokio::select! {
+        r = &mut run => r,
+        _ = tokio::time::sleep(timeout) => {
+            killer
+                .query_drop(format!("KILL QUERY {id}"))
+                .await
+                .my("cutover: cancelling the lock request")?;
+            run.await
+        }
+    };
+    match result {
+        Ok(()) => Ok(true),
+        // Interrupted (1317) or lock wait timeout (1205): not granted.
+        Err(mysql_async::Error::Server(s)) if s.code == 1317 || s.code == 1205 => Ok(false),
+        Err(e) => Err(anyhow::anyhow!("cutover: {sql}: {}", describe(&e))),
+    }
+}
+
+pub fn create_sentry(names: &Names) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (id int PRIMARY KEY) ENGINE=InnoDB COMMENT='{SENTRY_COMMENT}'",
+        names.old_q()
+    )
+}
+
+/// `LOCK TABLES` for the cutover: the source, the shadow, and the sentry on MariaDB.
+pub fn lock_tables(names: &Names, sentry: bool) -> String {
+    let mut tables = vec![
+        format!("{} WRITE", names.src()),
+        format!("{} WRITE", names.shadow_q()),
+    ];
+    if sentry {
+        tables.push(format!("{} WRITE", names.old_q()));
+    }
+    format!("LOCK TABLES {}", tables.join(", "))
+}
+
+pub fn rename(names: &Names) -> String {
+    format!(
+        "RENAME TABLE {} TO {}, {} TO {}",
+        names.src(),
+        names.old_q(),
+        names.shadow_q(),
+        names.src()
+    )
+}
+
+/// Whether the swap happened: the shadow is gone exactly when the RENAME committed.
+pub async fn swapped(c: &mut Conn, names: &Names) -> anyhow::Result<bool> {
+    let present: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+            (&names.schema, &names.table, &names.shadow),
+        )
+        .await
+        .my("cutover: checking which tables exist")?;
+    Ok(present.contains(&names.table) && !present.contains(&names.shadow))
+}
+
+/// Drops `t_wraith_old` if it is the sentry (never the original table kept after a swap).
+pub async fn drop_sentry(c: &mut Conn, names: &Names) -> anyhow::Result<()> {
+    let comment: Option<String> = c
+        .exec_first(
+            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&names.schema, &names.old),
+        )
+        .await
+        .my("cutover: looking for the sentry table")?;
+    if comment.as_deref() == Some(SENTRY_COMMENT) {
+        c.query_drop(format!("DROP TABLE IF EXISTS {}", names.old_q()))
+            .await
+            .my("cutover: dropping the sentry table")?;
+    }
+    Ok(())
+}
+
+/// Steps 3 and 4 of the MariaDB protocol. `ctrl` holds the locks; `renamer`
+/// issues the RENAME; `watcher` checks that it waits. Returns the renamer.
+pub async fn swap_with_sentry(
+    ctrl: &mut Conn,
+    mut renamer: Conn,
+    watcher: &mut Conn,
+    names: &Names,
+) -> (anyhow::Result<()>, Option<Conn>) {
+    let id = renamer.id();
+    if let Err(e) = renamer
+        .query_drop("SET SESSION lock_wait_timeout = 60")
+        .await
+    {
+        return (
+            Err(anyhow::anyhow!("cutover: {}", describe(&e))),
+            Some(renamer),
+        );
+    }
+    let sql = rename(names);
+    let mut pending = tokio::spawn(async move {
+        let r = renamer.query_drop(sql).await;
+        (r, renamer)
+    });
+    // The RENAME must wait behind the lock before the sentry goes.
+    let started = Instant::now();
+    loop {
+        let state: Option<Option<String>> = match watcher
+            .exec_first(
+                "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?",
+                (id,),
+            )
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return (
+                    Err(anyhow::anyhow!(
+                        "cutover: watching the RENAME: {}",
+                        describe(&e)
+                    )),
+                    None,
+                );
+            }
+        };
+        if state
+            .flatten()
+            .is_some_and(|s| s.to_ascii_lowercase().contains("metadata lock"))
+        {
+            break;
+        }
+        if pending.is_finished() || started.elapsed() > RENAME_QUEUE_TIMEOUT {
+            let _ = watcher.query_drop(format!("KILL QUERY {id}")).await;
+            return match (&mut pending).await {
+                Ok((Err(e), r)) => (
+                    Err(anyhow::anyhow!(
+                        "cutover: the RENAME did not wait for the lock: {}",
+                        describe(&e)
+                    )),
+                    Some(r),
+                ),
+                Ok((Ok(()), _)) => (
+                    Err(anyhow::anyhow!(
+                        "cutover: the RENAME ran while the lock was held"
+                    )),
+                    None,
+                ),
+                Err(e) => (
+                    Err(anyhow::anyhow!("cutover: the RENAME task failed: {e}")),
+                    None,
+                ),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let released = async {
+        ctrl.query_drop(format!("DROP TABLE {}", names.old_q()))
+            .await?;
+        ctrl.query_drop("UNLOCK TABLES").await
+    }
+    .await;
+    let renamed = pending.await;
+    match (released, renamed) {
+        (Ok(()), Ok((Ok(()), _))) => (Ok(()), None),
+        (released, renamed) => {
+            // A lost session or a failed RENAME: only the tables tell what happened.
+            let what = match (&released, &renamed) {
+                (Err(e), _) => describe(e),
+                (_, Ok((Err(e), _))) => describe(e),
+                (_, Err(e)) => e.to_string(),
+                _ => String::new(),
+            };
+            match swapped(watcher, names).await {
+                Ok(true) => {
+                    tracing::warn!("cutover: {what}; the tables show the swap committed");
+                    (Ok(()), None)
+                }
+                Ok(false) => (
+                    Err(anyhow::anyhow!(
+                        "cutover: {what}; the tables show no swap happened, the original table is in place"
+                    )),
+                    renamed.ok().map(|(_, r)| r),
+                ),
+                Err(e) => (Err(e), None),
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The shadow table on MySQL/MariaDB: `CREATE TABLE ... LIKE` the source, the
+//! user's ALTER applied verbatim, then the column mapping read off the result.
+//!
+//! MySQL keeps no column identity across a rename, so a new column descends from
+//! the source column of the same name, or from the one a `CHANGE [COLUMN] old new`
+//! or `RENAME COLUMN old TO new` in the ALTER names. A type change is filled by
+//! assignment (the server converts, and strict mode makes a value that does not
+//! fit an error), so the copy selects the plain column.
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::error::bad_input;
+use crate::mysql::conn::{MyResult, describe};
+use crate::mysql::names::{Names, q};
+use crate::mysql::preflight::Table;
+use crate::mysql::rows::RowSql;
+use crate::plan::MigrationSpec;
+use crate::plan::alter::{AlterText, split_top_level};
+use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
+
+/// The shadow's shape: the mapping, the key on both sides and the row SQL.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub mapping: Mapping,
+    /// Key columns in the source and their names in the shadow.
+    pub key: Vec<String>,
+    pub key_target: Vec<String>,
+    pub sql: RowSql,
+    /// The statements that create the shadow.
+    pub ddl: Vec<String>,
+}
+
+/// A column as `SHOW FULL COLUMNS` describes it.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    type_name: String,
+    nullable: bool,
+    default: Option<String>,
+    extra: String,
+}
+
+/// Where the shape is built: a temporary table (preflight: nothing is left
+/// behind, not even after a crash) or the real shadow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    Temporary,
+    Shadow,
+}
+
+/// Creates the table, applies the ALTER and derives the mapping. On any failure
+/// the table is dropped again.
+pub async fn build(
+    c: &mut Conn,
+    names: &Names,
+    table: &Table,
+    alter: &AlterText,
+    spec: &MigrationSpec,
+    on: On,
+) -> anyhow::Result<Shape> {
+    let (create, target) = match on {
+        On::Temporary => {
+            let t = format!(
+                "{}.{}",
+                q(&names.schema),
+                q(&format!("_{}_plan", names.table))
+            );
+            (
+                format!("CREATE TEMPORARY TABLE {t} LIKE {}", names.src()),
+                t,
+            )
+        }
+        On::Shadow => (
+            format!("CREATE TABLE {} LIKE {}", names.shadow_q(), names.src()),
+            names.shadow_q(),
+        ),
+    };
+    c.query_drop(&create)
+        .await
+        .my("creating the shadow table")?;
+    let built = shape_of(c, names, &target, table, alter, spec).await;
+    if built.is_err() || on == On::Temporary {
+        let drop = match on {
+            On::Temporary => format!("DROP TEMPORARY TABLE IF EXISTS {target}"),
+            On::Shadow => format!("DROP TABLE IF EXISTS {target}"),
+        };
+        if let Err(e) = c.query_drop(&drop).await {
+            tracing::error!("could not drop {target}: {}", describe(&e));
+        }
+    }
+    let mut shape = built?;
+    shape.ddl = std::iter::once(format!(
+        "CREATE TABLE {} LIKE {}",
+        names.shadow_q(),
+        names.src()
+    ))
+    .chain(
+        alter
+            .actions
+            .iter()
+            .map(|a| format!("ALTER TABLE {} {a}", names.shadow_q())),
+    )
+    .collect();
+    Ok(shape)
+}
+
+async fn shape_of(
+    c: &mut Conn,
+    names: &Names,
+    target: &str,
+    table: &Table,
+    alter: &AlterText,
+    spec: &MigrationSpec,
+) -> anyhow::Result<Shape> {
+    for action in &alter.actions {
+        c.query_drop(format!("ALTER TABLE {target} {action}"))
+            .await
+            .map_err(|e| {
+                bad_input(format!(
+                    "the server rejected the ALTER {action:?}: {}; nothing was created",
+                    describe(&e)
+                ))
+            })?;
+    }
+    let columns = columns(c, target).await?;
+    let renamed = renames(&alter.actions);
+    let source: Vec<SourceColumn> = table
+        .columns
+        .iter()
+        .map(|(name, t)| SourceColumn {
+            name: name.clone(),
+            type_name: t.clone(),
+        })
+        .collect();
+    let has_source = |n: &str| source.iter().any(|s| s.name == n);
+    let targets: Vec<TargetColumn> = columns
+        .iter()
+        .map(|col| {
+            let origin = renamed
+                .iter()
+                .find(|(_, new)| new.eq_ignore_ascii_case(&col.name))
+                .map(|(old, _)| old.clone())
+                .filter(|o| has_source(o))
+                .or_else(|| has_source(&col.name).then(|| col.name.clone()))
+                // A column renamed away leaves its old name free for a new column.
+                .filter(|o| {
+                    *o != col.name
+                        || !renamed
+                            .iter()
+                            .any(|(old, new)| old == o && !new.eq_ignore_ascii_case(o))
+                });
+            let generated = col.extra.to_ascii_uppercase().contains("GENERATED");
+            let auto = col.extra.to_ascii_lowercase().contains("auto_increment");
+            TargetColumn {
+                name: col.name.clone(),
+                type_name: col.type_name.clone(),
+                origin,
+                insertable: !generated,
+                required: !col.nullable && col.default.is_none() && !auto && !generated,
+            }
+        })
+        .collect();
+    let mut mapping = mapping::derive(&source, &targets, &[], &spec.transforms, &table.key, q)?;
+    // The server converts on assignment (strictly): copy the plain column.
+    for m in &mut mapping.columns {
+        if let Fill::Cast { from } = &m.fill {
+            m.expr = Some(q(from));
+        }
+    }
+    let key_target: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| {
+            mapping.carried_name(k).map(str::to_string).ok_or_else(|| {
+                bad_input(format!(
+                    "the ALTER drops or transforms key column {k:?}: the new table must keep the key \
+                     ({}) that wraith matches rows by",
+                    table.key.join(", ")
+                ))
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let unique = unique_keys(c, target).await?;
+    if !unique.iter().any(|u| {
+        u.len() == key_target.len()
+            && u.iter()
+                .all(|c| key_target.iter().any(|k| k.eq_ignore_ascii_case(c)))
+    }) {
+        return Err(bad_input(format!(
+            "the new table has no primary or unique key on ({}): wraith matches rows by that key; \
+             keep it in the ALTER",
+            key_target.join(", ")
+        )));
+    }
+    let written: Vec<(String, String)> = mapping
+        .written()
+        .map(|m| (m.target.clone(), m.expr.clone().unwrap_or_default()))
+        .collect();
+    let sql = RowSql::new(
+        names.src(),
+        names.shadow_q(),
+        &table.key,
+        &key_target,
+        &written,
+    );
+    Ok(Shape {
+        mapping,
+        key: table.key.clone(),
+        key_target,
+        sql,
+        ddl: Vec::new(),
+    })
+}
+
+async fn columns(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Column>> {
+    let rows: Vec<mysql_async::Row> = c
+        .query(format!("SHOW FULL COLUMNS FROM {table}"))
+        .await
+        .my("reading the new table's columns")?;
+    rows.into_iter()
+        .map(|r| {
+            let text = |name: &str| -> Option<String> {
+                r.get_opt::<Option<String>, _>(name)
+                    .and_then(|v| v.ok())
+                    .flatten()
+            };
+            Ok(Column {
+                name: text("Field").ok_or_else(|| anyhow::anyhow!("SHOW COLUMNS: no Field"))?,
+                type_name: text("Type").unwrap_or_default(),
+                nullable: text("Null").is_some_and(|n| n == "YES"),
+                default: text("Default"),
+                extra: text("Extra").unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Column lists of the table's unique indexes.
+async fn unique_keys(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Vec<String>>> {
+    let rows: Vec<mysql_async::Row> = c
+        .query(format!("SHOW INDEX FROM {table}"))
+        .await
+        .my("reading the new table's keys")?;
+    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rows {
+        let non_unique: i64 = r.get("Non_unique").unwrap_or(1);
+        if non_unique != 0 {
+            continue;
+        }
+        let index: String = r.get("Key_name").unwrap_or_default();
+        let column: String = r.get("Column_name").unwrap_or_default();
+        match keys.iter_mut().find(|(n, _)| *n == index) {
+            Some((_, cols)) => cols.push(column),
+            None => keys.push((index, vec![column])),
+        }
+    }
+    Ok(keys.into_iter().map(|(_, c)| c).collect())
+}
+
+/// `(old, new)` for every `CHANGE [COLUMN] [IF EXISTS] old new ...` and
+/// `RENAME COLUMN old TO new` in the ALTER actions.
+pub fn renames(actions: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for actions in actions {
+        for action in split_top_level(actions, ',') {
+            let words = identifiers(&action);
+            let w = |i: usize| words.get(i).map(String::as_str).unwrap_or_default();
+            let is = |i: usize, kw: &str| w(i).eq_ignore_ascii_case(kw);
+            if is(0, "CHANGE") {
+                let mut i = 1;
+                if is(i, "COLUMN") {
+                    i += 1;
+                }
+                if is(i, "IF") && is(i + 1, "EXISTS") {
+                    i += 2;
+                }
+                if !w(i).is_empty() && !w(i + 1).is_empty() {
+                    out.push((w(i).to_string(), w(i + 1).to_string()));
+                }
+            } else if is(0, "RENAME") && is(1, "COLUMN") && is(3, "TO") {
+                out.push((w(2).to_string(), w(4).to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// The leading words of an action, backtick-quoted identifiers unquoted.
+fn identifiers(action: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chars = action.trim().chars().peekable();
+    while words.len() < 6 {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        match chars.peek() {
+            None => break,
+            Some('`') => {
+                chars.next();
+                let mut w = String::new();
+                while let Some(c) = chars.next() {
+                    if c == '`' {
+                        if chars.peek() == Some(&'`') {
+                            chars.next();
+                            w.push('`');
+                            continue;
+                        }
+                        break;
+                    }
+                    w.push(c);
+                }
+                words.push(w);
+            }
+            Some(_) => {
+                let mut w = String::new();
+                while let Some(&c) = chars.peek() {
+                    if c.is_alphanumeric() || c == '_' || c == '$' {
+                        w.push(c);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                if w.is_empty() {
+                    break;
+                }
+                words.push(w);
+            }
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renames_are_read_from_change_and_rename_column() {
+        let actions = vec![
+            "CHANGE COLUMN `qty` `quantity` int NOT NULL, ADD COLUMN x int".to_string(),
+            "change note memo varchar(200)".to_string(),
+            "RENAME COLUMN a TO b".to_string(),
+            "MODIFY v bigint".to_string(),
+        ];
+        assert_eq!(
+            renames(&actions),
+            vec![
+                ("qty".to_string(), "quantity".to_string()),
+                ("note".to_string(), "memo".to_string()),
+                ("a".to_string(), "b".to_string()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Checksums on MySQL/MariaDB for the verify phase.
+//!
+//! A span's sums are `COUNT(*)`, `SUM(CRC32(row))` and `BIT_XOR(CRC32(row, salted))`,
+//! where a row is its columns joined with a separator plus a NULL marker per
+//! column (so `''` and NULL differ). The source side is the mapping's
+//! expressions; a column that is not copied as is (a type change, a transform)
+//! is cast to its target type's family on both sides, so `5` in an INT and `5`
+//! in a BIGINT agree. Workers read one consistent snapshot: each opens
+//! `START TRANSACTION WITH CONSISTENT SNAPSHOT` (REPEATABLE READ) while the
+//! engine holds writes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use tokio::sync::Mutex;
+
+use crate::engine::Key;
+use crate::mysql::conn::{self, MyResult};
+use crate::mysql::names::q;
+use crate::mysql::rows::{key_cmp, key_cmp_params, range_filter, row_key, to_params};
+use crate::plan::mapping::{Fill, Mapping};
+use crate::verify::{Mode, Span, Sums};
+
+pub struct Verifier {
+    dsn: String,
+    src: String,
+    shadow: String,
+    key_src: Vec<String>,
+    key_dst: Vec<String>,
+    /// The row expressions on each side.
+    row_src: String,
+    row_dst: String,
+    workers: Mutex<Vec<Arc<Mutex<Conn>>>>,
+}
+
+/// The cast that makes a value's text comparable with the target column's.
+fn family_cast(expr: &str, target_type: &str) -> String {
+    let t = target_type.to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or_default();
+    let args = t
+        .find('(')
+        .and_then(|i| t[i..].find(')').map(|j| &t[i..=i + j]))
+        .unwrap_or("");
+    let to = match base {
+        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "bit" => {
+            if t.contains("unsigned") {
+                "UNSIGNED".to_string()
+            } else {
+                "SIGNED".to_string()
+            }
+        }
+        "decimal" | "numeric" => format!("DECIMAL{args}"),
+        "float" => "FLOAT".to_string(),
+        "double" | "real" => "DOUBLE".to_string(),
+        "date" => "DATE".to_string(),
+        "datetime" | "timestamp" => format!("DATETIME{args}"),
+        "time" => format!("TIME{args}"),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            "BINARY".to_string()
+        }
+        _ => "CHAR".to_string(),
+    };
+    format!("CAST({expr} AS {to})")
+}
+
+/// `CONCAT_WS` of the columns and a NULL marker.
+fn row_text(exprs: &[String]) -> String {
+    let nulls: Vec<String> = exprs.iter().map(|e| format!("ISNULL({e})")).collect();
+    format!(
+        "CONCAT_WS('\u{1f}', {}, CONCAT({}))",
+        exprs.join(", "),
+        nulls.join(", ")
+    )
+}
+
+impl Verifier {
+    pub fn new(
+        dsn: &str,
+        src: String,
+        shadow: String,
+        key_src: &[String],
+        key_dst: &[String],
+        mapping: &Mapping,
+    ) -> Verifier {
+        let (mut s, mut d) = (Vec::new(), Vec::new());
+        for m in mapping.written() {
+            let expr = m.expr.clone().unwrap_or_default();
+            let target = q(&m.target);
+            match m.fill {
+                Fill::Copy { .. } => {
+                    s.push(expr);
+                    d.push(target);
+                }
+                _ => {
+                    s.push(family_cast(&expr, &m.target_type));
+                    d.push(family_cast(&target, &m.target_type));
+                }
+            }
+        }
+        Verifier {
+            dsn: dsn.to_string(),
+            src,
+            shadow,
+            key_src: key_src.iter().map(|k| q(k)).collect(),
+            key_dst: key_dst.iter().map(|k| q(k)).collect(),
+            row_src: row_text(&s),
+            row_dst: row_text(&d),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub async fn spans(&self, rows: u64) -> anyhow::Result<Vec<Span>> {
+        let mut c = conn::connect(&self.dsn, "verify").await?;
+        let keys = self.key_src.join(", ");
+        let mut spans = Vec::new();
+        let mut after: Option<Key> = None;
+        loop {
+            let (filter, params) = match &after {
+                Some(a) => (key_cmp(&self.key_src, true), key_cmp_params(a)),
+                None => ("TRUE".to_string(), Vec::new()),
+            };
+            let sql = format!(
+                "SELECT {keys} FROM {} WHERE {filter} ORDER BY {keys} LIMIT 1 OFFSET {}",
+                self.src,
+                rows.max(1) - 1
+            );
+            let row: Option<Row> = c
+                .exec_first(sql, to_params(params))
+                .await
+                .my("verify: cutting the table into ranges")?;
+            match row {
+                Some(r) => {
+                    let upto = row_key(&r, self.key_src.len())?;
+                    spans.push(Span {
+                        after: after.clone(),
+                        upto: Some(upto.clone()),
+                    });
+                    after = Some(upto);
+                }
+                None => {
+                    spans.push(Span { after, upto: None });
+                    break;
+                }
+            }
+        }
+        let _ = c.disconnect().await;
+        Ok(spans)
+    }
+
+    pub async fn connect(&self, workers: usize) -> anyhow::Result<()> {
+        let mut pool = self.workers.lock().await;
+        while pool.len() < workers {
+            let mut c = conn::connect(&self.dsn, "verify").await?;
+            c.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .my("verify: setting up a session")?;
+            pool.push(Arc::new(Mutex::new(c)));
+        }
+        Ok(())
+    }
+
+    pub async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+        let pool = self.workers.lock().await;
+        for w in pool.iter().take(workers) {
+            w.lock()
+                .await
+                .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                .await
+                .my("verify: opening the snapshot")?;
+        }
+        Ok(())
+    }
+
+    pub async fn close_snapshot(&self) -> anyhow::Result<()> {
+        let pool = self.workers.lock().await;
+        for w in pool.iter() {
+            w.lock()
+                .await
+                .query_drop("COMMIT")
+                .await
+                .my("verify: closing the snapshot")?;
+        }
+        Ok(())
+    }
+
+    /// Closes every session.
+    pub async fn close(&self) {
+        let pool = std::mem::take(&mut *self.workers.lock().await);
+        for w in pool {
+            if let Ok(w) = Arc::try_unwrap(w) {
+                let _ = w.into_inner().disconnect().await;
+            }
+        }
+    }
+
+    async fn on_worker<T>(
+        &self,
+        worker: usize,
+        f: impl AsyncFnOnce(&mut Conn) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let w = self
+            .workers
+            .lock()
+            .await
+            .get(worker)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("verify: worker {worker} is not connected"))?;
+        let mut c = w.lock().await;
+        f(&mut c).await
+    }
+
+    pub async fn sums(
+        &self,
+        worker: usize,
+        span: Span,
+        mode: Mode,
+    ) -> anyhow::Result<(Sums, Sums)> {
+        let side = |table: &str, keys: &[String], row: &str| {
+            let (filter, params) = range_filter(keys, span.after.as_ref(), span.upto.as_ref());
+            let select = match mode {
+                Mode::Checksum => format!(
+                    "COUNT(*), CAST(COALESCE(SUM(CRC32({row})), 0) AS CHAR), \
+                     CAST(COALESCE(BIT_XOR(CRC32(CONCAT('w', {row}))), 0) AS CHAR)"
+                ),
+                _ => "COUNT(*), '', ''".to_string(),
+            };
+            (
+                format!("SELECT {select} FROM {table} WHERE {filter}"),
+                params,
+            )
+        };
+        let (src_sql, src_params) = side(&self.src, &self.key_src, &self.row_src);
+        let (dst_sql, dst_params) = side(&self.shadow, &self.key_dst, &self.row_dst);
+        self.on_worker(worker, async |c| {
+            let mut out = Vec::new();
+            for (sql, params) in [(src_sql, src_params), (dst_sql, dst_params)] {
+                let (rows, sum, xor): (i64, String, String) = c
+                    .exec_first(sql, to_params(params))
+                    .await
+                    .my("verify: checksumming a range")?
+                    .unwrap_or_default();
+                out.push(Sums {
+                    rows,
+                    hash: format!("{sum}:{xor}"),
+                });
+            }
+            let t = out.pop().unwrap_or(Sums {
+                rows: 0,
+                hash: String::new(),
+            });
+            let s = out.pop().unwrap_or(Sums {
+                rows: 0,
+                hash: String::new(),
+            });
+            Ok((s, t))
+        })
+        .await
+    }
+
+    pub async fn differing_keys(&self, worker: usize, span: Span) -> anyhow::Result<Vec<Key>> {
+        let side = |table: &str, keys: &[String], row: &str| {
+            let (filter, params) = range_filter(keys, span.after.as_ref(), span.upto.as_ref());
+            (
+                format!(
+                    "SELECT {}, CRC32({row}) FROM {table} WHERE {filter}",
+                    keys.join(", ")
+                ),
+                params,
+            )
+        };
+        let width = self.key_src.len();
+        let (src_sql, src_params) = side(&self.src, &self.key_src, &self.row_src);
+        let (dst_sql, dst_params) = side(&self.shadow, &self.key_dst, &self.row_dst);
+        self.on_worker(worker, async |c| {
+            let mut sides: Vec<HashMap<Key, Option<i64>>> = Vec::new();
+            for (sql, params) in [(src_sql, src_params), (dst_sql, dst_params)] {
+                let rows: Vec<Row> = c
+                    .exec(sql, to_params(params))
+                    .await
+                    .my("verify: finding the keys that differ")?;
+                let mut m = HashMap::new();
+                for r in rows {
+                    let hash: Option<i64> = r.get(width).flatten();
+                    m.insert(row_key(&r, width)?, hash);
+                }
+                sides.push(m);
+            }
+            let (s, t) = (&sides[0], &sides[1]);
+            let mut keys: Vec<Key> = s
+                .iter()
+                .filter(|(k, h)| t.get(*k) != Some(h))
+                .map(|(k, _)| k.clone())
+                .chain(t.keys().filter(|k| !s.contains_key(*k)).cloned())
+                .collect();
+            keys.sort();
+            Ok(keys)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn casts_follow_the_target_type() {
+        assert_eq!(family_cast("`a`", "bigint(20)"), "CAST(`a` AS SIGNED)");
+        assert_eq!(
+            family_cast("`a`", "int(10) unsigned"),
+            "CAST(`a` AS UNSIGNED)"
+        );
+        assert_eq!(
+            family_cast("`a`", "decimal(10,2)"),
+            "CAST(`a` AS DECIMAL(10,2))"
+        );
+        assert_eq!(
+            family_cast("`a`", "datetime(6)"),
+            "CAST(`a` AS DATETIME(6))"
+        );
+        assert_eq!(family_cast("`a`", "enum('x','y')"), "CAST(`a` AS CHAR)");
+    }
+}
