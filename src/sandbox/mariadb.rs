@@ -37,6 +37,12 @@ impl MariaDbSandbox {
     /// Creates a data directory in a new temporary directory and starts a server on
     /// it, returning once it accepts connections as `root` over TCP.
     pub async fn start() -> Result<MariaDbSandbox> {
+        MariaDbSandbox::start_with(true).await
+    }
+
+    /// Like [`MariaDbSandbox::start`]; `log_bin: false` starts it without a binary
+    /// log (to see wraith refuse such a server).
+    pub async fn start_with(log_bin: bool) -> Result<MariaDbSandbox> {
         let owner = server_owner()?;
         let dir = tempfile::Builder::new()
             .prefix("wraith-mariadb-")
@@ -74,7 +80,6 @@ impl MariaDbSandbox {
                 "--pid-file={}",
                 dir.path().join("mysqld.pid").display()
             ))
-            .arg(format!("--log-bin={}", dir.path().join("binlog").display()))
             .arg(format!("--init-file={}", init.display()))
             .arg(format!("--port={port}"))
             .args([
@@ -88,6 +93,9 @@ impl MariaDbSandbox {
                 "--innodb-buffer-pool-size=256M",
                 "--max-connections=500",
             ]);
+        if log_bin {
+            cmd.arg(format!("--log-bin={}", dir.path().join("binlog").display()));
+        }
         if owner.is_some() {
             cmd.arg("--user=mysql");
         }

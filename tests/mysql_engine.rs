@@ -1,0 +1,258 @@
+//! The MySQL/MariaDB engine on a sandbox MariaDB: type changes and renames give
+//! exact rows; a value that does not fit stops the run with its keys and changes
+//! nothing; the cutover waits out a long transaction with bounded, retried
+//! attempts; bad input (binary log off, foreign keys, triggers, DDL on the source
+//! during the run) is refused or aborted with nothing left behind.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use wraith::engine::Stats;
+use wraith::engine::migration::Outcome;
+use wraith::error::exit_code;
+use wraith::plan::RunOptions;
+use wraith::sandbox::MariaDbSandbox;
+
+async fn sandbox() -> (MariaDbSandbox, String, mysql_async::Conn) {
+    let db = MariaDbSandbox::start()
+        .await
+        .expect("start MariaDB sandbox");
+    let dsn = db.create_database("app").await.unwrap();
+    let c = db.connect("app").await.unwrap();
+    (db, dsn, c)
+}
+
+#[tokio::test]
+async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
+    let (db, dsn, mut c) = sandbox().await;
+    c.query_drop(
+        "CREATE TABLE shapes (id int PRIMARY KEY, n int NOT NULL, s varchar(10), st varchar(20) NOT NULL,
+                              old_col int, keep text);
+         INSERT INTO shapes VALUES (1, 2147483647, 'abc', ' A', 1, 'x'), (2, -5, NULL, 'b ', 2, NULL),
+                                   (3, 0, '', 'B', 3, 'ü');",
+    )
+    .await
+    .unwrap();
+    let alter = "MODIFY n bigint NOT NULL, MODIFY s varchar(50), MODIFY st enum('a','b') NOT NULL, \
+                 DROP COLUMN old_col, ADD COLUMN added int NOT NULL DEFAULT 5, CHANGE COLUMN keep kept text";
+
+    // A transform whose value does not fit the ENUM: strict mode makes it an error
+    // naming the keys; nothing is swapped or left behind.
+    let err = my_migrate(spec(
+        &dsn,
+        "shapes",
+        alter,
+        &[("st", "CONCAT(TRIM(st), 'x')")],
+        execute(),
+    ))
+    .await
+    .expect_err("'Ax' is not an enum value");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("copying the rows with keys") && msg.contains("nothing was swapped"),
+        "{msg}"
+    );
+    assert_eq!(my_tables(&mut c).await, vec!["shapes"]);
+
+    let outcome = my_migrate(spec(
+        &dsn,
+        "shapes",
+        alter,
+        &[("st", "LOWER(TRIM(st))")],
+        execute(),
+    ))
+    .await
+    .expect("migration succeeds");
+    assert!(matches!(outcome, Outcome::Migrated(..)), "{outcome:?}");
+    let types: Vec<(String, String)> = c
+        .query("SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'shapes' ORDER BY ORDINAL_POSITION")
+        .await
+        .unwrap();
+    let types: Vec<String> = types.into_iter().map(|(n, t)| format!("{n} {t}")).collect();
+    assert_eq!(
+        types,
+        [
+            "id int(11)",
+            "n bigint(20)",
+            "s varchar(50)",
+            "st enum('a','b')",
+            "kept text",
+            "added int(11)"
+        ]
+    );
+    let rows: Vec<(i64, i64, Option<String>, String, Option<String>, i64)> = c
+        .query("SELECT id, n, s, st, kept, added FROM shapes ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                1,
+                2147483647,
+                Some("abc".into()),
+                "a".into(),
+                Some("x".into()),
+                5
+            ),
+            (2, -5, None, "b".into(), None, 5),
+            (3, 0, Some("".into()), "b".into(), Some("ü".into()), 5),
+        ]
+    );
+    assert_eq!(my_tables(&mut c).await, vec!["shapes", "shapes_wraith_old"]);
+    db.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cutover_waits_out_a_long_transaction_with_bounded_retries() {
+    let (db, dsn, mut c) = sandbox().await;
+    c.query_drop(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_2000;",
+    )
+    .await
+    .unwrap();
+    // A transaction that read the table holds its metadata lock until it ends: the
+    // cutover's lock cannot be granted meanwhile (the copy's row locks can).
+    let mut holder = db.connect("app").await.unwrap();
+    holder
+        .query_drop("BEGIN; SELECT COUNT(*) FROM t")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        holder.query_drop("COMMIT").await.unwrap();
+        holder
+    });
+    // Another session writes all along: each wait it sees is bounded by the lock timeout.
+    let mut writer = db.connect("app").await.unwrap();
+    let writes = tokio::spawn(async move {
+        let mut max = Duration::ZERO;
+        for i in 0..300 {
+            let t0 = std::time::Instant::now();
+            writer
+                .exec_drop("UPDATE t SET v = v + 1 WHERE id = ?", (100 + i % 50,))
+                .await
+                .unwrap();
+            max = max.max(t0.elapsed());
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        max
+    });
+    let stats = Arc::new(Stats::default());
+    let options = RunOptions {
+        execute: true,
+        cutover_lock_timeout: Duration::from_millis(200),
+        cutover_attempts: 40,
+        ..RunOptions::default()
+    };
+    let outcome = my_migrate_with(
+        spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], options),
+        stats.clone(),
+    )
+    .await
+    .expect("migration succeeds once the transaction ends");
+    assert!(matches!(outcome, Outcome::Migrated(..)));
+    release.await.unwrap();
+    let max_wait = writes.await.unwrap();
+    eprintln!("longest write during the run: {max_wait:?}");
+    assert!(
+        stats.cutover_retries.load(Relaxed) > 0,
+        "the long transaction made at least one attempt time out"
+    );
+    // Exactly the source's rows: every write landed.
+    let (n, sum): (i64, i64) = c
+        .query_first("SELECT COUNT(*), CAST(SUM(v) AS SIGNED) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n, sum), (2000, (1..=2000i64).sum::<i64>() + 300));
+    db.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
+    let (db, dsn, mut c) = sandbox().await;
+    c.query_drop(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_20000;
+         CREATE TABLE parent (id int PRIMARY KEY);
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int, FOREIGN KEY (parent_id) REFERENCES parent (id));
+         CREATE TABLE audited (id int PRIMARY KEY, n int);
+         CREATE TRIGGER audited_bump BEFORE UPDATE ON audited FOR EACH ROW SET NEW.n = OLD.n + 1;",
+    )
+    .await
+    .unwrap();
+    let before = my_tables(&mut c).await;
+    for (table, needle) in [
+        ("child", "references another one"),
+        ("parent", "another table references this one"),
+        ("audited", "trigger audited_bump"),
+        ("missing", "does not exist"),
+    ] {
+        let err = my_migrate(spec(&dsn, table, "ADD COLUMN x int", &[], execute()))
+            .await
+            .expect_err("refused");
+        assert_eq!(exit_code(&err), 2, "{err:#}");
+        assert!(format!("{err:#}").contains(needle), "{err:#}");
+    }
+    assert_eq!(my_tables(&mut c).await, before, "nothing was created");
+
+    // DDL on the source while the copy runs: the stream sees it and the run stops.
+    let options = RunOptions {
+        execute: true,
+        initial_chunk_rows: 100,
+        max_rows_per_sec: Some(2_000),
+        ..RunOptions::default()
+    };
+    let run = tokio::spawn(my_migrate(spec(
+        &dsn,
+        "t",
+        "MODIFY v bigint NOT NULL",
+        &[],
+        options,
+    )));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    c.query_drop("ALTER TABLE t ADD COLUMN sneaky int")
+        .await
+        .unwrap();
+    let err = run.await.unwrap().expect_err("the run aborts");
+    assert!(
+        format!("{err:#}").contains("during the migration"),
+        "{err:#}"
+    );
+    assert_eq!(
+        my_tables(&mut c).await,
+        before,
+        "the run removed what it created"
+    );
+    let n: i64 = c
+        .query_first("SELECT COUNT(*) FROM t")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 20_000, "the original is untouched");
+    db.stop().await;
+
+    // A server without a binary log is refused with the fix.
+    let db = MariaDbSandbox::start_with(false)
+        .await
+        .expect("start MariaDB sandbox");
+    let dsn = db.create_database("app").await.unwrap();
+    let mut c = db.connect("app").await.unwrap();
+    c.query_drop("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let err = my_migrate(spec(&dsn, "t", "ADD COLUMN x int", &[], execute()))
+        .await
+        .expect_err("refused");
+    assert_eq!(exit_code(&err), 2);
+    assert!(format!("{err:#}").contains("binary log is off"), "{err:#}");
+    assert_eq!(my_tables(&mut c).await, vec!["t"]);
+    db.stop().await;
+}
