@@ -85,7 +85,8 @@ async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
             "added int(11)"
         ]
     );
-    let rows: Vec<(i64, i64, Option<String>, String, Option<String>, i64)> = c
+    type Row = (i64, i64, Option<String>, String, Option<String>, i64);
+    let rows: Vec<Row> = c
         .query("SELECT id, n, s, st, kept, added FROM shapes ORDER BY id")
         .await
         .unwrap();
