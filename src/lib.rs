@@ -1,10 +1,10 @@
-//! wraith: online, verified table rewrites for PostgreSQL (MySQL/MariaDB in progress).
+//! wraith: online, verified table rewrites for PostgreSQL and MySQL/MariaDB.
 //!
 //! The CLI (`main.rs`) is a thin layer over this library:
 //! - [`plan`]: what the user asked for (spec, ALTER text, transforms) and the column mapping.
 //! - [`engine`]: the phase state machine shared by every database: copy, apply, cutover.
 //! - [`pg`]: the PostgreSQL backend (catalog, preflight, pgoutput capture, apply, cutover).
-//! - [`mysql`]: the MySQL/MariaDB backend (in progress: the binary log reader).
+//! - [`mysql`]: the MySQL/MariaDB backend (preflight, binary log capture, apply, sentry cutover).
 //! - [`verify`]: checksums of key ranges, narrowed to the keys that differ.
 //! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
 

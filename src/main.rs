@@ -130,6 +130,16 @@ struct DemoArgs {
     /// non-object JSON, duplicate emails, negative balances) and show what the spec does.
     #[arg(long)]
     dirty: bool,
+    /// Which database: postgres (the orders normalization) or mariadb (the items
+    /// rewrite: wider types, a rename, an ENUM filled by a transform).
+    #[arg(long, value_enum, default_value_t = DemoEngine::Postgres)]
+    engine: DemoEngine,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DemoEngine {
+    Postgres,
+    Mariadb,
 }
 
 #[derive(Args)]
@@ -245,6 +255,21 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Demo(args) if matches!(args.engine, DemoEngine::Mariadb) => {
+                if args.dirty {
+                    return Err(bad_input(
+                        "--dirty shows the orders scenario: PostgreSQL only",
+                    ));
+                }
+                until_interrupted(wraith::demo::run_mariadb(wraith::demo::DemoConfig {
+                    rows: args.rows,
+                    tps: args.tps,
+                    dsn: args.dsn,
+                    keep: args.keep,
+                    dirty: false,
+                }))
+                .await
+            }
             Command::Demo(args) => {
                 until_interrupted(wraith::demo::run(wraith::demo::DemoConfig {
                     rows: args.rows,
