@@ -21,7 +21,7 @@ use crate::mysql::conn::{self, MyResult};
 use crate::mysql::names::q;
 use crate::mysql::rows::{key_cmp, key_cmp_params, range_filter, row_key, to_params};
 use crate::plan::mapping::{Fill, Mapping};
-use crate::verify::{Mode, Span, Sums};
+use crate::verify::{Checksums, Mode, Span, Sums};
 
 pub struct Verifier {
     dsn: String,
@@ -111,7 +111,35 @@ impl Verifier {
         }
     }
 
-    pub async fn spans(&self, rows: u64) -> anyhow::Result<Vec<Span>> {
+    /// Closes every session.
+    pub async fn close(&self) {
+        let pool = std::mem::take(&mut *self.workers.lock().await);
+        for w in pool {
+            if let Ok(w) = Arc::try_unwrap(w) {
+                let _ = w.into_inner().disconnect().await;
+            }
+        }
+    }
+
+    async fn on_worker<T>(
+        &self,
+        worker: usize,
+        f: impl AsyncFnOnce(&mut Conn) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let w = self
+            .workers
+            .lock()
+            .await
+            .get(worker)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("verify: worker {worker} is not connected"))?;
+        let mut c = w.lock().await;
+        f(&mut c).await
+    }
+}
+
+impl Checksums for Verifier {
+    async fn spans(&self, rows: u64) -> anyhow::Result<Vec<Span>> {
         let mut c = conn::connect(&self.dsn, "verify").await?;
         let keys = self.key_src.join(", ");
         let mut spans = Vec::new();
@@ -149,7 +177,7 @@ impl Verifier {
         Ok(spans)
     }
 
-    pub async fn connect(&self, workers: usize) -> anyhow::Result<()> {
+    async fn connect(&self, workers: usize) -> anyhow::Result<()> {
         let mut pool = self.workers.lock().await;
         while pool.len() < workers {
             let mut c = conn::connect(&self.dsn, "verify").await?;
@@ -161,7 +189,7 @@ impl Verifier {
         Ok(())
     }
 
-    pub async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
         let pool = self.workers.lock().await;
         for w in pool.iter().take(workers) {
             w.lock()
@@ -173,7 +201,7 @@ impl Verifier {
         Ok(())
     }
 
-    pub async fn close_snapshot(&self) -> anyhow::Result<()> {
+    async fn close_snapshot(&self) -> anyhow::Result<()> {
         let pool = self.workers.lock().await;
         for w in pool.iter() {
             w.lock()
@@ -185,38 +213,7 @@ impl Verifier {
         Ok(())
     }
 
-    /// Closes every session.
-    pub async fn close(&self) {
-        let pool = std::mem::take(&mut *self.workers.lock().await);
-        for w in pool {
-            if let Ok(w) = Arc::try_unwrap(w) {
-                let _ = w.into_inner().disconnect().await;
-            }
-        }
-    }
-
-    async fn on_worker<T>(
-        &self,
-        worker: usize,
-        f: impl AsyncFnOnce(&mut Conn) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        let w = self
-            .workers
-            .lock()
-            .await
-            .get(worker)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("verify: worker {worker} is not connected"))?;
-        let mut c = w.lock().await;
-        f(&mut c).await
-    }
-
-    pub async fn sums(
-        &self,
-        worker: usize,
-        span: Span,
-        mode: Mode,
-    ) -> anyhow::Result<(Sums, Sums)> {
+    async fn sums(&self, worker: usize, span: Span, mode: Mode) -> anyhow::Result<(Sums, Sums)> {
         let side = |table: &str, keys: &[String], row: &str| {
             let (filter, params) = range_filter(keys, span.after.as_ref(), span.upto.as_ref());
             let select = match mode {
@@ -259,7 +256,7 @@ impl Verifier {
         .await
     }
 
-    pub async fn differing_keys(&self, worker: usize, span: Span) -> anyhow::Result<Vec<Key>> {
+    async fn differing_keys(&self, worker: usize, span: Span) -> anyhow::Result<Vec<Key>> {
         let side = |table: &str, keys: &[String], row: &str| {
             let (filter, params) = range_filter(keys, span.after.as_ref(), span.upto.as_ref());
             (

@@ -408,38 +408,11 @@ impl Backend for PgBackend {
     }
 }
 
-impl verify_api::Checksums for PgBackend {
-    async fn spans(&self, rows: u64) -> anyhow::Result<Vec<verify_api::Span>> {
-        self.verifier()?.spans(rows).await
-    }
+impl verify_api::ChecksumsBy for PgBackend {
+    type Checker = verify::Verifier;
 
-    async fn connect(&self, workers: usize) -> anyhow::Result<()> {
-        self.verifier()?.connect(workers).await
-    }
-
-    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
-        self.verifier()?.open_snapshot(workers).await
-    }
-
-    async fn close_snapshot(&self) -> anyhow::Result<()> {
-        self.verifier()?.close_snapshot().await
-    }
-
-    async fn sums(
-        &self,
-        worker: usize,
-        span: verify_api::Span,
-        mode: verify_api::Mode,
-    ) -> anyhow::Result<(verify_api::Sums, verify_api::Sums)> {
-        self.verifier()?.sums(worker, span, mode).await
-    }
-
-    async fn differing_keys(
-        &self,
-        worker: usize,
-        span: verify_api::Span,
-    ) -> anyhow::Result<Vec<Key>> {
-        self.verifier()?.differing_keys(worker, span).await
+    fn checker(&self) -> anyhow::Result<&verify::Verifier> {
+        self.verifier()
     }
 }
 

@@ -231,7 +231,26 @@ fn server_owner() -> Result<Option<Owner>> {
     })
 }
 
+/// Bootstraps the data directory. Bootstraps running side by side have been seen to
+/// fail here, so they run one at a time in this process, and a failed one is
+/// retried on a fresh directory.
 async fn install_db(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result<()> {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut attempt = 1;
+    loop {
+        match install_db_once(cwd, data_dir, owner).await {
+            Err(e) if attempt < 3 => {
+                tracing::warn!(attempt, "{e:#}; retrying");
+                let _ = fs::remove_dir_all(data_dir);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn install_db_once(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result<()> {
     let mut cmd = command(Path::new("mariadb-install-db"), cwd, None);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data_dir.display()))

@@ -87,6 +87,40 @@ pub trait Checksums: Send + Sync + 'static {
     ) -> impl Future<Output = anyhow::Result<Vec<Key>>> + Send;
 }
 
+/// An engine whose [`Checksums`] are those of a checker it builds with the shadow:
+/// implementing this gives the engine [`Checksums`] by delegation.
+pub trait ChecksumsBy: Send + Sync + 'static {
+    type Checker: Checksums;
+    /// The checker, or an error before the shadow exists.
+    fn checker(&self) -> anyhow::Result<&Self::Checker>;
+}
+
+impl<T: ChecksumsBy> Checksums for T {
+    async fn spans(&self, rows: u64) -> anyhow::Result<Vec<Span>> {
+        self.checker()?.spans(rows).await
+    }
+
+    async fn connect(&self, workers: usize) -> anyhow::Result<()> {
+        self.checker()?.connect(workers).await
+    }
+
+    async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
+        self.checker()?.open_snapshot(workers).await
+    }
+
+    async fn close_snapshot(&self) -> anyhow::Result<()> {
+        self.checker()?.close_snapshot().await
+    }
+
+    async fn sums(&self, worker: usize, span: Span, mode: Mode) -> anyhow::Result<(Sums, Sums)> {
+        self.checker()?.sums(worker, span, mode).await
+    }
+
+    async fn differing_keys(&self, worker: usize, span: Span) -> anyhow::Result<Vec<Key>> {
+        self.checker()?.differing_keys(worker, span).await
+    }
+}
+
 /// A span that differs, with its keys.
 #[derive(Debug, Clone)]
 pub struct Mismatch {
