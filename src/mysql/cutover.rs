@@ -161,12 +161,18 @@ pub async fn swap_with_sentry(
         {
             Ok(s) => s,
             Err(e) => {
+                // The RENAME must not outlive this attempt: cancel it while the lock still holds it.
+                let _ = ctrl.query_drop(format!("KILL QUERY {id}")).await;
+                let renamer = match pending.await {
+                    Ok((Err(_), r)) => Some(r),
+                    _ => None,
+                };
                 return (
                     Err(anyhow::anyhow!(
                         "cutover: watching the RENAME: {}",
                         describe(&e)
                     )),
-                    None,
+                    renamer,
                 );
             }
         };
