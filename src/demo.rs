@@ -149,8 +149,7 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
     let committed = wl.committed.load(Relaxed);
     let failed = wl.failed.load(Relaxed);
     let diff = workload::diff_count(&c, orders::EXPECTED, orders::ACTUAL).await?;
-    println!("workload:          {committed} transactions committed, {failed} failed");
-    println!("check:             {diff} rows differ between orders and its mirror");
+    let checked = verdict("orders", committed, failed, diff as u64);
     match pg {
         Some(pg) if cfg.keep => {
             println!("\nThe server keeps running: psql '{dsn}'  (stop it with Ctrl-C)");
@@ -160,12 +159,19 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         Some(pg) => pg.stop().await,
         None => {}
     }
-    if diff != 0 || failed != 0 {
+    checked
+}
+
+/// Prints the workload's outcome and the mirror check; fails when either is off.
+fn verdict(table: &str, committed: u64, failed: u64, differ: u64) -> anyhow::Result<()> {
+    println!("workload:          {committed} transactions committed, {failed} failed");
+    println!("check:             {differ} rows differ between {table} and its mirror");
+    if differ != 0 || failed != 0 {
         anyhow::bail!(
-            "the demo's check failed: {diff} rows differ, {failed} workload transactions failed"
+            "the demo's check failed: {differ} rows differ, {failed} workload transactions failed"
         );
     }
-    println!("\nThe rewritten orders table equals the mirror row for row.");
+    println!("\nThe rewritten {table} table equals the mirror row for row.");
     Ok(())
 }
 
@@ -266,11 +272,7 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
         stopped.failed.load(Relaxed),
     );
     let differing = wl::diff(&mut c, ITEMS_EXPECTED, ITEMS_ACTUAL).await?;
-    println!("workload:          {committed} transactions committed, {failed} failed");
-    println!(
-        "check:             {} rows differ between items and its mirror",
-        differing.len()
-    );
+    let checked = verdict("items", committed, failed, differing.len() as u64);
     match server {
         Some(db) if cfg.keep => {
             println!(
@@ -283,12 +285,5 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
         Some(db) => db.stop().await,
         None => {}
     }
-    if !differing.is_empty() || failed != 0 {
-        anyhow::bail!(
-            "the demo's check failed: {} rows differ, {failed} workload transactions failed",
-            differing.len()
-        );
-    }
-    println!("\nThe rewritten items table equals the mirror row for row.");
-    Ok(())
+    checked
 }

@@ -7,9 +7,6 @@
 //! channel. Any event it does not understand, and any DDL on the source table,
 //! ends the stream with an error: the run aborts before the swap (2.F).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
 use mysql_async::binlog::row::BinlogRow;
@@ -38,7 +35,6 @@ struct Item {
     fence: Option<String>,
     heartbeat: Option<i64>,
     events: u64,
-    position: u64,
 }
 
 /// Which columns of the source's row images make the key, and how wide each
@@ -103,9 +99,8 @@ impl KeyLayout {
 pub struct Reader {
     rx: Mutex<mpsc::Receiver<anyhow::Result<Item>>>,
     task: tokio::task::JoinHandle<()>,
-    /// Binary log file and position the stream started at (for the plan and logs).
+    /// Binary log file and position the stream started at (for the logs).
     pub start: (String, u64),
-    read_upto: Arc<AtomicU64>,
 }
 
 impl Drop for Reader {
@@ -152,13 +147,11 @@ pub async fn start(
         .await
         .my("starting the binary log stream")?;
     let (tx, rx) = mpsc::channel(BUFFER);
-    let read_upto = Arc::new(AtomicU64::new(pos));
-    let task = tokio::spawn(read(stream, tx, names.clone(), layout, read_upto.clone()));
+    let task = tokio::spawn(read(stream, tx, names.clone(), layout));
     Ok(Reader {
         rx: Mutex::new(rx),
         task,
         start: (file, pos),
-        read_upto,
     })
 }
 
@@ -167,14 +160,10 @@ async fn read(
     tx: mpsc::Sender<anyhow::Result<Item>>,
     names: Names,
     layout: KeyLayout,
-    read_upto: Arc<AtomicU64>,
 ) {
     while let Some(event) = stream.next().await {
         let item = match event {
-            Ok(event) => {
-                read_upto.store(u64::from(event.header().log_pos()), Relaxed);
-                on_event(&stream, &event, &names, &layout)
-            }
+            Ok(event) => on_event(&stream, &event, &names, &layout),
             Err(e) => Err(anyhow::anyhow!("reading the binary log: {}", describe(&e))),
         };
         let failed = item.is_err();
@@ -226,10 +215,7 @@ fn on_event(
         return Ok(None);
     }
     let table = tme.table_name();
-    let mut item = Item {
-        position: u64::from(event.header().log_pos()),
-        ..Item::default()
-    };
+    let mut item = Item::default();
     if table == names.table.as_str() {
         for row in rows.rows(tme) {
             let (before, after) =
@@ -362,7 +348,6 @@ impl Reader {
     pub async fn poll(&self, max_events: u64) -> anyhow::Result<ChangeBatch> {
         let mut rx = self.rx.lock().await;
         let mut batch = ChangeBatch::default();
-        let mut last = None;
         loop {
             if batch.events >= max_events {
                 break;
@@ -374,7 +359,6 @@ impl Reader {
                     batch.keys.extend(item.keys);
                     batch.fences.extend(item.fence);
                     batch.heartbeats.extend(item.heartbeat);
-                    last = Some(item.position);
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
                     batch.caught_up = true;
@@ -385,13 +369,7 @@ impl Reader {
                 }
             }
         }
-        batch.position = last.map(|p| p.to_string());
         Ok(batch)
-    }
-
-    /// How far the stream has been read (end position of the last event).
-    pub fn read_upto(&self) -> u64 {
-        self.read_upto.load(Relaxed)
     }
 }
 

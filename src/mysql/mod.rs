@@ -107,10 +107,6 @@ impl MyBackend {
         })
     }
 
-    pub fn names(&self) -> &Names {
-        &self.names
-    }
-
     fn shape(&self) -> anyhow::Result<&Shape> {
         self.shape
             .get()
@@ -450,7 +446,7 @@ impl Backend for MyBackend {
     }
 
     async fn confirm(&self, _position: String) -> anyhow::Result<()> {
-        // The stream lives in this process; nothing on the server to advance.
+        // The stream lives in this process and polls carry no position: nothing to advance.
         Ok(())
     }
 
