@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use wraith::bench::report::{BenchConfig, BenchScenario, run};
+use wraith::bench::report::{BenchConfig, BenchEngine, BenchScenario, run};
 
 fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
     tokio::runtime::Runtime::new()?.block_on(run(BenchConfig {
+        engine: BenchEngine::Postgres,
         scenario: BenchScenario::Orders,
         rows: 100_000,
         tps: 500,

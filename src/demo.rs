@@ -175,15 +175,13 @@ fn verdict(table: &str, committed: u64, failed: u64, differ: u64) -> anyhow::Res
     Ok(())
 }
 
-/// `wraith demo --engine mariadb`: the items rewrite (wider types, a widened
-/// string, a rename, a dropped and an added column, an ENUM filled by a transform)
-/// on a scratch MariaDB (or `--dsn`), under a live workload with a mirror,
-/// checked row for row at the end.
+/// `wraith demo --engine mariadb`: the orders normalization in MySQL types
+/// (`scenarios/orders/migration.mysql.toml`) on a scratch MariaDB (or `--dsn`),
+/// under the scenario's workload with a mirror, checked row for row at the end.
 pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
-    use crate::bench::mysql_workload::{
-        self as wl, ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED, ITEMS_TRANSFORM,
-    };
+    use crate::bench::mysql_workload as wl;
     use crate::sandbox::MariaDbSandbox;
+    use crate::scenario::orders_mysql;
 
     let (server, dsn) = match &cfg.dsn {
         Some(dsn) => (None, dsn.clone()),
@@ -196,26 +194,22 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
     };
     let mut c = crate::mysql::conn::connect(&dsn, "demo").await?;
     let rows = cfg.rows;
-    println!("Loading items: {rows} rows (and items_mirror, which the workload also writes)...");
-    wl::create_items(&mut c, rows).await?;
-    let spec = MigrationSpec {
-        dsn: dsn.clone(),
-        schema: None,
-        table: "items".into(),
-        alter: ITEMS_ALTER.into(),
-        transforms: vec![crate::plan::Transform {
-            column: ITEMS_TRANSFORM.0.into(),
-            expr: ITEMS_TRANSFORM.1.into(),
-        }],
-        prepare: vec![],
-        shadow_statements: vec![],
-        checks: vec![],
-        options: RunOptions {
+    println!(
+        "Loading the orders scenario in MySQL types: {rows} orders, {} customers (and a mirror the workload also writes)...",
+        (rows / 100).max(1)
+    );
+    orders_mysql::load(&mut c, rows, 1).await?;
+    orders_mysql::create_mirror(&mut c).await?;
+    let spec = orders_mysql::migration()?.into_spec(
+        &dsn,
+        RunOptions {
             execute: true,
             ..RunOptions::default()
         },
-    };
-    println!("\nPlan (what `wraith migrate` prints without --execute):\n");
+    );
+    println!(
+        "\nPlan (what `wraith migrate --spec scenarios/orders/migration.mysql.toml` prints without --execute):\n"
+    );
     let dry = MigrationSpec {
         options: RunOptions::default(),
         ..spec.clone()
@@ -231,18 +225,18 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
         println!("{plan}");
     }
     println!(
-        "\nStarting the workload ({} tx/s: inserts, updates with NULLs and 20 kB blobs, key moves, deletes)...",
+        "\nStarting the workload ({} tx/s: daily recreations, status and amount changes, deletes of expired orders)...",
         cfg.tps
     );
     let load = wl::start(WorkloadConfig {
         dsn: dsn.clone(),
-        table: "items".into(),
+        table: "orders".into(),
         clients: 4,
         tps: Some(cfg.tps),
         initial_rows: rows,
         max_duration: Duration::from_secs(3600),
-        key_updates: true,
-        scenario: Scenario::Items,
+        key_updates: false,
+        scenario: Scenario::Orders,
     })
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -271,8 +265,8 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
         stopped.committed.load(Relaxed),
         stopped.failed.load(Relaxed),
     );
-    let differing = wl::diff(&mut c, ITEMS_EXPECTED, ITEMS_ACTUAL).await?;
-    let checked = verdict("items", committed, failed, differing.len() as u64);
+    let differing = wl::diff(&mut c, orders_mysql::EXPECTED, orders_mysql::ACTUAL).await?;
+    let checked = verdict("orders", committed, failed, differing.len() as u64);
     match server {
         Some(db) if cfg.keep => {
             println!(

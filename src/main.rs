@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use wraith::bench::report::BenchScenario;
+use wraith::bench::report::{BenchEngine, BenchScenario};
 use wraith::engine::migration::Outcome;
 use wraith::engine::progress::Reporter;
 use wraith::engine::{self, Stats};
@@ -130,8 +130,8 @@ struct DemoArgs {
     /// non-object JSON, duplicate emails, negative balances) and show what the spec does.
     #[arg(long)]
     dirty: bool,
-    /// Which database: postgres (the orders normalization) or mariadb (the items
-    /// rewrite: wider types, a rename, an ENUM filled by a transform).
+    /// Which database: postgres, or mariadb (the orders normalization in MySQL
+    /// types: scenarios/orders/migration.mysql.toml).
     #[arg(long, value_enum, default_value_t = DemoEngine::Postgres)]
     engine: DemoEngine,
 }
@@ -205,6 +205,10 @@ struct BenchArgs {
     /// Run on a scratch PostgreSQL started for the benchmark (the default).
     #[arg(long)]
     sandbox: bool,
+    /// The scratch server: postgres, or mariadb (baselines ALGORITHM=COPY and
+    /// pt-online-schema-change). With --dsn, the DSN's scheme decides.
+    #[arg(long, value_enum, default_value_t = DemoEngine::Postgres)]
+    engine: DemoEngine,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -283,6 +287,10 @@ fn main() -> ExitCode {
             Command::Bench(args) => {
                 until_interrupted(wraith::bench::report::run(
                     wraith::bench::report::BenchConfig {
+                        engine: match args.engine {
+                            DemoEngine::Postgres => BenchEngine::Postgres,
+                            DemoEngine::Mariadb => BenchEngine::MySql,
+                        },
                         scenario: match args.scenario {
                             BenchKind::Orders => BenchScenario::Orders,
                             BenchKind::Table => BenchScenario::Table {

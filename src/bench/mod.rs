@@ -5,8 +5,10 @@
 //!   writes every effect to a mirror table in the same transaction, so the result
 //!   of a migration can be checked row for row.
 //! - [`mysql_workload`]: the same on MySQL/MariaDB.
+//! - [`mysql_bench`]: `wraith bench`'s MySQL/MariaDB data and baselines.
 //! - [`report`]: `wraith bench`.
 
+pub mod mysql_bench;
 pub mod mysql_workload;
 pub mod report;
 pub mod workload;

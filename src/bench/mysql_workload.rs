@@ -12,8 +12,11 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rand::RngExt;
 
-use crate::bench::workload::{Pace, Workload, WorkloadConfig, WorkloadStats};
+use crate::bench::workload::{
+    Pace, Scenario, Workload, WorkloadConfig, WorkloadStats, orders_draw,
+};
 use crate::mysql::conn::{self, MyResult};
+use crate::scenario::orders_mysql;
 
 /// The items table's columns as the workload writes them.
 const COLUMNS: &str = "id, qty, label, payload, doc, amount, status";
@@ -38,7 +41,7 @@ pub async fn create_items(c: &mut Conn, rows: i64) -> anyhow::Result<()> {
     )
     .await
     .my("creating items")?;
-    // A little sequence generator that works on MariaDB and MySQL alike.
+    let numbers = numbers_10k();
     let mut done = 0;
     while done < rows {
         let n = (rows - done).min(10_000);
@@ -51,15 +54,7 @@ pub async fn create_items(c: &mut Conn, rows: i64) -> anyhow::Result<()> {
                     JSON_OBJECT('n', d.n, 'tags', JSON_ARRAY('a', 'b')),
                     d.n / 7,
                     ELT(1 + d.n % 4, 'new', ' Paid', 'SHIPPED ', 'paid')
-             FROM (SELECT a.i + b.i * 10 + c.i * 100 + e.i * 1000 + 1 AS n
-                   FROM (SELECT 0 i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
-                         UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) a,
-                        (SELECT 0 i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
-                         UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) b,
-                        (SELECT 0 i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
-                         UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) c,
-                        (SELECT 0 i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
-                         UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) e) d
+             FROM {numbers} d
              WHERE d.n <= {n}"
         ))
         .await
@@ -70,6 +65,17 @@ pub async fn create_items(c: &mut Conn, rows: i64) -> anyhow::Result<()> {
         .await
         .my("loading items_mirror")?;
     Ok(())
+}
+
+/// A derived table of the numbers 1 to 10,000 in column `n`: a sequence
+/// generator that works on MariaDB and MySQL alike.
+pub fn numbers_10k() -> String {
+    let digits = "(SELECT 0 i UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 \
+                  UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    format!(
+        "(SELECT a.i + b.i * 10 + c.i * 100 + e.i * 1000 + 1 AS n \
+          FROM {digits} a, {digits} b, {digits} c, {digits} e)"
+    )
 }
 
 /// The migration the oracle runs on `items`: a wider type, a widened string, a
@@ -100,7 +106,7 @@ pub async fn diff(c: &mut Conn, expected: &str, actual: &str) -> anyhow::Result<
     Ok(ids)
 }
 
-/// Starts `cfg.clients` sessions writing `items` and its mirror.
+/// Starts `cfg.clients` sessions writing the scenario's table and its mirror.
 pub async fn start(cfg: WorkloadConfig) -> anyhow::Result<Workload> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(WorkloadStats::new());
@@ -115,10 +121,16 @@ pub async fn start(cfg: WorkloadConfig) -> anyhow::Result<Workload> {
         tasks.push(tokio::spawn(async move {
             let pace = Pace::of(&cfg, i, started);
             pace.run(&stop, &stats, || {
-                let (c, next_id, rows) = (c.clone(), next_id.clone(), cfg.initial_rows);
+                let (c, next_id, rows, scenario) =
+                    (c.clone(), next_id.clone(), cfg.initial_rows, cfg.scenario);
                 async move {
                     let mut c = c.lock().await;
-                    let result = one_transaction(&mut c, rows, &next_id).await;
+                    let result = match scenario {
+                        Scenario::Items => one_transaction(&mut c, rows, &next_id).await,
+                        Scenario::Orders => {
+                            orders_mysql::one_transaction(&mut c, rows, orders_draw(rows)).await
+                        }
+                    };
                     if result.is_err() {
                         let _ = c.query_drop("ROLLBACK").await;
                     }

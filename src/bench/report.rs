@@ -1,9 +1,11 @@
 //! `wraith bench`: a migration measured under a steady write load, against the
 //! same change done as an offline `ALTER TABLE`, all in one run so the figures
 //! compare as ratios. The scenario is the orders normalization or a generic table
-//! of N rows and a chosen row width; the server is a scratch PostgreSQL or an
-//! existing one (`--dsn`, where it creates and drops its own databases). Each
-//! migration runs as a child `wraith migrate` process, so its peak memory is its own.
+//! of N rows and a chosen row width; the server is a scratch PostgreSQL or MariaDB,
+//! or an existing one (`--dsn`, where it creates and drops its own databases).
+//! On MySQL/MariaDB the baselines are `ALTER TABLE ... ALGORITHM=COPY` and
+//! pt-online-schema-change. Each migration runs as a child `wraith migrate`
+//! process, so its peak memory is its own.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -12,14 +14,34 @@ use anyhow::Context;
 
 use hdrhistogram::Histogram;
 
+use crate::bench::mysql_bench;
 use crate::bench::workload::{self, Scenario, Workload, WorkloadConfig};
 use crate::engine::migration::unix_us;
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::ident;
 use crate::plan::SpecFile;
-use crate::sandbox::PgSandbox;
-use crate::scenario::orders;
+use crate::sandbox::{MariaDbSandbox, PgSandbox};
+use crate::scenario::{orders, orders_mysql};
+
+/// Which database the benchmark runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchEngine {
+    Postgres,
+    /// MySQL or MariaDB (a scratch MariaDB, or `--dsn mysql://...`).
+    MySql,
+}
+
+impl BenchEngine {
+    /// The engine a connection string names.
+    pub fn of_dsn(dsn: &str) -> BenchEngine {
+        if dsn.starts_with("mysql://") || dsn.starts_with("mariadb://") {
+            BenchEngine::MySql
+        } else {
+            BenchEngine::Postgres
+        }
+    }
+}
 
 /// What the benchmark migrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,36 +73,80 @@ impl BenchScenario {
         }
     }
 
-    fn spec_toml(&self) -> String {
-        match self {
-            BenchScenario::Orders => orders::MIGRATION.to_string(),
-            BenchScenario::Table { .. } => format!(
+    fn spec_toml(&self, engine: BenchEngine) -> anyhow::Result<String> {
+        Ok(match (self, engine) {
+            (BenchScenario::Orders, BenchEngine::Postgres) => orders::MIGRATION.to_string(),
+            (BenchScenario::Orders, BenchEngine::MySql) => orders_mysql::MIGRATION.to_string(),
+            (BenchScenario::Table { .. }, BenchEngine::Postgres) => format!(
                 "table = \"items\"\nalter = \"\"\"{}\"\"\"\n",
                 workload::ITEMS_ALTER
             ),
-        }
+            (BenchScenario::Table { .. }, BenchEngine::MySql) => {
+                return Err(bad_input(
+                    "bench: --scenario table runs on PostgreSQL only; on MySQL/MariaDB use --scenario orders",
+                ));
+            }
+        })
     }
 
-    /// Loads the data, with a mirror for the workload's oracle when `mirror`.
+    /// Loads the data, with a mirror for the workload's oracle when `mirror`, and
+    /// returns the table's size in bytes.
     async fn load(
         &self,
-        c: &tokio_postgres::Client,
+        engine: BenchEngine,
+        dsn: &str,
         rows: i64,
         mirror: bool,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<u64> {
+        if engine == BenchEngine::MySql {
+            return mysql_bench::load_orders(dsn, rows, mirror).await;
+        }
+        let c = conn::connect(dsn, "bench").await?;
         match self {
             BenchScenario::Orders => {
-                orders::load(c, rows, 1).await?;
+                orders::load(&c, rows, 1).await?;
                 if mirror {
-                    orders::create_mirror(c).await?;
+                    orders::create_mirror(&c).await?;
                 }
             }
             BenchScenario::Table { row_width } => {
                 let pad = row_width.saturating_sub(ITEMS_BASE_WIDTH);
-                workload::create_items_scenario_padded(c, rows, pad).await?;
+                workload::create_items_scenario_padded(&c, rows, pad).await?;
             }
         }
-        c.batch_execute("CHECKPOINT").await.db("checkpoint")
+        c.batch_execute("CHECKPOINT").await.db("checkpoint")?;
+        let bytes: i64 = c
+            .query_one("SELECT pg_table_size($1::text::regclass)", &[&self.table()])
+            .await
+            .db("measuring the table")?
+            .get(0);
+        Ok(bytes.max(0) as u64)
+    }
+
+    /// Starts the scenario's workload on `dsn`.
+    async fn start_workload(
+        &self,
+        engine: BenchEngine,
+        dsn: &str,
+        cfg: &BenchConfig,
+    ) -> anyhow::Result<Workload> {
+        let wl = self.workload(dsn, cfg);
+        match engine {
+            BenchEngine::Postgres => Workload::start(wl).await,
+            BenchEngine::MySql => crate::bench::mysql_workload::start(wl).await,
+        }
+    }
+
+    /// Rows of the migrated table that differ from the workload's mirror.
+    async fn diff(&self, engine: BenchEngine, dsn: &str) -> anyhow::Result<i64> {
+        match engine {
+            BenchEngine::Postgres => {
+                let c = conn::connect(dsn, "bench").await?;
+                let (expected, actual) = self.oracle();
+                workload::diff_count(&c, expected, actual).await
+            }
+            BenchEngine::MySql => mysql_bench::diff_orders(dsn).await,
+        }
     }
 
     fn workload(&self, dsn: &str, cfg: &BenchConfig) -> WorkloadConfig {
@@ -111,6 +177,8 @@ impl BenchScenario {
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
+    /// The scratch server's engine; `dsn`, when given, decides instead.
+    pub engine: BenchEngine,
     pub scenario: BenchScenario,
     /// Rows (orders) in the table.
     pub rows: i64,
@@ -118,7 +186,8 @@ pub struct BenchConfig {
     pub clients: usize,
     /// Load measured before the migration starts, and again after it.
     pub window: Duration,
-    /// Also time the change as a plain offline `ALTER TABLE` (`--baseline offline`).
+    /// Also time the change as a plain offline `ALTER TABLE` (`--baseline offline`)
+    /// and, on MySQL/MariaDB, with pt-online-schema-change when it is installed.
     pub offline_baseline: bool,
     /// Copy rate cap for the loaded run.
     pub max_rows_per_sec: Option<u64>,
@@ -138,6 +207,7 @@ struct ChildRun {
 /// Where the benchmark's databases live.
 enum Server {
     Sandbox(PgSandbox),
+    MariaDb(MariaDbSandbox),
     /// An existing server: databases are created through `dsn` and dropped at the end.
     Existing {
         dsn: String,
@@ -146,9 +216,35 @@ enum Server {
 }
 
 impl Server {
+    fn engine(&self) -> BenchEngine {
+        match self {
+            Server::Sandbox(_) => BenchEngine::Postgres,
+            Server::MariaDb(_) => BenchEngine::MySql,
+            Server::Existing { dsn, .. } => BenchEngine::of_dsn(dsn),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Server::Sandbox(_) => "PostgreSQL sandbox (fsync off), same machine".to_string(),
+            Server::MariaDb(_) => {
+                "MariaDB sandbox (binlog ROW, innodb_flush_log_at_trx_commit=2), same machine"
+                    .to_string()
+            }
+            Server::Existing { dsn, .. } => redact_dsn(dsn),
+        }
+    }
+
     async fn database(&mut self, name: &str) -> anyhow::Result<String> {
         match self {
             Server::Sandbox(pg) => pg.create_database(name).await,
+            Server::MariaDb(my) => my.create_database(name).await,
+            Server::Existing { dsn, created } if BenchEngine::of_dsn(dsn) == BenchEngine::MySql => {
+                let db = format!("wraith_bench_{name}");
+                mysql_bench::create_database(dsn, &db).await?;
+                created.push(db.clone());
+                with_dbname(dsn, &db)
+            }
             Server::Existing { dsn, created } => {
                 let db = format!("wraith_bench_{name}");
                 let c = conn::connect(dsn, "bench").await?;
@@ -174,6 +270,14 @@ impl Server {
     async fn finish(self) {
         match self {
             Server::Sandbox(pg) => pg.stop().await,
+            Server::MariaDb(my) => my.stop().await,
+            Server::Existing { dsn, created }
+                if BenchEngine::of_dsn(&dsn) == BenchEngine::MySql =>
+            {
+                for db in created {
+                    mysql_bench::drop_database(&dsn, &db).await;
+                }
+            }
             Server::Existing { dsn, created } => {
                 if let Ok(c) = conn::connect(&dsn, "bench").await {
                     for db in created {
@@ -198,6 +302,8 @@ fn with_dbname(dsn: &str, db: &str) -> anyhow::Result<String> {
     if let Some(rest) = dsn
         .strip_prefix("postgres://")
         .or_else(|| dsn.strip_prefix("postgresql://"))
+        .or_else(|| dsn.strip_prefix("mysql://"))
+        .or_else(|| dsn.strip_prefix("mariadb://"))
     {
         let scheme = &dsn[..dsn.len() - rest.len()];
         let (main, query) = match rest.split_once('?') {
@@ -222,7 +328,7 @@ fn with_dbname(dsn: &str, db: &str) -> anyhow::Result<String> {
         return Ok(parts.join(" "));
     }
     Err(bad_input(format!(
-        "bench: {} is neither a postgres:// URL nor key=value pairs",
+        "bench: {} is neither a postgres:// or mysql:// URL nor key=value pairs",
         redact_dsn(dsn)
     )))
 }
@@ -257,7 +363,8 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         }
     };
     let scenario = cfg.scenario;
-    let spec_text = scenario.spec_toml();
+    let engine = cfg.dsn.as_deref().map_or(cfg.engine, BenchEngine::of_dsn);
+    let spec_text = scenario.spec_toml(engine)?;
     let migration: SpecFile = toml::from_str(&spec_text).context("the benchmark's spec")?;
     let spec = tempfile::NamedTempFile::new().context("writing the migration spec")?;
     std::fs::write(spec.path(), &spec_text).context("writing the migration spec")?;
@@ -270,6 +377,10 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
                 dsn: dsn.clone(),
                 created: vec![],
             }
+        }
+        None if engine == BenchEngine::MySql => {
+            say("bench: starting a scratch MariaDB");
+            Server::MariaDb(MariaDbSandbox::start().await?)
         }
         None => {
             say("bench: starting a scratch PostgreSQL");
@@ -304,6 +415,7 @@ async fn measure(
     say: &dyn Fn(&str),
 ) -> anyhow::Result<serde_json::Value> {
     let scenario = cfg.scenario;
+    let engine = server.engine();
     let table = scenario.table();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
 
@@ -313,22 +425,37 @@ async fn measure(
             scenario.describe(cfg.rows)
         ));
         let dsn = server.database("offline").await?;
-        let c = conn::connect(&dsn, "bench").await?;
-        scenario.load(&c, cfg.rows, false).await?;
-        Some(offline_alter(&c, table, migration).await?)
+        scenario.load(engine, &dsn, cfg.rows, false).await?;
+        Some(match engine {
+            BenchEngine::Postgres => {
+                let c = conn::connect(&dsn, "bench").await?;
+                offline_alter(&c, table, migration).await?
+            }
+            BenchEngine::MySql => mysql_bench::offline_copy(&dsn, table, &migration.alter).await?,
+        })
+    } else {
+        None
+    };
+    let pt_osc = if cfg.offline_baseline && engine == BenchEngine::MySql {
+        if mysql_bench::pt_osc_installed() {
+            say("bench: the same ALTER with pt-online-schema-change");
+            let dsn = server.database("ptosc").await?;
+            scenario.load(engine, &dsn, cfg.rows, false).await?;
+            Some(mysql_bench::pt_osc(&dsn, table, &migration.alter).await?)
+        } else {
+            say(&format!(
+                "bench: {} is not installed (apt-get install -y percona-toolkit): no comparison with it",
+                mysql_bench::PT_OSC
+            ));
+            None
+        }
     } else {
         None
     };
 
     say("bench: wraith at idle");
     let idle_dsn = server.database("idle").await?;
-    let c = conn::connect(&idle_dsn, "bench").await?;
-    scenario.load(&c, cfg.rows, false).await?;
-    let bytes: i64 = c
-        .query_one("SELECT pg_table_size($1::text::regclass)", &[&table])
-        .await
-        .db("measuring the table")?
-        .get(0);
+    let bytes = scenario.load(engine, &idle_dsn, cfg.rows, false).await?;
     let idle = migrate_child(cfg.wraith.as_deref(), &idle_dsn, spec_path, None).await?;
 
     say(&format!(
@@ -339,9 +466,8 @@ async fn measure(
         cfg.window.as_secs()
     ));
     let dsn = server.database("loaded").await?;
-    let c = conn::connect(&dsn, "bench").await?;
-    scenario.load(&c, cfg.rows, true).await?;
-    let load = Workload::start(scenario.workload(&dsn, cfg)).await?;
+    scenario.load(engine, &dsn, cfg.rows, true).await?;
+    let load = scenario.start_workload(engine, &dsn, cfg).await?;
     let before_start = unix_us() as u64;
     tokio::time::sleep(cfg.window).await;
     let t = Instant::now();
@@ -353,9 +479,12 @@ async fn measure(
     let after_end = unix_us() as u64;
     let stats = load.stop().await;
     let loaded = loaded?;
-    let (expected, actual) = scenario.oracle();
-    let diff = workload::diff_count(&c, expected, actual).await?;
+    let diff = scenario.diff(engine, &dsn).await?;
     let failed = stats.failed.load(Relaxed);
+    let pt_osc_loaded = match pt_osc {
+        Some(_) => Some(pt_osc_under_load(cfg, server, migration, say).await?),
+        None => None,
+    };
 
     // Windows by when transactions ran: one that overlaps the cutover (it may have
     // waited for the lock) counts there.
@@ -379,11 +508,14 @@ async fn measure(
         "scenario": scenario.describe(cfg.rows),
         "rows": cfg.rows,
         "table_mb": bytes as f64 / 1048576.0,
-        "server": match server {
-            Server::Sandbox(_) => "PostgreSQL sandbox (fsync off), same machine".to_string(),
-            Server::Existing { dsn, .. } => redact_dsn(dsn),
+        "server": server.describe(),
+        "offline_alter": match engine {
+            BenchEngine::Postgres => "offline ALTER TABLE",
+            BenchEngine::MySql => "ALTER ... ALGORITHM=COPY",
         },
         "offline_alter_ms": offline.map(|o| ms(o).round()),
+        "pt_osc_ms": pt_osc.map(|o| ms(o).round()),
+        "idle_ratio_vs_pt_osc": pt_osc.map(|o| idle_total / ms(o).max(0.001)),
         "idle": idle.summary,
         "idle_ratio_vs_offline": ratio(idle_total),
         "idle_ratio_without_verification": ratio(idle_total - idle_verify),
@@ -408,6 +540,46 @@ async fn measure(
         "workload_p99_ratio": if p99_before > 0.0 { during.value_at_quantile(0.99) as f64 / p99_before } else { 0.0 },
         "workload_failed": failed,
         "workload_errors": stats.errors(),
+        "rows_differing_from_mirror": diff,
+        "pt_osc_loaded": pt_osc_loaded,
+    }))
+}
+
+/// pt-online-schema-change under the same workload on the same data: how long it
+/// takes, what the workload saw meanwhile, and whether the result equals the mirror.
+async fn pt_osc_under_load(
+    cfg: &BenchConfig,
+    server: &mut Server,
+    migration: &SpecFile,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<serde_json::Value> {
+    let (scenario, engine) = (cfg.scenario, server.engine());
+    say(&format!(
+        "bench: {} under the same workload",
+        mysql_bench::PT_OSC
+    ));
+    let dsn = server.database("ptosc_loaded").await?;
+    scenario.load(engine, &dsn, cfg.rows, true).await?;
+    let load = scenario.start_workload(engine, &dsn, cfg).await?;
+    tokio::time::sleep(cfg.window.min(Duration::from_secs(2))).await;
+    let start = unix_us() as u64;
+    let ran = mysql_bench::pt_osc(&dsn, scenario.table(), &migration.alter).await;
+    let end = unix_us() as u64;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = load.stop().await;
+    let during = stats.window(|s, e| e >= start && s <= end)?;
+    let diff = match &ran {
+        Ok(_) => Some(scenario.diff(engine, &dsn).await?),
+        Err(_) => None,
+    };
+    let mut errors = stats.errors();
+    errors.truncate(5);
+    Ok(serde_json::json!({
+        "ms": ran.as_ref().ok().map(|d| (d.as_secs_f64() * 1000.0).round()),
+        "error": ran.as_ref().err().map(|e| format!("{e:#}")),
+        "workload_during": latency(&during, Duration::from_micros(end.saturating_sub(start))),
+        "workload_failed": stats.failed.load(Relaxed),
+        "workload_errors": errors,
         "rows_differing_from_mirror": diff,
     }))
 }
@@ -472,9 +644,19 @@ fn print_report(r: &serde_json::Value) {
     );
     if r["offline_alter_ms"].is_number() {
         println!(
-            "  offline ALTER TABLE:          {:>8.0} ms",
+            "  {:<30}{:>8.0} ms",
+            format!(
+                "{}:",
+                r["offline_alter"].as_str().unwrap_or("offline ALTER TABLE")
+            ),
             f(&r["offline_alter_ms"])
         );
+        if r["pt_osc_ms"].is_number() {
+            println!(
+                "  pt-online-schema-change:      {:>8.0} ms",
+                f(&r["pt_osc_ms"])
+            );
+        }
         println!(
             "  wraith at idle:               {:>8.0} ms = {:.2}x offline ({:.2}x without verification), peak memory {} MB",
             f(&idle["total_ms"]),
@@ -482,6 +664,12 @@ fn print_report(r: &serde_json::Value) {
             f(&r["idle_ratio_without_verification"]),
             r["idle_peak_rss_mb"]
         );
+        if r["idle_ratio_vs_pt_osc"].is_number() {
+            println!(
+                "                                          = {:.2}x pt-online-schema-change",
+                f(&r["idle_ratio_vs_pt_osc"])
+            );
+        }
     } else {
         println!(
             "  wraith at idle:               {:>8.0} ms, peak memory {} MB",
@@ -537,6 +725,31 @@ fn print_report(r: &serde_json::Value) {
         "  workload errors:              {}; rows differing from the mirror: {}",
         r["workload_failed"], r["rows_differing_from_mirror"]
     );
+    let pt = &r["pt_osc_loaded"];
+    if pt.is_object() {
+        match pt["ms"].as_f64() {
+            Some(ms) => println!(
+                "  pt-online-schema-change under {} tx/s: {ms:.0} ms; rows differing from the mirror: {}",
+                r["workload_tps_target"], pt["rows_differing_from_mirror"]
+            ),
+            None => println!(
+                "  pt-online-schema-change under {} tx/s failed: {}",
+                r["workload_tps_target"],
+                pt["error"].as_str().unwrap_or("")
+            ),
+        }
+        println!(
+            "    workload meanwhile:         {}; {} transactions failed",
+            lat(&pt["workload_during"]),
+            pt["workload_failed"]
+        );
+        if let Some(first) = pt["workload_errors"].as_array().and_then(|e| e.first()) {
+            println!(
+                "    first workload error:       {}",
+                first.as_str().unwrap_or("")
+            );
+        }
+    }
 }
 
 /// Runs `wraith migrate --execute --json` as a child, watching its peak memory.

@@ -9,6 +9,13 @@
 //!
 //! Copy inserts only missing rows (`ON DUPLICATE KEY UPDATE k = k`, not `INSERT
 //! IGNORE`, which would turn strict-mode errors into warnings and lose data).
+//! The apply deletes the keys' rows and writes their current versions with
+//! `REPLACE`: at READ COMMITTED the delete of a missing row locks nothing, so a
+//! copy chunk may insert the same row before the re-read lands (an equal or older
+//! version, which the re-read replaces). A row that a unique key of the shadow
+//! says conflicts is a stale version of a key that changed since, so it is in the
+//! stream and comes back when that key is applied (gh-ost applies with `REPLACE`
+//! too).
 
 use std::time::Duration;
 
@@ -183,7 +190,7 @@ impl RowSql {
 
     pub fn apply_insert(&self, n: usize) -> String {
         format!(
-            "INSERT INTO {} ({}) SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE",
+            "REPLACE INTO {} ({}) SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE",
             self.shadow,
             self.columns,
             self.exprs,

@@ -79,7 +79,13 @@ pub async fn build(
     c.query_drop(&create)
         .await
         .my("creating the shadow table")?;
-    let built = shape_of(c, names, &target, table, alter, spec).await;
+    let mut built = shape_of(c, names, &target, table, alter, spec).await;
+    if on == On::Shadow
+        && let Ok(shape) = &mut built
+        && let Err(e) = carry_auto_increment(c, names, alter, shape).await
+    {
+        built = Err(e);
+    }
     if built.is_err() || on == On::Temporary {
         let drop = match on {
             On::Temporary => format!("DROP TEMPORARY TABLE IF EXISTS {target}"),
@@ -90,6 +96,7 @@ pub async fn build(
         }
     }
     let mut shape = built?;
+    let carried = std::mem::take(&mut shape.ddl);
     shape.ddl = std::iter::once(format!(
         "CREATE TABLE {} LIKE {}",
         names.shadow_q(),
@@ -101,8 +108,44 @@ pub async fn build(
             .iter()
             .map(|a| format!("ALTER TABLE {} {a}", names.shadow_q())),
     )
+    .chain(carried)
     .collect();
     Ok(shape)
+}
+
+/// `CREATE TABLE ... LIKE` starts the AUTO_INCREMENT counter over: like gh-ost,
+/// the shadow takes the source's counter (unless the ALTER sets one), so keys the
+/// source handed out and deleted are not handed out again after the swap.
+async fn carry_auto_increment(
+    c: &mut Conn,
+    names: &Names,
+    alter: &AlterText,
+    shape: &mut Shape,
+) -> anyhow::Result<()> {
+    let sets_own = alter.actions.iter().any(|a| {
+        let a = a.to_ascii_uppercase();
+        a.starts_with("AUTO_INCREMENT")
+            || a.contains(" AUTO_INCREMENT =")
+            || a.contains(" AUTO_INCREMENT=")
+    });
+    if sets_own {
+        return Ok(());
+    }
+    let next: Option<Option<u64>> = c
+        .exec_first(
+            "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&names.schema, &names.table),
+        )
+        .await
+        .my("reading the source's AUTO_INCREMENT counter")?;
+    if let Some(Some(next)) = next {
+        let stmt = format!("ALTER TABLE {} AUTO_INCREMENT = {next}", names.shadow_q());
+        c.query_drop(&stmt)
+            .await
+            .my("carrying the AUTO_INCREMENT counter to the shadow")?;
+        shape.ddl.push(stmt);
+    }
+    Ok(())
 }
 
 async fn shape_of(
