@@ -1,5 +1,6 @@
 # Installs what wraith's demo and tests need when it is missing (sourced by the other scripts).
-# Debian packages only: a Rust toolchain (when cargo is absent) and the PostgreSQL server binaries.
+# Debian packages only: a Rust toolchain (when cargo is absent), the PostgreSQL and MariaDB server
+# binaries, and percona-toolkit (the bench compares with pt-online-schema-change).
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -27,4 +28,9 @@ fi
 if ! command -v mariadbd >/dev/null 2>&1 || ! command -v mariadb-install-db >/dev/null 2>&1; then
     echo "setup: installing MariaDB server binaries"
     apt_install mariadb-server
+fi
+
+if ! command -v pt-online-schema-change >/dev/null 2>&1; then
+    echo "setup: installing percona-toolkit (wraith bench on MariaDB compares with pt-online-schema-change)"
+    apt_install percona-toolkit
 fi

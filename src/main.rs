@@ -501,6 +501,12 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    if wraith::mysql::conn::is_mysql_dsn(&args.dsn) {
+        return Err(bad_input(
+            "wraith verify compares tables on PostgreSQL only for now; on MySQL/MariaDB, \
+             `wraith migrate --execute` verifies the shadow (--verify checksum) before the swap",
+        ));
+    }
     let transforms = args
         .transforms
         .iter()

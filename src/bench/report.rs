@@ -35,7 +35,7 @@ pub enum BenchEngine {
 impl BenchEngine {
     /// The engine a connection string names.
     pub fn of_dsn(dsn: &str) -> BenchEngine {
-        if dsn.starts_with("mysql://") || dsn.starts_with("mariadb://") {
+        if crate::mysql::conn::is_mysql_dsn(dsn) {
             BenchEngine::MySql
         } else {
             BenchEngine::Postgres

@@ -1,0 +1,137 @@
+//! The orders scenario on a sandbox MariaDB: the spec in MySQL types gives the new
+//! shape with exact rows and keeps the AUTO_INCREMENT counter; `wraith bench
+//! --engine mariadb` runs it under the scenario's workload and reports the
+//! ALGORITHM=COPY and pt-online-schema-change baselines from the same run.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use wraith::engine::migration::Outcome;
+use wraith::plan::RunOptions;
+use wraith::sandbox::MariaDbSandbox;
+use wraith::scenario::orders_mysql;
+
+#[tokio::test]
+async fn orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter() {
+    let db = MariaDbSandbox::start()
+        .await
+        .expect("start MariaDB sandbox");
+    let dsn = db.create_database("app").await.unwrap();
+    let mut c = db.connect("app").await.unwrap();
+    orders_mysql::load(&mut c, 2_000, 5).await.unwrap();
+    // The newest orders were deleted: the counter (2001) is above the last key (1990).
+    c.query_drop("DELETE FROM orders WHERE order_id > 1990")
+        .await
+        .unwrap();
+    orders_mysql::create_mirror(&mut c).await.unwrap();
+
+    let spec = orders_mysql::migration().unwrap().into_spec(
+        &dsn,
+        RunOptions {
+            execute: true,
+            ..RunOptions::default()
+        },
+    );
+    let outcome = my_migrate(spec).await.expect("the migration runs");
+    assert!(matches!(outcome, Outcome::Migrated(..)), "{outcome:?}");
+
+    let differing =
+        wraith::bench::mysql_workload::diff(&mut c, orders_mysql::EXPECTED, orders_mysql::ACTUAL)
+            .await
+            .unwrap();
+    assert!(differing.is_empty(), "orders differ: {differing:?}");
+    let types: Vec<(String, String)> = c
+        .query(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = 'app' AND TABLE_NAME = 'orders' \
+             AND COLUMN_NAME IN ('order_id', 'order_ref', 'order_status', 'created_at') ORDER BY COLUMN_NAME",
+        )
+        .await
+        .unwrap();
+    assert_eq!(types[0], ("created_at".into(), "timestamp".into()));
+    assert_eq!(types[1], ("order_id".into(), "bigint(20)".into()));
+    assert_eq!(types[2], ("order_ref".into(), "bigint(20)".into()));
+    assert!(types[3].1.starts_with("enum('pending'"), "{types:?}");
+    let indexed: Option<String> = c
+        .query_first(
+            "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'app' \
+             AND TABLE_NAME = 'orders' AND INDEX_NAME = 'orders_customer_id_idx'",
+        )
+        .await
+        .unwrap();
+    assert!(indexed.is_some(), "the new index is missing");
+    // The new CHECK holds on the swapped table.
+    let refused = c
+        .query_drop(
+            "INSERT INTO orders (order_ref, delivery_script_args, order_status) VALUES (1, '[1]', 'active')",
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "a non-object delivery_script_args was accepted"
+    );
+    // Keys the source handed out before the swap are not handed out again.
+    c.query_drop("INSERT INTO orders (order_ref, order_status) VALUES (1, 'active')")
+        .await
+        .unwrap();
+    assert_eq!(c.last_insert_id(), Some(2001));
+    assert_eq!(
+        my_tables(&mut c).await,
+        ["customers", "orders", "orders_mirror", "orders_wraith_old"]
+    );
+}
+
+#[test]
+fn wraith_bench_on_mariadb_compares_with_copy_and_pt_osc() {
+    let stdout = wraith_ok(&[
+        "bench",
+        "--engine",
+        "mariadb",
+        "--rows",
+        "20000",
+        "--tps",
+        "200",
+        "--clients",
+        "2",
+        "--window-secs",
+        "1",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
+    assert_eq!(r["offline_alter"], "ALTER ... ALGORITHM=COPY", "{r:#}");
+    for field in [
+        "offline_alter_ms",
+        "pt_osc_ms",
+        "idle_ratio_vs_offline",
+        "idle_ratio_vs_pt_osc",
+        "idle_peak_rss_mb",
+        "loaded_peak_rss_mb",
+        "copy_rows_per_sec",
+        "apply_lag_p99_ms",
+        "cutover_write_stall_ms",
+        "verification_ms",
+    ] {
+        assert!(
+            r[field].is_number(),
+            "{field} missing (is percona-toolkit installed?): {r:#}"
+        );
+    }
+    assert!(
+        r["scenario"]
+            .as_str()
+            .unwrap_or("")
+            .contains("orders scenario")
+    );
+    assert!(r["loaded"]["heartbeats"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    for f in ["p50_ms", "p99_ms", "max_ms", "tps"] {
+        assert!(r["workload_during_copy"][f].is_number(), "{f}: {r:#}");
+        assert!(
+            r["pt_osc_loaded"]["workload_during"][f].is_number(),
+            "{f}: {r:#}"
+        );
+    }
+    assert!(r["pt_osc_loaded"]["ms"].is_number(), "{r:#}");
+    assert_eq!(r["workload_failed"], 0, "{r:#}");
+    assert_eq!(r["rows_differing_from_mirror"], 0, "{r:#}");
+}
