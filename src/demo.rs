@@ -204,6 +204,7 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
         &dsn,
         RunOptions {
             execute: true,
+            chunk_time: crate::mysql::DEFAULT_CHUNK_TIME,
             ..RunOptions::default()
         },
     );

@@ -83,9 +83,11 @@ struct MigrateArgs {
     /// Really run the migration (without it: preflight and plan only, nothing changed).
     #[arg(long)]
     execute: bool,
-    /// Target duration of one copy chunk (e.g. 500ms, 1s).
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    chunk_time: Duration,
+    /// Target duration of one copy chunk (e.g. 500ms, 1s). Default: 500ms on
+    /// PostgreSQL; 100ms on MySQL/MariaDB, where a chunk's shared row locks make
+    /// writes to its rows wait for it.
+    #[arg(long, value_parser = parse_duration)]
+    chunk_time: Option<Duration>,
     /// Hard cap on rows copied per second.
     #[arg(long)]
     max_rows_per_sec: Option<u64>,
@@ -378,7 +380,13 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
     }
     let options = RunOptions {
         execute: args.execute,
-        chunk_time: args.chunk_time,
+        chunk_time: args
+            .chunk_time
+            .unwrap_or(if wraith::mysql::conn::is_mysql_dsn(&args.dsn) {
+                wraith::mysql::DEFAULT_CHUNK_TIME
+            } else {
+                RunOptions::default().chunk_time
+            }),
         max_rows_per_sec: args.max_rows_per_sec,
         cutover_lock_timeout: args.cutover_lock_timeout,
         cutover_attempts: args.cutover_attempts,
