@@ -18,18 +18,9 @@ use wraith::error::exit_code;
 use wraith::plan::RunOptions;
 use wraith::sandbox::MariaDbSandbox;
 
-async fn sandbox() -> (MariaDbSandbox, String, mysql_async::Conn) {
-    let db = MariaDbSandbox::start()
-        .await
-        .expect("start MariaDB sandbox");
-    let dsn = db.create_database("app").await.unwrap();
-    let c = db.connect("app").await.unwrap();
-    (db, dsn, c)
-}
-
 #[tokio::test]
 async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
-    let (db, dsn, mut c) = sandbox().await;
+    let (db, dsn, mut c) = my_sandbox().await;
     c.query_drop(
         "CREATE TABLE shapes (id int PRIMARY KEY, n int NOT NULL, s varchar(10), st varchar(20) NOT NULL,
                               old_col int, keep text);
@@ -111,7 +102,7 @@ async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cutover_waits_out_a_long_transaction_with_bounded_retries() {
-    let (db, dsn, mut c) = sandbox().await;
+    let (db, dsn, mut c) = my_sandbox().await;
     c.query_drop(
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
          INSERT INTO t SELECT seq, seq FROM seq_1_to_2000;",
@@ -178,7 +169,7 @@ async fn cutover_waits_out_a_long_transaction_with_bounded_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
-    let (db, dsn, mut c) = sandbox().await;
+    let (db, dsn, mut c) = my_sandbox().await;
     c.query_drop(
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
          INSERT INTO t SELECT seq, seq FROM seq_1_to_20000;

@@ -17,15 +17,10 @@ use wraith::bench::mysql_workload::{
 use wraith::bench::workload::WorkloadConfig;
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
-use wraith::sandbox::MariaDbSandbox;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_rewrite_under_concurrent_writes_equals_the_mirror() {
-    let db = MariaDbSandbox::start()
-        .await
-        .expect("start MariaDB sandbox");
-    let dsn = db.create_database("app").await.unwrap();
-    let mut c = db.connect("app").await.unwrap();
+    let (db, dsn, mut c) = my_sandbox().await;
     let rows = 20_000;
     mysql_workload::create_items(&mut c, rows).await.unwrap();
     let load = mysql_workload::start(WorkloadConfig {

@@ -9,16 +9,11 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
-use wraith::sandbox::MariaDbSandbox;
 use wraith::scenario::orders_mysql;
 
 #[tokio::test]
 async fn orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter() {
-    let db = MariaDbSandbox::start()
-        .await
-        .expect("start MariaDB sandbox");
-    let dsn = db.create_database("app").await.unwrap();
-    let mut c = db.connect("app").await.unwrap();
+    let (_db, dsn, mut c) = my_sandbox().await;
     orders_mysql::load(&mut c, 2_000, 5).await.unwrap();
     // The newest orders were deleted: the counter (2001) is above the last key (1990).
     c.query_drop("DELETE FROM orders WHERE order_id > 1990")

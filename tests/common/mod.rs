@@ -160,6 +160,16 @@ pub async fn table_fingerprint(c: &Client, table: &str) -> (i64, String) {
     (r.get(0), r.get(1))
 }
 
+/// A sandbox MariaDB with a database `app`: the server, its DSN and a connection.
+pub async fn my_sandbox() -> (wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn) {
+    let db = wraith::sandbox::MariaDbSandbox::start()
+        .await
+        .expect("start MariaDB sandbox");
+    let dsn = db.create_database("app").await.expect("create database");
+    let c = db.connect("app").await.expect("connect");
+    (db, dsn, c)
+}
+
 /// Runs a MySQL/MariaDB migration through the library, as `wraith migrate` does.
 pub async fn my_migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
     my_migrate_with(spec, Arc::new(Stats::default())).await
