@@ -204,7 +204,7 @@ struct BenchArgs {
     /// databases wraith_bench_* there, so the role needs CREATEDB.
     #[arg(long, conflicts_with = "sandbox")]
     dsn: Option<String>,
-    /// Run on a scratch PostgreSQL started for the benchmark (the default).
+    /// Run on a scratch server started for the benchmark (the default; see --engine).
     #[arg(long)]
     sandbox: bool,
     /// The scratch server: postgres, or mariadb (baselines ALGORITHM=COPY and
