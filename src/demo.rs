@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::bench::workload::{self, Scenario, Workload, WorkloadConfig};
+use crate::bench::workload::{self, Workload, WorkloadStats};
 use crate::engine::migration::Outcome;
 use crate::engine::progress::Reporter;
-use crate::engine::{self, Stats};
+use crate::engine::{self, Backend, Stats};
 use crate::pg::PgBackend;
 use crate::pg::conn::{self, DbResult};
-use crate::plan::{MigrationSpec, RunOptions};
+use crate::plan::{MigrationSpec, Plan, RunOptions};
 use crate::sandbox::PgSandbox;
 use crate::scenario::orders;
 
@@ -102,54 +102,18 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         println!("{plan}");
     }
 
-    println!(
-        "\nStarting the workload ({} tx/s: daily recreations, status and amount changes, deletes of expired orders)...",
-        cfg.tps
-    );
-    let load = Workload::start(WorkloadConfig {
-        dsn: dsn.clone(),
-        table: "orders".into(),
-        clients: 4,
-        tps: Some(cfg.tps),
-        initial_rows: rows,
-        max_duration: Duration::from_secs(3600),
-        key_updates: false,
-        scenario: Scenario::Orders,
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    println!("Migrating while the workload runs...\n");
-    let stats = Arc::new(Stats::default());
-    let reporter = Reporter::start(stats.clone());
-    let outcome = engine::run(
-        Arc::new(PgBackend::connect(spec).await?),
-        options,
-        stats,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await;
-    reporter.finish().await;
-    // The application keeps writing to the new table a little after the swap.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let wl = load.stop().await;
-    let (plan, summary) = match outcome? {
-        Outcome::Migrated(plan, s) => (plan, s),
-        Outcome::Planned(_) | Outcome::AlreadyDone(_) => {
-            anyhow::bail!("the demo migration did not run")
-        }
-    };
-    println!("Migration done.\n{summary}");
+    let backend = PgBackend::connect(spec).await?;
+    announce_workload(cfg.tps);
+    let load = Workload::start(workload::orders_workload(&dsn, rows, 4, cfg.tps)).await?;
+    let (plan, wl) = migrate_under_load(backend, options, load).await?;
     if !plan.findings.is_empty() {
         println!(
             "data checks (source rows at preflight):\n{}",
             crate::plan::report::findings_text(&plan.findings)
         );
     }
-    let committed = wl.committed.load(Relaxed);
-    let failed = wl.failed.load(Relaxed);
     let diff = workload::diff_count(&c, orders::EXPECTED, orders::ACTUAL).await?;
-    let checked = verdict("orders", committed, failed, diff as u64);
+    let checked = verdict("orders", &wl, diff as u64);
     match pg {
         Some(pg) if cfg.keep => {
             println!("\nThe server keeps running: psql '{dsn}'  (stop it with Ctrl-C)");
@@ -162,8 +126,46 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
     checked
 }
 
+fn announce_workload(tps: u64) {
+    println!(
+        "\nStarting the workload ({tps} tx/s: daily recreations, status and amount changes, deletes of expired orders)..."
+    );
+}
+
+/// Migrates with progress while `load` writes, lets the application write on a
+/// little after the swap, stops the workload and prints the summary.
+async fn migrate_under_load<B: Backend>(
+    backend: B,
+    options: RunOptions,
+    load: Workload,
+) -> anyhow::Result<(Plan, Arc<WorkloadStats>)> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("Migrating while the workload runs...\n");
+    let stats = Arc::new(Stats::default());
+    let reporter = Reporter::start(stats.clone());
+    let outcome = engine::run(
+        Arc::new(backend),
+        options,
+        stats,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await;
+    reporter.finish().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = load.stop().await;
+    let (plan, summary) = match outcome? {
+        Outcome::Migrated(plan, s) => (plan, s),
+        Outcome::Planned(_) | Outcome::AlreadyDone(_) => {
+            anyhow::bail!("the demo migration did not run")
+        }
+    };
+    println!("Migration done.\n{summary}");
+    Ok((plan, stopped))
+}
+
 /// Prints the workload's outcome and the mirror check; fails when either is off.
-fn verdict(table: &str, committed: u64, failed: u64, differ: u64) -> anyhow::Result<()> {
+fn verdict(table: &str, load: &WorkloadStats, differ: u64) -> anyhow::Result<()> {
+    let (committed, failed) = (load.committed.load(Relaxed), load.failed.load(Relaxed));
     println!("workload:          {committed} transactions committed, {failed} failed");
     println!("check:             {differ} rows differ between {table} and its mirror");
     if differ != 0 || failed != 0 {
@@ -225,49 +227,13 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
     if let Outcome::Planned(plan) = planned {
         println!("{plan}");
     }
-    println!(
-        "\nStarting the workload ({} tx/s: daily recreations, status and amount changes, deletes of expired orders)...",
-        cfg.tps
-    );
-    let load = wl::start(WorkloadConfig {
-        dsn: dsn.clone(),
-        table: "orders".into(),
-        clients: 4,
-        tps: Some(cfg.tps),
-        initial_rows: rows,
-        max_duration: Duration::from_secs(3600),
-        key_updates: false,
-        scenario: Scenario::Orders,
-    })
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    println!("Migrating while the workload runs...\n");
-    let stats = Arc::new(Stats::default());
-    let reporter = Reporter::start(stats.clone());
     let options = spec.options.clone();
-    let outcome = engine::run(
-        Arc::new(crate::mysql::MyBackend::connect(spec).await?),
-        options,
-        stats,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await;
-    reporter.finish().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stopped = load.stop().await;
-    let summary = match outcome? {
-        Outcome::Migrated(_, s) => s,
-        Outcome::Planned(_) | Outcome::AlreadyDone(_) => {
-            anyhow::bail!("the demo migration did not run")
-        }
-    };
-    println!("Migration done.\n{summary}");
-    let (committed, failed) = (
-        stopped.committed.load(Relaxed),
-        stopped.failed.load(Relaxed),
-    );
+    let backend = crate::mysql::MyBackend::connect(spec).await?;
+    announce_workload(cfg.tps);
+    let load = wl::start(workload::orders_workload(&dsn, rows, 4, cfg.tps)).await?;
+    let (_, stopped) = migrate_under_load(backend, options, load).await?;
     let differing = wl::diff(&mut c, orders_mysql::EXPECTED, orders_mysql::ACTUAL).await?;
-    let checked = verdict("orders", committed, failed, differing.len() as u64);
+    let checked = verdict("orders", &stopped, differing.len() as u64);
     match server {
         Some(db) if cfg.keep => {
             println!(

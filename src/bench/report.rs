@@ -15,7 +15,7 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use crate::bench::mysql_bench;
-use crate::bench::workload::{self, Scenario, Workload, WorkloadConfig};
+use crate::bench::workload::{self, Workload, WorkloadConfig};
 use crate::engine::migration::unix_us;
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::conn::{self, DbResult};
@@ -151,16 +151,7 @@ impl BenchScenario {
 
     fn workload(&self, dsn: &str, cfg: &BenchConfig) -> WorkloadConfig {
         match self {
-            BenchScenario::Orders => WorkloadConfig {
-                dsn: dsn.to_string(),
-                table: "orders".into(),
-                clients: cfg.clients,
-                tps: Some(cfg.tps),
-                initial_rows: cfg.rows,
-                max_duration: Duration::from_secs(3600),
-                key_updates: false,
-                scenario: Scenario::Orders,
-            },
+            BenchScenario::Orders => workload::orders_workload(dsn, cfg.rows, cfg.clients, cfg.tps),
             BenchScenario::Table { .. } => {
                 workload::items_workload(dsn, cfg.rows, cfg.clients, cfg.tps)
             }

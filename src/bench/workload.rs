@@ -454,6 +454,20 @@ pub async fn create_items_scenario_padded(c: &Client, rows: i64, pad: usize) -> 
 }
 
 /// The workload on `items`: inserts, updates (key moves included), deletes.
+/// The orders scenario's workload on `orders` and its mirror (either engine).
+pub fn orders_workload(dsn: &str, rows: i64, clients: usize, tps: u64) -> WorkloadConfig {
+    WorkloadConfig {
+        dsn: dsn.to_string(),
+        table: "orders".into(),
+        clients,
+        tps: Some(tps),
+        initial_rows: rows,
+        max_duration: Duration::from_secs(3600),
+        key_updates: false,
+        scenario: Scenario::Orders,
+    }
+}
+
 pub fn items_workload(dsn: &str, rows: i64, clients: usize, tps: u64) -> WorkloadConfig {
     WorkloadConfig {
         dsn: dsn.to_string(),
