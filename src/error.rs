@@ -15,6 +15,11 @@ pub struct BadInput(pub String);
 #[error("migration aborted on request; the original table is untouched")]
 pub struct Aborted;
 
+/// A guard stopped the run (critical load, WAL retained by the slot); cleanup has run.
+#[derive(Debug, thiserror::Error)]
+#[error("migration stopped: {0}; the original table is untouched and wraith removed what it created")]
+pub struct Stopped(pub String);
+
 /// Builds a [`BadInput`] error.
 pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))

@@ -6,9 +6,11 @@
 //! - [`pg`]: the PostgreSQL backend (catalog, preflight, pgoutput capture, apply, cutover).
 //! - [`mysql`]: the MySQL/MariaDB backend (preflight, binary log capture, apply, sentry cutover).
 //! - [`verify`]: checksums of key ranges, narrowed to the keys that differ.
+//! - [`ctl`]: the control socket of a running migration and the `wraith ctl` client.
 //! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
 
 pub mod bench;
+pub mod ctl;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -12,7 +12,7 @@ use wraith::engine::progress::Reporter;
 use wraith::engine::{self, Stats};
 use wraith::error::{bad_input, exit_code, redact_dsn};
 use wraith::pg::PgBackend;
-use wraith::plan::{MigrationSpec, RunOptions, SpecFile, Transform};
+use wraith::plan::{MigrationSpec, RunOptions, SpecFile, Transform, parse_duration};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,8 @@ enum Command {
     Bench(BenchArgs),
     /// Compare two tables with the same key row for row (or a migration's shadow with its table).
     Verify(VerifyArgs),
+    /// Control a running migration through its socket: status, throttle, cutover, abort...
+    Ctl(CtlArgs),
 }
 
 #[derive(Args)]
@@ -91,9 +93,10 @@ struct MigrateArgs {
     /// Hard cap on rows copied per second.
     #[arg(long)]
     max_rows_per_sec: Option<u64>,
-    /// Longest wait for the cutover lock per attempt; the application waits at most this long.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    cutover_lock_timeout: Duration,
+    /// Longest wait for the cutover lock per attempt; the application waits at most
+    /// this long. Default: 500ms on PostgreSQL, 2s on MySQL/MariaDB.
+    #[arg(long, value_parser = parse_duration)]
+    cutover_lock_timeout: Option<Duration>,
     /// Cutover attempts before giving up (nothing is changed then).
     #[arg(long, default_value_t = 30)]
     cutover_attempts: u32,
@@ -112,6 +115,80 @@ struct MigrateArgs {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    operate: OperateArgs,
+}
+
+/// Throttling, live control, postponed cutover, blockers and hooks.
+#[derive(Args)]
+struct OperateArgs {
+    /// Pause the copy while this file exists.
+    #[arg(long, help_heading = "Throttling")]
+    throttle_flag_file: Option<std::path::PathBuf>,
+    /// A query returning one number: above 0 pauses the copy (e.g. a check of your own).
+    #[arg(long, help_heading = "Throttling")]
+    throttle_query: Option<String>,
+    /// A replica whose lag counts against --max-lag (repeatable). PostgreSQL also
+    /// watches the standbys connected to the primary; MySQL reads wraith's heartbeat row there.
+    #[arg(long = "replica-dsn", help_heading = "Throttling")]
+    replica_dsns: Vec<String>,
+    /// Replica lag limit (e.g. 1500ms): the copy slows above half of it and pauses at it.
+    #[arg(long, value_parser = parse_duration, help_heading = "Throttling")]
+    max_lag: Option<Duration>,
+    /// Load limit: active sessions (PostgreSQL) or Threads_running (MySQL); the copy
+    /// slows above half of it and pauses at it.
+    #[arg(long, help_heading = "Throttling")]
+    max_load: Option<u64>,
+    /// Abort cleanly when the load reaches this for --critical-load-hits checks in a row.
+    #[arg(long, help_heading = "Throttling")]
+    critical_load: Option<u64>,
+    /// Consecutive checks (every 250ms) at --critical-load before aborting.
+    #[arg(long, default_value_t = 3, help_heading = "Throttling")]
+    critical_load_hits: u32,
+    /// PostgreSQL: WAL retained by wraith's slot, in bytes, above which the copy
+    /// pauses; at twice this the run aborts cleanly before the disk is at risk.
+    #[arg(long, help_heading = "Throttling")]
+    max_slot_lag: Option<u64>,
+    /// The control socket for `wraith ctl` (default: one per database and table in the temp dir).
+    #[arg(long, help_heading = "Control")]
+    control_socket: Option<std::path::PathBuf>,
+    /// Copy, verify, then keep applying changes until `wraith ctl <socket> cutover`.
+    #[arg(long, help_heading = "Control")]
+    postpone_cutover: bool,
+    /// Keep applying changes while this file exists; cut over once it is removed.
+    #[arg(long, help_heading = "Control")]
+    postpone_cutover_flag_file: Option<std::path::PathBuf>,
+    /// End sessions whose open transactions hold the table and would make the
+    /// cutover's lock queue (default: wait for a quiet moment instead).
+    #[arg(long, help_heading = "Control")]
+    kill_blockers: bool,
+    /// Command run (sh -c) when the migration starts; WRAITH_* variables describe it.
+    /// Failing stops the run.
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_start: Option<String>,
+    /// Command run when the copy is done (failing stops the run).
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_copy_done: Option<String>,
+    /// Command run when verification passed (failing stops the run).
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_verified: Option<String>,
+    /// Command run right before the cutover (failing stops the run, nothing changed).
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_before_cutover: Option<String>,
+    /// Command run after a successful swap.
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_success: Option<String>,
+    /// Command run when the run fails or is aborted (WRAITH_ERROR holds why).
+    #[arg(long, value_name = "CMD", help_heading = "Hooks")]
+    hook_failure: Option<String>,
+}
+
+#[derive(Args)]
+struct CtlArgs {
+    /// The migration's control socket (printed when it starts).
+    socket: std::path::PathBuf,
+    /// status | throttle | no-throttle | chunk-time=MS | max-lag=MS | max-load=N | cutover | abort
+    command: String,
 }
 
 #[derive(Args)]
@@ -228,24 +305,6 @@ enum Baseline {
     None,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|i| s.split_at(i))
-        .unwrap_or((s, "ms"));
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" => v,
-        "m" | "min" => v * 60.0,
-        _ => return Err(format!("unknown unit in {s:?}: use ms, s or m")),
-    };
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.verbose);
@@ -261,6 +320,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Cleanup(args) => cleanup(args).await,
             Command::Verify(args) => verify(args).await,
+            Command::Ctl(args) => ctl(args).await,
             Command::Demo(args) if matches!(args.engine, DemoEngine::Mariadb) => {
                 if args.dirty {
                     return Err(bad_input(
@@ -378,6 +438,26 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
             redact_dsn(&args.dsn)
         )));
     }
+    let mysql = wraith::mysql::conn::is_mysql_dsn(&args.dsn);
+    let o = &args.operate;
+    if mysql && o.max_slot_lag.is_some() {
+        return Err(bad_input(
+            "--max-slot-lag watches a PostgreSQL replication slot; MySQL/MariaDB has none (use --max-lag with --replica-dsn)",
+        ));
+    }
+    let mut hooks = wraith::engine::hooks::Hooks::default();
+    for (event, cmd) in wraith::engine::hooks::HookEvent::ALL.into_iter().zip([
+        &o.hook_start,
+        &o.hook_copy_done,
+        &o.hook_verified,
+        &o.hook_before_cutover,
+        &o.hook_success,
+        &o.hook_failure,
+    ]) {
+        if let Some(cmd) = cmd {
+            hooks.set(event, cmd.clone());
+        }
+    }
     let options = RunOptions {
         execute: args.execute,
         chunk_time: args
@@ -388,12 +468,32 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
                 RunOptions::default().chunk_time
             }),
         max_rows_per_sec: args.max_rows_per_sec,
-        cutover_lock_timeout: args.cutover_lock_timeout,
+        cutover_lock_timeout: args.cutover_lock_timeout.unwrap_or(if mysql {
+            Duration::from_secs(2)
+        } else {
+            RunOptions::default().cutover_lock_timeout
+        }),
         cutover_attempts: args.cutover_attempts,
         cutover_drain_timeout: args.cutover_drain_timeout,
         drop_old: args.drop_old,
         verify: args.verify,
         verify_workers: args.verify_workers.max(1),
+        throttle: wraith::plan::ThrottleOptions {
+            flag_file: o.throttle_flag_file.clone(),
+            query: o.throttle_query.clone(),
+            replica_dsns: o.replica_dsns.clone(),
+            max_lag: o.max_lag,
+            max_load: o.max_load,
+            critical_load: o.critical_load,
+            critical_load_hits: o.critical_load_hits,
+            max_slot_lag: o.max_slot_lag,
+            ..Default::default()
+        },
+        control_socket: o.control_socket.clone(),
+        postpone_cutover: o.postpone_cutover,
+        postpone_flag_file: o.postpone_cutover_flag_file.clone(),
+        kill_blockers: o.kill_blockers,
+        hooks,
         ..RunOptions::default()
     };
     if let Some(path) = &args.spec {
@@ -420,7 +520,26 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let spec = spec_from(&args)?;
+    let mut spec = spec_from(&args)?;
+    let database = dsn_database(&spec.dsn);
+    let socket = spec
+        .options
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| wraith::ctl::default_socket(&database, &spec.table));
+    spec.options.control_socket = Some(socket.clone());
+    let hooks = &mut spec.options.hooks;
+    hooks.fact("DATABASE", database);
+    hooks.fact("TABLE", spec.table.clone());
+    hooks.fact(
+        "ENGINE",
+        if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+            "mysql"
+        } else {
+            "postgres"
+        },
+    );
+    hooks.fact("CONTROL_SOCKET", socket.display().to_string());
     if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
         let opts = spec.options.clone();
         let backend = Arc::new(wraith::mysql::MyBackend::connect(spec).await?);
@@ -557,6 +676,30 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             report.keys().len()
         ))
     }
+}
+
+/// `wraith ctl`: one command to a running migration; its reply on stdout.
+async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
+    let reply = wraith::ctl::send(&args.socket, &args.command).await?;
+    println!("{reply}");
+    match reply.strip_prefix("error: ") {
+        Some(e) => Err(bad_input(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// The database a DSN names (URL path or `dbname=`), for the default socket name.
+fn dsn_database(dsn: &str) -> String {
+    if let Some((_, rest)) = dsn.split_once("://") {
+        return rest
+            .split_once('/')
+            .map(|(_, db)| db.split('?').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+    }
+    dsn.split_whitespace()
+        .find_map(|kv| kv.strip_prefix("dbname="))
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn split_table(name: &str) -> (String, String) {

@@ -93,7 +93,7 @@ async fn gives_up_cleanly_when_the_lock_never_comes() {
         .await
         .expect_err("cutover cannot happen");
     assert!(
-        format!("{err:#}").contains("not granted in 3 attempts"),
+        format!("{err:#}").contains("kept holding the table through 3 attempts"),
         "{err:#}"
     );
     blocker.batch_execute("COMMIT").await.unwrap();

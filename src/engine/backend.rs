@@ -63,9 +63,50 @@ pub enum ApplyOn {
     Cutover,
 }
 
+/// A session that would make the cutover's lock request queue (and the
+/// application's writes queue behind it).
+#[derive(Debug, Clone)]
+pub struct Blocker {
+    /// Backend pid (PostgreSQL) or connection id (MySQL).
+    pub session: u64,
+    /// How long its transaction (or its idleness) has lasted.
+    pub age: Duration,
+    /// What it is doing (`idle in transaction`, `Sleep`, ...) and its last statement.
+    pub state: String,
+    pub query: String,
+}
+
+/// Server readings for throttling and the cutover's blocker check, on a session of
+/// their own so they never run inside the copy's or the cutover's transactions.
+pub trait Signals: Send + Sync + 'static {
+    /// The server shows who holds the table, so `blockers` can find them.
+    fn sees_blockers(&self) -> bool;
+    /// Active sessions (PostgreSQL: active client backends; MySQL: `Threads_running`).
+    fn load(&self) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// The worst replica lag (`None`: no replica to measure).
+    fn replica_lag(&self) -> impl Future<Output = anyhow::Result<Option<Duration>>> + Send;
+    /// Runs the user's throttle query; its single value.
+    fn query_number(&self, sql: &str) -> impl Future<Output = anyhow::Result<f64>> + Send;
+    /// WAL the run's replication slot retains, in bytes (`None`: not PostgreSQL).
+    fn retained_wal(&self) -> impl Future<Output = anyhow::Result<Option<u64>>> + Send;
+    /// Sessions holding locks on the source table in a transaction at least `min_age` old.
+    fn blockers(
+        &self,
+        min_age: Duration,
+    ) -> impl Future<Output = anyhow::Result<Vec<Blocker>>> + Send;
+    /// Ends `blocker`'s session (`--kill-blockers`).
+    fn kill(&self, blocker: &Blocker) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
 /// A database engine, as the phase machine sees it; it also compares source and
 /// shadow for the verify phase ([`Checksums`]).
 pub trait Backend: Checksums {
+    type Signals: Signals;
+    /// Opens the signals session (and one per replica DSN, for the lag).
+    fn signals(
+        &self,
+        replica_dsns: Vec<String>,
+    ) -> impl Future<Output = anyhow::Result<Self::Signals>> + Send;
     /// Read-only checks and the plan; the shadow shape is validated without leaving anything behind.
     fn preflight(&self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
     /// Change source first, then the shadow table.

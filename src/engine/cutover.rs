@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::engine::migration::{Run, unix_us};
 use crate::engine::pacing::cutover_backoff;
-use crate::engine::{ApplyOn, Backend, Phase};
+use crate::engine::{ApplyOn, Backend, Blocker, Phase, Signals};
 
 /// A poll with fewer row events than this leaves little for the drain under the lock.
 const SETTLED_EVENTS: u64 = 100;
@@ -64,12 +64,55 @@ impl<B: Backend> Run<B> {
         Ok(())
     }
 
+    /// Looks for sessions that would make the lock request queue (and the
+    /// application's writes behind it). With `--kill-blockers` ends them; otherwise
+    /// waits a backoff for a quiet moment. `Some(list)`: this attempt was spent waiting.
+    async fn blockers_in_the_way(&mut self, attempt: u32) -> anyhow::Result<Option<String>> {
+        let found = match self.signals.blockers(self.opts.cutover_lock_timeout).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("cutover: cannot look for blocking sessions ({e:#}); trying anyway");
+                return Ok(None);
+            }
+        };
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let list = found.iter().map(describe).collect::<Vec<_>>().join("; ");
+        if self.opts.kill_blockers {
+            for b in &found {
+                self.signals
+                    .kill(b)
+                    .await
+                    .with_context(|| format!("cutover: ending blocking session {}", b.session))?;
+                tracing::warn!("cutover: ended blocking session {} (--kill-blockers)", describe(b));
+            }
+            self.stats
+                .cutover_blockers_killed
+                .fetch_add(found.len() as u64, Relaxed);
+            return Ok(None);
+        }
+        self.stats.cutover_retries.fetch_add(1, Relaxed);
+        let wait = cutover_backoff(attempt);
+        tracing::warn!(
+            attempt,
+            "cutover: not queueing the lock behind {list}; waiting {wait:?} for a quiet moment              (--kill-blockers ends such sessions)"
+        );
+        self.apply_for(wait).await?;
+        Ok(Some(list))
+    }
+
     pub(crate) async fn cutover(&mut self) -> anyhow::Result<()> {
         self.stats.set_phase(Phase::Cutover);
         let attempts = self.opts.cutover_attempts.max(1);
+        let mut blocked_by = None;
         for attempt in 1..=attempts {
             self.catch_up().await?;
             self.settle().await?;
+            blocked_by = self.blockers_in_the_way(attempt).await?;
+            if blocked_by.is_some() {
+                continue;
+            }
             let t0 = Instant::now();
             let granted = self
                 .backend
@@ -77,6 +120,7 @@ impl<B: Backend> Run<B> {
                 .await
                 .context("cutover: taking the write lock")?;
             if !granted {
+                self.record_stall(t0);
                 self.stats.cutover_retries.fetch_add(1, Relaxed);
                 let wait = cutover_backoff(attempt);
                 tracing::warn!(
@@ -93,6 +137,7 @@ impl<B: Backend> Run<B> {
             match self.drain_and_swap(attempt, held).await {
                 Ok(()) => {
                     let hold = held.elapsed();
+                    self.record_stall(t0);
                     self.backend.after_swap().await;
                     self.stats
                         .cutover_lock_wait_ms
@@ -113,6 +158,7 @@ impl<B: Backend> Run<B> {
                         .release_cutover()
                         .await
                         .context("cutover: rolling back the attempt")?;
+                    self.record_stall(t0);
                     if e.is::<DrainTimeout>() {
                         self.stats.cutover_retries.fetch_add(1, Relaxed);
                         tracing::warn!(attempt, "{e}; rolled back, retrying");
@@ -122,10 +168,24 @@ impl<B: Backend> Run<B> {
                 }
             }
         }
+        if let Some(list) = blocked_by {
+            return Err(anyhow::anyhow!(
+                "cutover: sessions kept holding the table through {attempts} attempts ({list}); \
+                 nothing was changed. End them, or rerun with --kill-blockers"
+            ));
+        }
         Err(anyhow::anyhow!(
             "cutover: the write lock was not granted in {attempts} attempts; nothing was changed. \
              Retry when the table is quieter, or raise --cutover-attempts / --cutover-lock-timeout"
         ))
+    }
+
+    /// An attempt that asked for the lock at `asked` is over: the application's
+    /// writes could have waited that long.
+    fn record_stall(&self, asked: Instant) {
+        self.stats
+            .cutover_max_stall_ms
+            .fetch_max(asked.elapsed().as_millis() as u64, Relaxed);
     }
 
     async fn drain_and_swap(&mut self, attempt: u32, held: Instant) -> anyhow::Result<()> {
@@ -146,4 +206,15 @@ impl<B: Backend> Run<B> {
         self.update_waiting();
         Ok(())
     }
+}
+
+/// A blocker for the log: session, state, age and statement.
+fn describe(b: &Blocker) -> String {
+    format!(
+        "session {} ({}, {:.1} s, last statement: {})",
+        b.session,
+        b.state,
+        b.age.as_secs_f64(),
+        b.query.chars().take(80).collect::<String>()
+    )
 }

@@ -10,10 +10,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::engine::control::Control;
 use crate::engine::dirty::{ChunkTracker, DirtyKeys, Gate, Held};
+use crate::engine::hooks::HookEvent;
 use crate::engine::pacing::{ChunkSizer, rate_wait};
-use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Stats, Summary};
-use crate::error::Aborted;
+use crate::engine::throttle::{self, pace_wait, wait_while_paused};
+use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
+use crate::error::{Aborted, Stopped, bad_input};
 use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
@@ -50,11 +53,51 @@ pub async fn run<B: Backend>(
     }
     tracing::debug!("plan:\n{plan}");
 
+    let control = Arc::new(Control::new(&opts, abort.clone()));
+    let _listener = match &opts.control_socket {
+        Some(path) => {
+            let l = crate::ctl::listen(path, control.clone(), stats.clone()).await?;
+            tracing::info!(
+                "control socket: {} (try `wraith ctl {} status`)",
+                path.display(),
+                path.display()
+            );
+            Some(l)
+        }
+        None => None,
+    };
+    let signals = Arc::new(
+        backend
+            .signals(opts.throttle.replica_dsns.clone())
+            .await
+            .context("opening the throttle signals session")?,
+    );
+    if opts.kill_blockers && !signals.sees_blockers() {
+        return Err(bad_input(
+            "--kill-blockers needs to see who holds the table: on MariaDB load the plugin \
+             (INSTALL SONAME 'metadata_lock_info'), on MySQL enable performance_schema",
+        ));
+    }
+    if let Some(q) = &opts.throttle.query {
+        signals.query_number(q).await.map_err(|e| {
+            bad_input(format!(
+                "--throttle-query must return one number (0: go, above 0: pause); it failed: {e:#}"
+            ))
+        })?;
+    }
+    let hooks = opts.hooks.clone();
+    hooks
+        .run(HookEvent::Start, &stats, None)
+        .await
+        .map_err(|e| bad_input(format!("{e:#}; nothing was created")))?;
+
     let mut run = Run {
         backend: backend.clone(),
         opts,
         stats: stats.clone(),
         abort,
+        control,
+        signals,
         dirty: DirtyKeys::default(),
         held: Held::default(),
         tracker: Arc::new(ChunkTracker::default()),
@@ -67,6 +110,14 @@ pub async fn run<B: Backend>(
     let keep_shadow = stats.swapped.load(Relaxed) || run.keep_shadow;
     let cleaned = backend.cleanup(keep_shadow).await;
     stats.set_phase(Phase::Done);
+    match &result {
+        Ok(()) => hooks.report(HookEvent::Success, &stats, None).await,
+        Err(e) => {
+            hooks
+                .report(HookEvent::Failure, &stats, Some(&format!("{e:#}")))
+                .await
+        }
+    }
     match (result, cleaned) {
         (Ok(()), Ok(())) => Ok(Outcome::Migrated(plan, stats.summary())),
         (Ok(()), Err(e)) => Err(e.context(
@@ -86,6 +137,10 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) opts: RunOptions,
     pub(crate) stats: Arc<Stats>,
     pub(crate) abort: Arc<AtomicBool>,
+    /// Live knobs (`wraith ctl`) and the throttle's pace.
+    pub(crate) control: Arc<Control>,
+    /// Server readings: throttle signals and cutover blockers.
+    pub(crate) signals: Arc<B::Signals>,
     pub(crate) dirty: DirtyKeys,
     pub(crate) held: Held,
     pub(crate) tracker: Arc<ChunkTracker>,
@@ -94,10 +149,10 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) keep_shadow: bool,
 }
 
-/// Aborts the copy task when the run leaves early.
-struct AbortOnDrop(tokio::task::JoinHandle<anyhow::Result<()>>);
+/// Aborts a background task (copy, heartbeats, throttle monitor) when the run leaves.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -109,6 +164,12 @@ impl<B: Backend> Run<B> {
         self.backend.prepare().await.context("prepare")?;
         self.check_abort()?;
         let _heartbeats = AbortOnDrop(tokio::spawn(heartbeats(self.backend.clone())));
+        let _throttle = AbortOnDrop(tokio::spawn(throttle::monitor(
+            self.signals.clone(),
+            self.opts.throttle.clone(),
+            self.control.clone(),
+            self.stats.clone(),
+        )));
 
         self.stats.set_phase(Phase::Copy);
         let mut copy = AbortOnDrop(tokio::spawn(copy_all(
@@ -117,7 +178,7 @@ impl<B: Backend> Run<B> {
             self.gate.clone(),
             self.stats.clone(),
             self.opts.clone(),
-            self.abort.clone(),
+            self.control.clone(),
         )));
         loop {
             self.check_abort()?;
@@ -144,6 +205,7 @@ impl<B: Backend> Run<B> {
 
         self.stats.set_phase(Phase::CatchUp);
         self.catch_up().await?;
+        self.hook(HookEvent::CopyDone).await?;
         let backend = self.backend.clone();
         self.applying_during(backend.before_cutover())
             .await?
@@ -153,12 +215,61 @@ impl<B: Backend> Run<B> {
         self.opts.fault_points.hit("before-verify").await;
         self.verify().await?;
         self.check_abort()?;
+        self.hook(HookEvent::Verified).await?;
+        if self.postponed() {
+            self.hold_cutover().await?;
+        }
+        self.hook(HookEvent::BeforeCutover).await?;
         self.cutover().await
+    }
+
+    /// Runs a hook before the swap: its failure stops the run (nothing changed).
+    async fn hook(&mut self, event: HookEvent) -> anyhow::Result<()> {
+        let (hooks, stats) = (self.opts.hooks.clone(), self.stats.clone());
+        self.applying_during(hooks.run(event, &stats, None))
+            .await?
+            .context("a hook stopped the run before the swap")
+    }
+
+    /// The cutover is postponed by `--postpone-cutover` (until `ctl cutover`) or by
+    /// the flag file (until it is removed).
+    fn postponed(&self) -> bool {
+        self.control.postponed()
+            || self
+                .opts
+                .postpone_flag_file
+                .as_ref()
+                .is_some_and(|f| f.exists())
+    }
+
+    /// Keeps applying changes until the cutover is released, then verifies again
+    /// (checksum mode), since the table has moved on meanwhile.
+    async fn hold_cutover(&mut self) -> anyhow::Result<()> {
+        self.stats.set_phase(Phase::Postponed);
+        let how = match (&self.opts.control_socket, &self.opts.postpone_flag_file) {
+            (_, Some(f)) if f.exists() => format!("remove {}", f.display()),
+            (Some(s), _) => format!("run `wraith ctl {} cutover`", s.display()),
+            _ => "send `cutover` on the control socket".to_string(),
+        };
+        tracing::info!("cutover postponed, changes keep being applied: {how} to proceed");
+        while self.postponed() {
+            self.check_abort()?;
+            self.apply_for(Duration::from_millis(200)).await?;
+        }
+        tracing::info!("cutover released");
+        self.catch_up().await?;
+        if self.opts.verify == crate::verify::Mode::Checksum {
+            self.verify().await?;
+        }
+        self.check_abort()
     }
 
     pub(crate) fn check_abort(&self) -> anyhow::Result<()> {
         if self.abort.load(Relaxed) {
-            return Err(Aborted.into());
+            return Err(match self.control.abort_reason() {
+                Some(reason) => Stopped(reason).into(),
+                None => Aborted.into(),
+            });
         }
         Ok(())
     }
@@ -307,7 +418,7 @@ async fn copy_all<B: Backend>(
     gate: Arc<Gate>,
     stats: Arc<Stats>,
     opts: RunOptions,
-    abort: Arc<AtomicBool>,
+    control: Arc<Control>,
 ) -> anyhow::Result<()> {
     stats.copy_started();
     let Some(end) = backend.copy_end().await.context("finding the last key")? else {
@@ -318,16 +429,23 @@ async fn copy_all<B: Backend>(
     let mut after = None;
     let started = Instant::now();
     loop {
-        if abort.load(Relaxed) {
-            return Err(Aborted.into());
+        let paused = wait_while_paused(&control).await;
+        stats
+            .throttled_ms
+            .fetch_add(paused.as_millis() as u64, Relaxed);
+        if control.aborted() {
+            // The run reports why (user or guard) at its next check.
+            return Ok(());
         }
+        sizer.set_target(control.chunk_time());
         let copied = stats.rows_copied.load(Relaxed);
         tokio::time::sleep(rate_wait(copied, started.elapsed(), opts.max_rows_per_sec)).await;
         let mut rows = sizer.rows();
         if let Some(rate) = opts.max_rows_per_sec {
             // A chunk never takes more than one target chunk time's worth of the rate.
-            rows = rows.min(((rate as f64 * opts.chunk_time.as_secs_f64()) as u64).max(1));
+            rows = rows.min(((rate as f64 * control.chunk_time().as_secs_f64()) as u64).max(1));
         }
+        stats.chunk_rows.store(rows, Relaxed);
         let t0 = Instant::now();
         let range = backend
             .next_chunk(after.clone(), end.clone(), rows)
@@ -345,13 +463,16 @@ async fn copy_all<B: Backend>(
             None => "copying the first chunk".to_string(),
         })?;
         tracing::debug!(after = ?range.after, upto = ?range.upto, rows = copied, "chunk copied");
-        sizer.observe(copied, t0.elapsed());
+        let took = t0.elapsed();
+        sizer.observe(copied, took);
         stats.rows_copied.fetch_add(copied, Relaxed);
         stats.chunks.fetch_add(1, Relaxed);
         if done {
             break;
         }
         after = Some(range.upto);
+        // Near a limit the copy slows in proportion instead of stopping.
+        tokio::time::sleep(pace_wait(took, control.pace())).await;
     }
     stats.copy_finished();
     Ok(())

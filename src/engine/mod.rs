@@ -14,15 +14,21 @@
 //! - [`dirty`]: dirty keys, copy chunks in flight and keys held back until they commit.
 //! - [`pacing`]: adaptive chunk size and the rows/s cap.
 //! - [`progress`]: live counters, the progress bar and the final summary.
+//! - [`throttle`]: reads the server's signals and sets the copy's pace; guards.
+//! - [`control`]: the knobs `wraith ctl` turns, and the status it reads.
+//! - [`hooks`]: commands run at the migration's events.
 
 pub mod backend;
+pub mod control;
 pub mod cutover;
 pub mod dirty;
+pub mod hooks;
 pub mod migration;
 pub mod pacing;
 pub mod progress;
+pub mod throttle;
 pub mod verify;
 
-pub use backend::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
+pub use backend::{Applied, ApplyOn, Backend, Blocker, ChangeBatch, Key, KeyRange, Signals};
 pub use migration::run;
 pub use progress::{Phase, Stats, Summary};

@@ -23,6 +23,11 @@ impl ChunkSizer {
         }
     }
 
+    /// A new target (`wraith ctl chunk-time=...`); the size follows from the next chunk.
+    pub fn set_target(&mut self, target: Duration) {
+        self.target = target;
+    }
+
     pub fn rows(&self) -> u64 {
         self.rows
     }

@@ -22,6 +22,8 @@ pub enum Phase {
     Copy,
     CatchUp,
     Verify,
+    /// Copied and verified; changes keep being applied until the cutover is released.
+    Postponed,
     Cutover,
     Cleanup,
     Done,
@@ -35,8 +37,9 @@ impl Phase {
             2 => Phase::Copy,
             3 => Phase::CatchUp,
             4 => Phase::Verify,
-            5 => Phase::Cutover,
-            6 => Phase::Cleanup,
+            5 => Phase::Postponed,
+            6 => Phase::Cutover,
+            7 => Phase::Cleanup,
             _ => Phase::Done,
         }
     }
@@ -50,6 +53,7 @@ impl fmt::Display for Phase {
             Phase::Copy => "copy",
             Phase::CatchUp => "catch-up",
             Phase::Verify => "verify",
+            Phase::Postponed => "postponed",
             Phase::Cutover => "cutover",
             Phase::Cleanup => "cleanup",
             Phase::Done => "done",
@@ -73,6 +77,11 @@ pub struct Stats {
     pub cutover_lock_wait_ms: AtomicU64,
     pub cutover_hold_ms: AtomicU64,
     pub cutover_retries: AtomicU64,
+    /// Longest time any cutover attempt (granted or not) could have held up a write:
+    /// from asking for the lock to releasing it.
+    pub cutover_max_stall_ms: AtomicU64,
+    /// Sessions ended by `--kill-blockers`.
+    pub cutover_blockers_killed: AtomicU64,
     pub swapped: AtomicBool,
     /// Verification: ranges to check in the current pass, ranges checked.
     pub verify_ranges: AtomicU64,
@@ -86,6 +95,15 @@ pub struct Stats {
     lag: Mutex<Histogram<u64>>,
     /// When each phase began (unix milliseconds), so load tests can cut their windows.
     phase_started: Mutex<Vec<(Phase, u64)>>,
+    /// Throttle signals as last read: replica lag and load (active sessions).
+    pub replica_lag_ms: AtomicU64,
+    pub load: AtomicU64,
+    /// Why the copy is slowed or paused, if it is.
+    throttle: Mutex<Option<String>>,
+    /// Time the copy spent paused by throttling.
+    pub throttled_ms: AtomicU64,
+    /// Rows in the copy's current chunk (it follows the chunk time).
+    pub chunk_rows: AtomicU64,
 }
 
 impl Default for Stats {
@@ -104,6 +122,8 @@ impl Default for Stats {
             cutover_lock_wait_ms: AtomicU64::new(0),
             cutover_hold_ms: AtomicU64::new(0),
             cutover_retries: AtomicU64::new(0),
+            cutover_max_stall_ms: AtomicU64::new(0),
+            cutover_blockers_killed: AtomicU64::new(0),
             swapped: AtomicBool::new(false),
             verify_ranges: AtomicU64::new(0),
             verify_done: AtomicU64::new(0),
@@ -116,6 +136,11 @@ impl Default for Stats {
                     .expect("static histogram bounds are valid"),
             ),
             phase_started: Mutex::new(Vec::new()),
+            replica_lag_ms: AtomicU64::new(0),
+            load: AtomicU64::new(0),
+            throttle: Mutex::new(None),
+            throttled_ms: AtomicU64::new(0),
+            chunk_rows: AtomicU64::new(0),
         }
     }
 }
@@ -136,6 +161,22 @@ impl Stats {
             .unwrap_or_else(|e| e.into_inner())
             .push((p, now));
         tracing::info!(phase = %p, "phase");
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn set_throttle_reason(&self, reason: Option<String>) {
+        *self.throttle.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+    }
+
+    pub fn throttle_reason(&self) -> Option<String> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn copy_started(&self) {
@@ -213,6 +254,9 @@ impl Stats {
             cutover_lock_wait_ms: self.cutover_lock_wait_ms.load(Relaxed),
             cutover_hold_ms: self.cutover_hold_ms.load(Relaxed),
             cutover_retries: self.cutover_retries.load(Relaxed),
+            cutover_max_stall_ms: self.cutover_max_stall_ms.load(Relaxed),
+            throttled_ms: self.throttled_ms.load(Relaxed),
+            cutover_blockers_killed: self.cutover_blockers_killed.load(Relaxed),
             swapped: self.swapped.load(Relaxed),
             verify_time: Duration::from_millis(self.verify_ms.load(Relaxed)),
             verify_rows: self.verify_rows.load(Relaxed),
@@ -235,6 +279,10 @@ pub struct Summary {
     pub cutover_lock_wait_ms: u64,
     pub cutover_hold_ms: u64,
     pub cutover_retries: u64,
+    pub cutover_max_stall_ms: u64,
+    /// Time the copy spent paused by throttling.
+    pub throttled_ms: u64,
+    pub cutover_blockers_killed: u64,
     pub swapped: bool,
     pub verify_time: Duration,
     pub verify_rows: u64,
@@ -269,6 +317,9 @@ impl Summary {
             "cutover_lock_wait_ms": self.cutover_lock_wait_ms,
             "cutover_hold_ms": self.cutover_hold_ms,
             "cutover_retries": self.cutover_retries,
+            "cutover_max_stall_ms": self.cutover_max_stall_ms,
+            "throttled_ms": self.throttled_ms,
+            "cutover_blockers_killed": self.cutover_blockers_killed,
             "swapped": self.swapped,
             "verify_ms": self.verify_time.as_millis() as u64,
             "verify_rows": self.verify_rows,
@@ -311,9 +362,21 @@ impl fmt::Display for Summary {
         }
         writeln!(
             f,
-            "cutover:           lock wait {} ms, writes blocked {} ms, {} retries",
-            self.cutover_lock_wait_ms, self.cutover_hold_ms, self.cutover_retries
-        )
+            "cutover:           lock wait {} ms, writes blocked {} ms, {} retries; \
+             longest write stall {} ms",
+            self.cutover_lock_wait_ms,
+            self.cutover_hold_ms,
+            self.cutover_retries,
+            self.cutover_max_stall_ms
+        )?;
+        if self.throttled_ms > 0 {
+            writeln!(
+                f,
+                "throttled:         copy paused {:.1} s in all",
+                self.throttled_ms as f64 / 1000.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -344,15 +407,20 @@ impl Reporter {
             while !flag.load(Relaxed) {
                 let copied = stats.rows_copied.load(Relaxed);
                 let secs = stats.copy_time().as_secs_f64();
+                let throttle = stats.throttle_reason();
                 let msg = format!(
-                    "{:.0} rows/s  dirty keys {}  apply lag {} ms",
+                    "{:.0} rows/s  dirty keys {}  apply lag {} ms{}",
                     if secs > 0.0 {
                         copied as f64 / secs
                     } else {
                         0.0
                     },
                     stats.dirty_waiting.load(Relaxed),
-                    stats.apply_lag_ms.load(Relaxed)
+                    stats.apply_lag_ms.load(Relaxed),
+                    throttle
+                        .as_deref()
+                        .map(|r| format!("  throttled: {r}"))
+                        .unwrap_or_default()
                 );
                 let total = stats.rows_estimate.load(Relaxed).max(copied);
                 match &bar {
@@ -372,6 +440,7 @@ impl Reporter {
                             keys_applied = stats.keys_applied.load(Relaxed),
                             dirty_keys = stats.dirty_waiting.load(Relaxed),
                             apply_lag_ms = stats.apply_lag_ms.load(Relaxed),
+                            throttle = throttle.as_deref().unwrap_or("no"),
                             "progress"
                         );
                     }

@@ -17,6 +17,7 @@ pub mod names;
 pub mod preflight;
 pub mod rows;
 pub mod shadow;
+pub mod signals;
 pub mod verify;
 
 use std::sync::OnceLock;
@@ -295,6 +296,12 @@ fn check_key_types(table: &Table, name: &str) -> anyhow::Result<()> {
 }
 
 impl Backend for MyBackend {
+    type Signals = signals::MySignals;
+
+    async fn signals(&self, replica_dsns: Vec<String>) -> anyhow::Result<signals::MySignals> {
+        signals::MySignals::open(&self.spec.dsn, &replica_dsns, self.names.clone()).await
+    }
+
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         let lock = self.names.run_lock();

@@ -22,6 +22,7 @@ pub mod preflight;
 pub mod rows;
 pub mod runs;
 pub mod shadow;
+pub mod signals;
 pub mod sql;
 pub mod verify;
 
@@ -138,6 +139,12 @@ impl PgBackend {
 }
 
 impl Backend for PgBackend {
+    type Signals = signals::PgSignals;
+
+    async fn signals(&self, replica_dsns: Vec<String>) -> anyhow::Result<signals::PgSignals> {
+        signals::PgSignals::open(&self.spec.dsn, &replica_dsns, self.names.clone()).await
+    }
+
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let ctrl = self.ctrl()?;
         // Held by the control session until the run ends.

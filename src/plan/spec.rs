@@ -219,8 +219,59 @@ pub struct RunOptions {
     pub verify: Mode,
     /// Parallel verification sessions.
     pub verify_workers: usize,
+    /// Throttling: its signals and limits.
+    pub throttle: ThrottleOptions,
+    /// Unix socket for `wraith ctl` (none: no live control).
+    pub control_socket: Option<std::path::PathBuf>,
+    /// Hold the cutover until `wraith ctl <socket> cutover`.
+    pub postpone_cutover: bool,
+    /// Hold the cutover while this file exists.
+    pub postpone_flag_file: Option<std::path::PathBuf>,
+    /// Terminate the sessions that would make the cutover lock queue.
+    pub kill_blockers: bool,
+    /// Commands run at the migration's events.
+    pub hooks: crate::engine::hooks::Hooks,
     /// Named fault points (tests).
     pub fault_points: FaultPoints,
+}
+
+/// What slows or pauses the copy, and what aborts the run (DESIGN: throttling).
+#[derive(Debug, Clone)]
+pub struct ThrottleOptions {
+    /// Pause while this file exists.
+    pub flag_file: Option<std::path::PathBuf>,
+    /// A query returning one number: above 0 pauses the copy.
+    pub query: Option<String>,
+    /// Replicas whose lag counts against `max_lag`.
+    pub replica_dsns: Vec<String>,
+    /// Replica lag limit.
+    pub max_lag: Option<Duration>,
+    /// Load limit: active sessions (PostgreSQL) or Threads_running (MySQL).
+    pub max_load: Option<u64>,
+    /// Load that aborts the run when seen `critical_load_hits` checks in a row.
+    pub critical_load: Option<u64>,
+    pub critical_load_hits: u32,
+    /// PostgreSQL: WAL retained by wraith's slot, in bytes, above which the copy
+    /// pauses; at twice this the run aborts.
+    pub max_slot_lag: Option<u64>,
+    /// How often the signals are read.
+    pub interval: Duration,
+}
+
+impl Default for ThrottleOptions {
+    fn default() -> Self {
+        ThrottleOptions {
+            flag_file: None,
+            query: None,
+            replica_dsns: Vec::new(),
+            max_lag: None,
+            max_load: None,
+            critical_load: None,
+            critical_load_hits: 3,
+            max_slot_lag: None,
+            interval: Duration::from_millis(250),
+        }
+    }
 }
 
 /// A callback run at named points of a migration (`"before-verify"`, ...), so tests can
@@ -264,9 +315,34 @@ impl Default for RunOptions {
             drop_old: false,
             verify: Mode::Checksum,
             verify_workers: 2,
+            throttle: ThrottleOptions::default(),
+            control_socket: None,
+            postpone_cutover: false,
+            postpone_flag_file: None,
+            kill_blockers: false,
+            hooks: Default::default(),
             fault_points: FaultPoints::default(),
         }
     }
+}
+
+/// A duration like `500ms`, `2s`, `1m` (a bare number is milliseconds).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "ms"));
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" | "min" => v * 60.0,
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s or m")),
+    };
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[cfg(test)]
@@ -357,3 +433,4 @@ mod tests {
         assert!(bad.is_err());
     }
 }
+

@@ -92,6 +92,8 @@ impl MariaDbSandbox {
                 "--sync-binlog=0",
                 "--innodb-buffer-pool-size=256M",
                 "--max-connections=500",
+                // Shows who holds a table's metadata lock: the cutover's blocker check.
+                "--plugin-load-add=metadata_lock_info",
             ]);
         if log_bin {
             cmd.arg(format!("--log-bin={}", dir.path().join("binlog").display()));
