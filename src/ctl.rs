@@ -16,7 +16,8 @@ use crate::error::bad_input;
 use crate::plan::parse_duration;
 
 /// What `wraith ctl` accepts.
-pub const COMMANDS: &str = "status, throttle, no-throttle, chunk-time=MS, max-lag=MS, max-load=N, cutover, abort";
+pub const COMMANDS: &str =
+    "status, throttle, no-throttle, chunk-time=MS, max-lag=MS, max-load=N, cutover, abort";
 
 /// The default socket of a migration: one per database and table.
 pub fn default_socket(database: &str, table: &str) -> PathBuf {
@@ -43,7 +44,11 @@ impl Drop for Listener {
 
 /// Listens on `path`. A socket file nobody answers on (a crashed run's) is
 /// replaced; one that answers belongs to a live migration and is refused.
-pub async fn listen(path: &Path, control: Arc<Control>, stats: Arc<Stats>) -> anyhow::Result<Listener> {
+pub async fn listen(
+    path: &Path,
+    control: Arc<Control>,
+    stats: Arc<Stats>,
+) -> anyhow::Result<Listener> {
     if path.exists() {
         if UnixStream::connect(path).await.is_ok() {
             return Err(bad_input(format!(
@@ -96,8 +101,8 @@ pub fn execute(command: &str, control: &Control, stats: &Stats) -> String {
         Some((v, x)) => (v.trim(), Some(x.trim())),
         None => (command, None),
     };
-    let reply = match (verb, value) {
-        ("status", None) => return control.status(stats).to_string(),
+    match (verb, value) {
+        ("status", None) => control.status(stats).to_string(),
         ("throttle", None) => {
             control.set_user_throttle(true);
             tracing::info!("ctl: throttle on");
@@ -148,8 +153,7 @@ pub fn execute(command: &str, control: &Control, stats: &Stats) -> String {
                 .to_string()
         }
         _ => format!("error: unknown command {command:?}; commands: {COMMANDS}"),
-    };
-    reply
+    }
 }
 
 /// `wraith ctl`: sends `command` to the run listening on `path`; its reply.

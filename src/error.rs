@@ -17,7 +17,9 @@ pub struct Aborted;
 
 /// A guard stopped the run (critical load, WAL retained by the slot); cleanup has run.
 #[derive(Debug, thiserror::Error)]
-#[error("migration stopped: {0}; the original table is untouched and wraith removed what it created")]
+#[error(
+    "migration stopped: {0}; the original table is untouched and wraith removed what it created"
+)]
 pub struct Stopped(pub String);
 
 /// Builds a [`BadInput`] error.

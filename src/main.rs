@@ -42,7 +42,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Rewrite a table into a new shape while the application keeps writing (dry run unless --execute).
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// Remove wraith's leftovers for a table (slot, publication, shadow table) and nothing else.
     Cleanup(TableArgs),
     /// Show a whole migration on a scratch PostgreSQL that wraith starts, with live writes.
@@ -317,7 +317,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Migrate(args) => migrate(args).await,
+            Command::Migrate(args) => migrate(*args).await,
             Command::Cleanup(args) => cleanup(args).await,
             Command::Verify(args) => verify(args).await,
             Command::Ctl(args) => ctl(args).await,

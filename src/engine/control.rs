@@ -127,7 +127,11 @@ impl Control {
         let copied = stats.rows_copied.load(Relaxed);
         let estimate = stats.rows_estimate.load(Relaxed).max(copied);
         let secs = stats.copy_time().as_secs_f64();
-        let rate = if secs > 0.0 { copied as f64 / secs } else { 0.0 };
+        let rate = if secs > 0.0 {
+            copied as f64 / secs
+        } else {
+            0.0
+        };
         let eta_secs = (rate > 0.0 && stats.phase() == crate::engine::Phase::Copy)
             .then(|| (estimate - copied) as f64 / rate);
         let pace = self.pace();

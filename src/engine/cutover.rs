@@ -85,7 +85,10 @@ impl<B: Backend> Run<B> {
                     .kill(b)
                     .await
                     .with_context(|| format!("cutover: ending blocking session {}", b.session))?;
-                tracing::warn!("cutover: ended blocking session {} (--kill-blockers)", describe(b));
+                tracing::warn!(
+                    "cutover: ended blocking session {} (--kill-blockers)",
+                    describe(b)
+                );
             }
             self.stats
                 .cutover_blockers_killed

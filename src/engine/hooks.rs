@@ -68,7 +68,12 @@ impl Hooks {
 
     /// Runs the hook for `event`, if any, and waits for it. `error` is the failure's
     /// message for the failure hook. Fails when the command exits non-zero.
-    pub async fn run(&self, event: HookEvent, stats: &Stats, error: Option<&str>) -> anyhow::Result<()> {
+    pub async fn run(
+        &self,
+        event: HookEvent,
+        stats: &Stats,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
         let Some(command) = self.commands.get(&event) else {
             return Ok(());
         };
@@ -77,9 +82,18 @@ impl Hooks {
         cmd.envs(self.facts.iter().map(|(k, v)| (k, v)));
         cmd.env("WRAITH_HOOK", event.name())
             .env("WRAITH_PHASE", stats.phase().to_string())
-            .env("WRAITH_ROWS_COPIED", stats.rows_copied.load(Relaxed).to_string())
-            .env("WRAITH_ROWS_ESTIMATE", stats.rows_estimate.load(Relaxed).to_string())
-            .env("WRAITH_KEYS_APPLIED", stats.keys_applied.load(Relaxed).to_string())
+            .env(
+                "WRAITH_ROWS_COPIED",
+                stats.rows_copied.load(Relaxed).to_string(),
+            )
+            .env(
+                "WRAITH_ROWS_ESTIMATE",
+                stats.rows_estimate.load(Relaxed).to_string(),
+            )
+            .env(
+                "WRAITH_KEYS_APPLIED",
+                stats.keys_applied.load(Relaxed).to_string(),
+            )
             .env("WRAITH_ELAPSED_SECS", stats.elapsed().as_secs().to_string());
         if let Some(e) = error {
             cmd.env("WRAITH_ERROR", e);

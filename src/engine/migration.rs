@@ -26,6 +26,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
 
 /// What a run ended with.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per run
 pub enum Outcome {
     /// Dry run: the plan, nothing created.
     Planned(Plan),

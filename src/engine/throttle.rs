@@ -173,7 +173,11 @@ async fn read<S: Signals>(signals: &S, opts: &ThrottleOptions, control: &Control
     }
     let mut error = None;
     let query = match &opts.query {
-        Some(q) => keep(signals.query_number(q).await, "the throttle query", &mut error),
+        Some(q) => keep(
+            signals.query_number(q).await,
+            "the throttle query",
+            &mut error,
+        ),
         None => None,
     };
     let replica_lag = match control.max_lag() {
@@ -185,7 +189,12 @@ async fn read<S: Signals>(signals: &S, opts: &ThrottleOptions, control: &Control
         false => None,
     };
     let retained_wal = match opts.max_slot_lag {
-        Some(_) => keep(signals.retained_wal().await, "the slot's retained WAL", &mut error).flatten(),
+        Some(_) => keep(
+            signals.retained_wal().await,
+            "the slot's retained WAL",
+            &mut error,
+        )
+        .flatten(),
         None => None,
     };
     Reading {

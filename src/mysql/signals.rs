@@ -24,6 +24,9 @@ enum LockView {
     None,
 }
 
+/// Session, age in ms, command, statement.
+type BlockerRow = (u64, Option<i64>, Option<String>, Option<String>);
+
 pub struct MySignals {
     session: Mutex<Conn>,
     replicas: Vec<(String, Mutex<Conn>)>,
@@ -32,7 +35,11 @@ pub struct MySignals {
 }
 
 impl MySignals {
-    pub async fn open(dsn: &str, replica_dsns: &[String], names: Names) -> anyhow::Result<MySignals> {
+    pub async fn open(
+        dsn: &str,
+        replica_dsns: &[String],
+        names: Names,
+    ) -> anyhow::Result<MySignals> {
         let mut session = conn::connect(dsn, "signals").await?;
         let plugin: Option<String> = session
             .query_first(
@@ -161,7 +168,7 @@ impl Signals for MySignals {
                    AND m.LOCK_STATUS = 'GRANTED' AND t.PROCESSLIST_ID <> CONNECTION_ID()"
             }
         };
-        let rows: Vec<(u64, Option<i64>, Option<String>, Option<String>)> = self
+        let rows: Vec<BlockerRow> = self
             .session
             .lock()
             .await

@@ -17,7 +17,11 @@ pub struct PgSignals {
 }
 
 impl PgSignals {
-    pub async fn open(dsn: &str, replica_dsns: &[String], names: Names) -> anyhow::Result<PgSignals> {
+    pub async fn open(
+        dsn: &str,
+        replica_dsns: &[String],
+        names: Names,
+    ) -> anyhow::Result<PgSignals> {
         let session = conn::connect(dsn, "signals").await?;
         let mut replicas = Vec::new();
         for r in replica_dsns {
@@ -100,7 +104,9 @@ impl Signals for PgSignals {
             )
             .await
             .db("reading the slot's retained WAL")?;
-        Ok(row.and_then(|r| r.get::<_, Option<f64>>(0)).map(|b| b.max(0.0) as u64))
+        Ok(row
+            .and_then(|r| r.get::<_, Option<f64>>(0))
+            .map(|b| b.max(0.0) as u64))
     }
 
     async fn blockers(&self, min_age: Duration) -> anyhow::Result<Vec<Blocker>> {
@@ -111,7 +117,7 @@ impl Signals for PgSignals {
                         (EXTRACT(EPOCH FROM now() - coalesce(a.xact_start, a.state_change)) * 1000)::float8, \
                         coalesce(a.state, ''), left(coalesce(a.query, ''), 200) \
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'relation' AND l.relation = $1::regclass \
+                 WHERE l.locktype = 'relation' AND l.relation = $1::text::regclass \
                    AND a.pid <> pg_backend_pid() AND a.application_name <> 'wraith' \
                    AND now() - coalesce(a.xact_start, a.state_change) >= $2::float8 * interval '1 millisecond'",
                 &[&self.names.src(), &(min_age.as_millis() as f64)],

@@ -14,5 +14,6 @@ pub mod spec;
 pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};
 pub use report::{Finding, Plan};
 pub use spec::{
-    Check, CheckAction, FaultPoints, MigrationSpec, RunOptions, SpecFile, ThrottleOptions, Transform, parse_duration,
+    Check, CheckAction, FaultPoints, MigrationSpec, RunOptions, SpecFile, ThrottleOptions,
+    Transform, parse_duration,
 };

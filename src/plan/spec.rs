@@ -433,4 +433,3 @@ mod tests {
         assert!(bad.is_err());
     }
 }
-

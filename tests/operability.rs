@@ -1,0 +1,642 @@
+//! Operating a running migration, on both engines: the throttle (flag file, load
+//! guards, slot WAL guard), the control socket (`status`, `chunk-time`, `abort`,
+//! `cutover`), the postponed cutover, blocker handling at the cutover, and hooks.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+use wraith::bench::workload::WorkloadConfig;
+use wraith::bench::{mysql_workload, workload};
+use wraith::engine::hooks::{HookEvent, Hooks};
+use wraith::engine::migration::Outcome;
+use wraith::engine::{self, Stats};
+use wraith::plan::{MigrationSpec, RunOptions, ThrottleOptions};
+
+/// A sandbox of either engine, with what the tests need of it.
+enum Env {
+    Pg(Db),
+    My(wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn),
+}
+
+impl Env {
+    async fn pg() -> Env {
+        Env::Pg(db().await)
+    }
+
+    async fn my() -> Env {
+        let (db, dsn, c) = my_sandbox().await;
+        Env::My(db, dsn, c)
+    }
+
+    fn dsn(&self) -> String {
+        match self {
+            Env::Pg(db) => db.dsn.clone(),
+            Env::My(_, dsn, _) => dsn.clone(),
+        }
+    }
+
+    async fn exec(&mut self, sql: &str) {
+        match self {
+            Env::Pg(db) => db.client.batch_execute(sql).await.expect(sql),
+            Env::My(_, _, c) => c.query_drop(sql).await.expect(sql),
+        }
+    }
+
+    /// `t (id int PRIMARY KEY, v int)` with `rows` rows.
+    async fn simple_table(&mut self, rows: i64) {
+        let sql = match self {
+            Env::Pg(_) => format!(
+                "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
+                 INSERT INTO t SELECT g, g FROM generate_series(1, {rows}) g"
+            ),
+            Env::My(..) => format!(
+                "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
+                 INSERT INTO t SELECT seq, seq FROM seq_1_to_{rows}"
+            ),
+        };
+        self.exec(&sql).await;
+    }
+
+    /// Row count and a sum over `t`: unchanged means untouched.
+    async fn t_fingerprint(&mut self) -> (i64, i64) {
+        match self {
+            Env::Pg(db) => {
+                let r = db
+                    .client
+                    .query_one(
+                        "SELECT count(*), sum(id::bigint * 7 + v)::bigint FROM t",
+                        &[],
+                    )
+                    .await
+                    .unwrap();
+                (r.get(0), r.get(1))
+            }
+            Env::My(_, _, c) => c
+                .query_first("SELECT COUNT(*), CAST(SUM(id * 7 + v) AS SIGNED) FROM t")
+                .await
+                .unwrap()
+                .unwrap(),
+        }
+    }
+
+    /// wraith's objects left behind: slots, publications, shadow and changelog tables.
+    async fn leftovers(&mut self) -> Vec<String> {
+        match self {
+            Env::Pg(db) => leftovers(&db.client).await,
+            Env::My(_, _, c) => my_tables(c)
+                .await
+                .into_iter()
+                .filter(|t| t.ends_with("_wraith_new") || t.ends_with("_wraith_log"))
+                .collect(),
+        }
+    }
+
+    /// Starts a migration through the library in the background.
+    async fn start(&self, spec: MigrationSpec) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
+        self.start_with(spec, Arc::new(Stats::default())).await
+    }
+
+    async fn start_with(
+        &self,
+        spec: MigrationSpec,
+        stats: Arc<Stats>,
+    ) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
+        let opts = spec.options.clone();
+        let abort = Arc::new(AtomicBool::new(false));
+        match self {
+            Env::Pg(_) => {
+                let b = Arc::new(wraith::pg::PgBackend::connect(spec).await.unwrap());
+                tokio::spawn(engine::run(b, opts, stats, abort))
+            }
+            Env::My(..) => {
+                let b = Arc::new(wraith::mysql::MyBackend::connect(spec).await.unwrap());
+                tokio::spawn(engine::run(b, opts, stats, abort))
+            }
+        }
+    }
+
+    /// A second session that can hold locks.
+    async fn session(&self) -> Session {
+        match self {
+            Env::Pg(db) => Session::Pg(db.pg.connect("app").await.unwrap()),
+            Env::My(db, ..) => Session::My(db.connect("app").await.unwrap()),
+        }
+    }
+
+    async fn stop(self) {
+        if let Env::My(db, ..) = self {
+            db.stop().await;
+        }
+    }
+}
+
+enum Session {
+    Pg(tokio_postgres::Client),
+    My(mysql_async::Conn),
+}
+
+impl Session {
+    async fn exec(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Session::Pg(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
+            Session::My(c) => c.query_drop(sql).await.map_err(|e| e.to_string()),
+        }
+    }
+}
+
+async fn status(socket: &Path) -> Value {
+    let reply = wraith::ctl::send(socket, "status")
+        .await
+        .expect("ctl status");
+    serde_json::from_str(&reply).unwrap_or_else(|e| panic!("status is not JSON ({e}): {reply}"))
+}
+
+/// Polls the status until `ok` holds; panics with the last status after `limit`.
+async fn wait_status(socket: &Path, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
+    let t0 = Instant::now();
+    loop {
+        if socket.exists() {
+            let s = status(socket).await;
+            if ok(&s) {
+                return s;
+            }
+            if t0.elapsed() > limit {
+                panic!("status never reached the expected state: {s}");
+            }
+        } else if t0.elapsed() > limit {
+            panic!("the control socket {} never appeared", socket.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spec_for(
+    env: &Env,
+    table: &str,
+    alter: &str,
+    transforms: &[(&str, &str)],
+    options: RunOptions,
+) -> MigrationSpec {
+    spec(&env.dsn(), table, alter, transforms, options)
+}
+
+fn widen(env: &Env) -> &'static str {
+    match env {
+        Env::Pg(_) => "ALTER COLUMN v TYPE bigint",
+        Env::My(..) => "MODIFY v bigint NOT NULL",
+    }
+}
+
+const STATUS_FIELDS: &[&str] = &[
+    "phase",
+    "elapsed_secs",
+    "rows_copied",
+    "rows_estimate",
+    "rows_per_sec",
+    "eta_secs",
+    "apply_lag_ms",
+    "replica_lag_ms",
+    "load",
+    "dirty_keys",
+    "keys_applied",
+    "throttle",
+    "chunk_time_ms",
+    "chunk_rows",
+    "max_lag_ms",
+    "max_load",
+    "cutover_postponed",
+    "swapped",
+];
+
+/// A flag file pauses the copy and its removal resumes it; `ctl status` holds every
+/// field; `wraith ctl chunk-time` resizes the chunks; `ctl abort` leaves nothing.
+async fn flag_file_status_chunk_time_and_abort(mut env: Env) {
+    env.simple_table(100_000).await;
+    let before = env.t_fingerprint().await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let flag = dir.path().join("throttle.flag");
+    std::fs::write(&flag, "").unwrap();
+    let options = RunOptions {
+        execute: true,
+        max_rows_per_sec: Some(20_000),
+        control_socket: Some(socket.clone()),
+        throttle: ThrottleOptions {
+            flag_file: Some(flag.clone()),
+            interval: Duration::from_millis(100),
+            ..ThrottleOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let run = env
+        .start(spec_for(&env, "t", widen(&env), &[], options))
+        .await;
+
+    let s = wait_status(&socket, Duration::from_secs(30), |s| {
+        s["phase"] == "copy" && s["throttle"]["throttled"] == true
+    })
+    .await;
+    for f in STATUS_FIELDS {
+        assert!(s.get(f).is_some(), "status lacks {f}: {s}");
+    }
+    assert!(
+        s["throttle"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("flag file"),
+        "{s}"
+    );
+    // A chunk that was in flight when the pause began has finished by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paused_at = status(&socket).await["rows_copied"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = status(&socket).await;
+    assert_eq!(
+        s["rows_copied"].as_u64().unwrap(),
+        paused_at,
+        "copied while paused: {s}"
+    );
+
+    std::fs::remove_file(&flag).unwrap();
+    wait_status(&socket, Duration::from_secs(10), |s| {
+        s["throttle"]["throttled"] == false && s["rows_copied"].as_u64().unwrap() > paused_at
+    })
+    .await;
+
+    // Through the CLI, as a DBA would.
+    let socket_arg = socket.to_str().unwrap();
+    let reply = wraith_ok(&["ctl", socket_arg, "chunk-time=5ms"]);
+    assert!(reply.starts_with("ok"), "{reply}");
+    let s = wait_status(&socket, Duration::from_secs(10), |s| {
+        s["chunk_rows"].as_u64().unwrap() <= 100
+    })
+    .await;
+    assert_eq!(s["chunk_time_ms"], 5, "{s}");
+    let bad = wraith(&["ctl", socket_arg, "chunk-time=soon"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad value is refused");
+    let bad = wraith(&["ctl", socket_arg, "explode"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown command is refused");
+    assert!(String::from_utf8_lossy(&bad.stdout).contains("commands:"));
+
+    let reply = wraith_ok(&["ctl", socket_arg, "abort"]);
+    assert!(reply.starts_with("ok"), "{reply}");
+    let err = run.await.unwrap().expect_err("aborted");
+    assert!(
+        err.chain().any(|e| e.is::<wraith::error::Aborted>()),
+        "{err:#}"
+    );
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    assert_eq!(env.t_fingerprint().await, before, "the table is untouched");
+    assert!(!socket.exists(), "the socket is removed when the run ends");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_flag_file_status_chunk_time_and_abort() {
+    flag_file_status_chunk_time_and_abort(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_flag_file_status_chunk_time_and_abort() {
+    flag_file_status_chunk_time_and_abort(Env::my().await).await;
+}
+
+/// Hooks that append their event (and the facts they get) to `log`.
+fn logging_hooks(log: &Path) -> Hooks {
+    let mut hooks = Hooks::default();
+    hooks.fact("TABLE", "items");
+    for e in HookEvent::ALL {
+        hooks.set(
+            e,
+            format!(
+                "echo \"$WRAITH_HOOK $WRAITH_TABLE $WRAITH_PHASE\" >> '{}'",
+                log.display()
+            ),
+        );
+    }
+    hooks
+}
+
+/// The workload keeps writing while the cutover is postponed; `ctl cutover`
+/// releases it and the result equals the mirror. Hooks ran in order.
+async fn postponed_cutover_completes_exactly(mut env: Env) {
+    let rows = 5_000;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let log = dir.path().join("hooks.log");
+
+    let load = match &mut env {
+        Env::Pg(db) => Load::Pg(items_under_load(db, rows, 2, 200).await),
+        Env::My(_, dsn, c) => {
+            mysql_workload::create_items(c, rows).await.unwrap();
+            Load::My(
+                mysql_workload::start(WorkloadConfig {
+                    dsn: dsn.clone(),
+                    table: "items".into(),
+                    clients: 2,
+                    tps: Some(200),
+                    initial_rows: rows,
+                    max_duration: Duration::from_secs(300),
+                    key_updates: true,
+                    scenario: Default::default(),
+                })
+                .await
+                .unwrap(),
+            )
+        }
+    };
+    let (alter, transforms): (&str, Vec<(&str, &str)>) = match &env {
+        Env::Pg(_) => (workload::ITEMS_ALTER, vec![]),
+        Env::My(..) => (
+            mysql_workload::ITEMS_ALTER,
+            vec![mysql_workload::ITEMS_TRANSFORM],
+        ),
+    };
+    // A start hook that fails stops the run before anything exists.
+    let mut refusing = Hooks::default();
+    refusing.set(HookEvent::Start, "exit 3".into());
+    let options = RunOptions {
+        execute: true,
+        hooks: refusing,
+        ..RunOptions::default()
+    };
+    let err = env
+        .start(spec_for(&env, "items", alter, &transforms, options))
+        .await
+        .await
+        .unwrap()
+        .expect_err("the start hook refuses");
+    assert_eq!(wraith::error::exit_code(&err), 2, "{err:#}");
+    assert!(env.leftovers().await.is_empty());
+
+    let options = RunOptions {
+        execute: true,
+        postpone_cutover: true,
+        control_socket: Some(socket.clone()),
+        hooks: logging_hooks(&log),
+        ..RunOptions::default()
+    };
+    let run = env
+        .start(spec_for(&env, "items", alter, &transforms, options))
+        .await;
+    wait_status(&socket, Duration::from_secs(60), |s| {
+        s["phase"] == "postponed"
+    })
+    .await;
+    let applied = status(&socket).await["keys_applied"].as_u64().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = status(&socket).await;
+    assert_eq!(s["swapped"], false, "{s}");
+    assert_eq!(s["cutover_postponed"], true, "{s}");
+    assert!(
+        s["keys_applied"].as_u64().unwrap() > applied,
+        "changes keep being applied while postponed: {s}"
+    );
+    assert!(!run.is_finished(), "the run waits for the release");
+
+    let reply = wraith::ctl::send(&socket, "cutover").await.unwrap();
+    assert!(reply.starts_with("ok"), "{reply}");
+    let outcome = run.await.unwrap().expect("the migration completes");
+    let summary = match outcome {
+        Outcome::Migrated(_, s) => s,
+        other => panic!("no migration: {other:?}"),
+    };
+    assert!(summary.swapped);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let failed = match (load, &mut env) {
+        (Load::Pg(l), Env::Pg(db)) => {
+            let wl = l.stop().await;
+            let diff =
+                workload::diff_count(&db.client, workload::ITEMS_EXPECTED, workload::ITEMS_ACTUAL)
+                    .await
+                    .unwrap();
+            assert_eq!(diff, 0, "the table equals the mirror");
+            (wl.failed.load(Relaxed), wl.errors())
+        }
+        (Load::My(l), Env::My(_, _, c)) => {
+            let wl = l.stop().await;
+            let diff = mysql_workload::diff(
+                c,
+                mysql_workload::ITEMS_EXPECTED,
+                mysql_workload::ITEMS_ACTUAL,
+            )
+            .await
+            .unwrap();
+            assert!(diff.is_empty(), "rows differ from the mirror: {diff:?}");
+            (wl.failed.load(Relaxed), wl.errors())
+        }
+        _ => unreachable!(),
+    };
+    assert_eq!(failed.0, 0, "workload errors: {:?}", failed.1);
+
+    let events: Vec<String> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "start items",
+            "copy-done items",
+            "verified items",
+            "before-cutover items",
+            "success items"
+        ]
+    );
+    assert!(env.leftovers().await.is_empty());
+    env.stop().await;
+}
+
+enum Load {
+    Pg(workload::Workload),
+    My(workload::Workload),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_postponed_cutover_completes_exactly() {
+    postponed_cutover_completes_exactly(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_postponed_cutover_completes_exactly() {
+    postponed_cutover_completes_exactly(Env::my().await).await;
+}
+
+/// A session idle in a transaction that read the table: the cutover never queues
+/// its lock behind it (so never stalls the writers) and gives up cleanly; with
+/// `--kill-blockers` it ends the session and completes.
+async fn blockers_are_waited_out_or_killed(mut env: Env) {
+    env.simple_table(2_000).await;
+    let before = env.t_fingerprint().await;
+    let mut blocker = env.session().await;
+    blocker.exec("BEGIN; SELECT count(*) FROM t").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let stats = Arc::new(Stats::default());
+    let options = RunOptions {
+        execute: true,
+        cutover_lock_timeout: Duration::from_millis(200),
+        cutover_attempts: 3,
+        ..RunOptions::default()
+    };
+    let err = env
+        .start_with(
+            spec_for(&env, "t", widen(&env), &[], options.clone()),
+            stats.clone(),
+        )
+        .await
+        .await
+        .unwrap()
+        .expect_err("the blocker never goes away");
+    assert!(
+        format!("{err:#}").contains("kept holding the table"),
+        "{err:#}"
+    );
+    assert_eq!(
+        stats.cutover_max_stall_ms.load(Relaxed),
+        0,
+        "wraith never asked for the lock while the blocker held the table"
+    );
+    assert!(env.leftovers().await.is_empty());
+    assert_eq!(env.t_fingerprint().await, before);
+    blocker
+        .exec("SELECT 1")
+        .await
+        .expect("the blocker is left alone");
+
+    let options = RunOptions {
+        kill_blockers: true,
+        ..options
+    };
+    let outcome = env
+        .start(spec_for(&env, "t", widen(&env), &[], options))
+        .await
+        .await
+        .unwrap()
+        .expect("the cutover completes once the blocker is ended");
+    match outcome {
+        Outcome::Migrated(_, s) => assert!(s.cutover_blockers_killed >= 1, "{s:?}"),
+        other => panic!("no migration: {other:?}"),
+    }
+    assert!(
+        blocker.exec("SELECT 1").await.is_err(),
+        "the blocking session was ended"
+    );
+    assert_eq!(env.t_fingerprint().await, before, "every row is there");
+    assert!(env.leftovers().await.is_empty());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_blockers_are_waited_out_or_killed() {
+    blockers_are_waited_out_or_killed(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_blockers_are_waited_out_or_killed() {
+    blockers_are_waited_out_or_killed(Env::my().await).await;
+}
+
+/// Load at `--critical-load` for a few checks in a row stops the run cleanly.
+async fn critical_load_aborts_cleanly(mut env: Env) {
+    env.simple_table(100_000).await;
+    let before = env.t_fingerprint().await;
+    let sleep_sql = match env {
+        Env::Pg(_) => "SELECT pg_sleep(15)",
+        Env::My(..) => "SELECT SLEEP(15)",
+    };
+    let mut sleepers = Vec::new();
+    for _ in 0..4 {
+        let mut s = env.session().await;
+        sleepers.push(tokio::spawn(async move {
+            let _ = s.exec(sleep_sql).await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let options = RunOptions {
+        execute: true,
+        max_rows_per_sec: Some(10_000),
+        throttle: ThrottleOptions {
+            critical_load: Some(4),
+            critical_load_hits: 2,
+            interval: Duration::from_millis(100),
+            ..ThrottleOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let err = env
+        .start(spec_for(&env, "t", widen(&env), &[], options))
+        .await
+        .await
+        .unwrap()
+        .expect_err("the load stops the run");
+    assert!(format!("{err:#}").contains("--critical-load 4"), "{err:#}");
+    assert!(
+        err.chain().any(|e| e.is::<wraith::error::Stopped>()),
+        "{err:#}"
+    );
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    assert_eq!(env.t_fingerprint().await, before);
+    for s in sleepers {
+        s.abort();
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_critical_load_aborts_cleanly() {
+    critical_load_aborts_cleanly(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_critical_load_aborts_cleanly() {
+    critical_load_aborts_cleanly(Env::my().await).await;
+}
+
+/// PostgreSQL: WAL retained by the slot beyond twice `--max-slot-lag` stops the
+/// run, and the slot is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_slot_wal_guard_aborts_cleanly() {
+    let mut env = Env::pg().await;
+    env.simple_table(100_000).await;
+    let before = env.t_fingerprint().await;
+    let options = RunOptions {
+        execute: true,
+        max_rows_per_sec: Some(20_000),
+        throttle: ThrottleOptions {
+            max_slot_lag: Some(64 * 1024),
+            interval: Duration::from_millis(100),
+            ..ThrottleOptions::default()
+        },
+        ..RunOptions::default()
+    };
+    let err = env
+        .start(spec_for(&env, "t", widen(&env), &[], options))
+        .await
+        .await
+        .unwrap()
+        .expect_err("the guard stops the run");
+    assert!(format!("{err:#}").contains("--max-slot-lag"), "{err:#}");
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    assert_eq!(env.t_fingerprint().await, before);
+}
