@@ -640,3 +640,80 @@ async fn pg_slot_wal_guard_aborts_cleanly() {
     );
     assert_eq!(env.t_fingerprint().await, before);
 }
+
+/// The command line: a throttle query that fails and a PostgreSQL-only guard on
+/// MySQL are refused before anything exists; hooks get the migration's facts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_hooks_and_refused_throttle_options() {
+    let mut env = Env::pg().await;
+    env.simple_table(1_000).await;
+    let dsn = env.dsn();
+    let dir = tempfile::tempdir().unwrap();
+    let base = [
+        "migrate",
+        "--dsn",
+        dsn.as_str(),
+        "--table",
+        "t",
+        "--alter",
+        "ALTER COLUMN v TYPE bigint",
+        "--execute",
+    ];
+
+    let bad = wraith(&[&base[..], &["--throttle-query", "SELECT no_such_column"]].concat());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--throttle-query"), "{stderr}");
+    assert!(env.leftovers().await.is_empty());
+
+    let bad = wraith(&[
+        "migrate",
+        "--dsn",
+        "mysql://root@127.0.0.1:1/app",
+        "--table",
+        "t",
+        "--alter",
+        "MODIFY v bigint",
+        "--max-slot-lag",
+        "1000000",
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    let facts = dir.path().join("facts");
+    let socket = dir.path().join("s.sock");
+    let hook = format!("env | grep '^WRAITH_' | sort > '{}'", facts.display());
+    wraith_ok(
+        &[
+            &base[..],
+            &[
+                "--hook-success",
+                hook.as_str(),
+                "--control-socket",
+                socket.to_str().unwrap(),
+                "--throttle-query",
+                "SELECT 0",
+            ],
+        ]
+        .concat(),
+    );
+    let facts = std::fs::read_to_string(&facts).expect("the success hook ran");
+    for want in [
+        "WRAITH_HOOK=success".to_string(),
+        "WRAITH_TABLE=t".to_string(),
+        "WRAITH_DATABASE=app".to_string(),
+        "WRAITH_ENGINE=postgres".to_string(),
+        format!("WRAITH_CONTROL_SOCKET={}", socket.display()),
+        "WRAITH_ROWS_COPIED=1000".to_string(),
+    ] {
+        assert!(
+            facts.lines().any(|l| l == want),
+            "{want} missing from:\n{facts}"
+        );
+    }
+    assert!(!socket.exists());
+}
