@@ -18,7 +18,7 @@ fn main() -> anyhow::Result<()> {
         clients: 4,
         window: Duration::from_secs(5),
         offline_baseline: true,
-        max_rows_per_sec: None,
+        migrate_args: Vec::new(),
         dsn: None,
         json: false,
         wraith: Some(env!("CARGO_BIN_EXE_wraith").into()),

@@ -18,8 +18,8 @@ use wraith::plan::{MigrationSpec, RunOptions, SpecFile, Transform, parse_duratio
 #[command(
     name = "wraith",
     version,
-    about = "Online, verified table rewrites for PostgreSQL: shadow table, throttled copy, \
-             logical-decoding apply, atomic cutover.",
+    about = "Online, verified table rewrites for PostgreSQL and MySQL/MariaDB: shadow table, \
+             throttled copy, change-stream apply, atomic cutover.",
     after_help = "Exit codes: 0 done, 1 failed (nothing changed for the application), 2 bad input."
 )]
 struct Cli {
@@ -277,6 +277,10 @@ struct BenchArgs {
     /// Cap the copy rate of the loaded run (passed to `wraith migrate --max-rows-per-sec`).
     #[arg(long)]
     max_rows_per_sec: Option<u64>,
+    /// Throttle the loaded run on load (passed to `wraith migrate --max-load`), to
+    /// measure what throttling does to the workload's latency.
+    #[arg(long)]
+    max_load: Option<u64>,
     /// Run on this server instead of a scratch one; wraith creates (and drops)
     /// databases wraith_bench_* there, so the role needs CREATEDB.
     #[arg(long, conflicts_with = "sandbox")]
@@ -364,7 +368,14 @@ fn main() -> ExitCode {
                         clients: args.clients,
                         window: Duration::from_secs(args.window_secs),
                         offline_baseline: args.baseline == Baseline::Offline,
-                        max_rows_per_sec: args.max_rows_per_sec,
+                        migrate_args: [
+                            args.max_rows_per_sec
+                                .map(|n| format!("--max-rows-per-sec={n}")),
+                            args.max_load.map(|n| format!("--max-load={n}")),
+                        ]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                         dsn: args.dsn,
                         wraith: None,
                         json: args.json,

@@ -328,13 +328,15 @@ fn logging_hooks(log: &Path) -> Hooks {
     hooks
 }
 
-/// The workload keeps writing while the cutover is postponed; `ctl cutover`
-/// releases it and the result equals the mirror. Hooks ran in order.
-async fn postponed_cutover_completes_exactly(mut env: Env) {
+/// The workload keeps writing while the cutover is postponed; `ctl cutover` (or
+/// removing the flag file) releases it and the result equals the mirror. Hooks ran
+/// in order.
+async fn postponed_cutover_completes_exactly(mut env: Env, flag_file: bool) {
     let rows = 5_000;
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ctl.sock");
     let log = dir.path().join("hooks.log");
+    let flag = dir.path().join("postpone.flag");
 
     let load = match &mut env {
         Env::Pg(db) => Load::Pg(items_under_load(db, rows, 2, 200).await),
@@ -380,9 +382,13 @@ async fn postponed_cutover_completes_exactly(mut env: Env) {
     assert_eq!(wraith::error::exit_code(&err), 2, "{err:#}");
     assert!(env.leftovers().await.is_empty());
 
+    if flag_file {
+        std::fs::write(&flag, "").unwrap();
+    }
     let options = RunOptions {
         execute: true,
-        postpone_cutover: true,
+        postpone_cutover: !flag_file,
+        postpone_flag_file: flag_file.then(|| flag.clone()),
         control_socket: Some(socket.clone()),
         hooks: logging_hooks(&log),
         ..RunOptions::default()
@@ -405,8 +411,12 @@ async fn postponed_cutover_completes_exactly(mut env: Env) {
     );
     assert!(!run.is_finished(), "the run waits for the release");
 
-    let reply = wraith::ctl::send(&socket, "cutover").await.unwrap();
-    assert!(reply.starts_with("ok"), "{reply}");
+    if flag_file {
+        std::fs::remove_file(&flag).unwrap();
+    } else {
+        let reply = wraith::ctl::send(&socket, "cutover").await.unwrap();
+        assert!(reply.starts_with("ok"), "{reply}");
+    }
     let outcome = run.await.unwrap().expect("the migration completes");
     let summary = match outcome {
         Outcome::Migrated(_, s) => s,
@@ -466,12 +476,12 @@ enum Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pg_postponed_cutover_completes_exactly() {
-    postponed_cutover_completes_exactly(Env::pg().await).await;
+    postponed_cutover_completes_exactly(Env::pg().await, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_postponed_cutover_completes_exactly() {
-    postponed_cutover_completes_exactly(Env::my().await).await;
+    postponed_cutover_completes_exactly(Env::my().await, true).await;
 }
 
 /// A session idle in a transaction that read the table: the cutover never queues

@@ -180,8 +180,8 @@ pub struct BenchConfig {
     /// Also time the change as a plain offline `ALTER TABLE` (`--baseline offline`)
     /// and, on MySQL/MariaDB, with pt-online-schema-change when it is installed.
     pub offline_baseline: bool,
-    /// Copy rate cap for the loaded run.
-    pub max_rows_per_sec: Option<u64>,
+    /// Extra `wraith migrate` arguments for the loaded run (rate cap, throttle limits).
+    pub migrate_args: Vec<String>,
     /// An existing server instead of a scratch one.
     pub dsn: Option<String>,
     pub json: bool,
@@ -447,7 +447,7 @@ async fn measure(
     say("bench: wraith at idle");
     let idle_dsn = server.database("idle").await?;
     let bytes = scenario.load(engine, &idle_dsn, cfg.rows, false).await?;
-    let idle = migrate_child(cfg.wraith.as_deref(), &idle_dsn, spec_path, None).await?;
+    let idle = migrate_child(cfg.wraith.as_deref(), &idle_dsn, spec_path, &[]).await?;
 
     say(&format!(
         "bench: workload at {} tx/s ({} sessions): {} s before, during, {} s after",
@@ -463,7 +463,7 @@ async fn measure(
     tokio::time::sleep(cfg.window).await;
     let t = Instant::now();
     let migration_start = unix_us() as u64;
-    let loaded = migrate_child(cfg.wraith.as_deref(), &dsn, spec_path, cfg.max_rows_per_sec).await;
+    let loaded = migrate_child(cfg.wraith.as_deref(), &dsn, spec_path, &cfg.migrate_args).await;
     let loaded_wall = t.elapsed();
     let migration_end = unix_us() as u64;
     tokio::time::sleep(cfg.window).await;
@@ -513,6 +513,7 @@ async fn measure(
         "idle_peak_rss_mb": idle.peak_rss_kb / 1024,
         "loaded": loaded.summary,
         "loaded_wall_ms": ms(loaded_wall).round(),
+        "loaded_migrate_args": cfg.migrate_args.join(" "),
         "loaded_peak_rss_mb": loaded.peak_rss_kb / 1024,
         "copy_rows_per_sec": num(l, "copy_rows_per_sec"),
         "copy_mb_per_sec": bytes as f64 / 1048576.0 / (num(l, "copy_ms") / 1000.0).max(0.001),
@@ -677,6 +678,17 @@ fn print_report(r: &serde_json::Value) {
         f(&r["apply_keys_per_sec"]),
         r["loaded_peak_rss_mb"]
     );
+    if !r["loaded_migrate_args"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        println!(
+            "  loaded run options:           {}; copy paused {:.1} s by throttling",
+            r["loaded_migrate_args"].as_str().unwrap_or_default(),
+            f(&l["throttled_ms"]) / 1000.0
+        );
+    }
     println!(
         "  apply lag (heartbeats):       p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         f(&r["apply_lag_p50_ms"]),
@@ -748,7 +760,7 @@ async fn migrate_child(
     wraith: Option<&std::path::Path>,
     dsn: &str,
     spec: &str,
-    max_rows_per_sec: Option<u64>,
+    extra: &[String],
 ) -> anyhow::Result<ChildRun> {
     let exe = match wraith {
         Some(path) => path.to_path_buf(),
@@ -766,9 +778,7 @@ async fn migrate_child(
     .iter()
     .map(|s| s.to_string())
     .collect();
-    if let Some(rate) = max_rows_per_sec {
-        args.extend(["--max-rows-per-sec".to_string(), rate.to_string()]);
-    }
+    args.extend(extra.iter().cloned());
     let mut child = tokio::process::Command::new(exe)
         .args(&args)
         .stdout(std::process::Stdio::piped())

@@ -4,6 +4,7 @@
 //! The copy, the throttle monitor and the cutover read these knobs; the control
 //! socket ([`crate::ctl`]) writes them. Nothing here touches the database.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -22,8 +23,12 @@ pub struct Control {
     max_lag_ms: AtomicU64,
     /// 0: no limit.
     max_load: AtomicU64,
-    /// The cutover waits while this is set (`--postpone-cutover`, cleared by `ctl cutover`).
-    postponed: AtomicBool,
+    /// `--postpone-cutover`: the cutover waits for `ctl cutover`.
+    postpone: bool,
+    /// `--postpone-cutover-flag-file`: the cutover waits while it exists.
+    postpone_flag_file: Option<PathBuf>,
+    /// `ctl cutover` was sent: neither of the above holds the cutover any more.
+    released: AtomicBool,
     /// Set by `ctl abort` or a guard (critical load, slot lag); checked at every safe point.
     abort: Arc<AtomicBool>,
     /// Why the run was stopped, when a guard (not the user) stopped it.
@@ -39,7 +44,9 @@ impl Control {
             chunk_time_ms: AtomicU64::new(opts.chunk_time.as_millis() as u64),
             max_lag_ms: AtomicU64::new(opts.throttle.max_lag.map_or(0, |d| d.as_millis() as u64)),
             max_load: AtomicU64::new(opts.throttle.max_load.unwrap_or(0)),
-            postponed: AtomicBool::new(opts.postpone_cutover),
+            postpone: opts.postpone_cutover,
+            postpone_flag_file: opts.postpone_flag_file.clone(),
+            released: AtomicBool::new(false),
             abort,
             abort_reason: Mutex::new(None),
             pace: Mutex::new(1.0),
@@ -84,13 +91,15 @@ impl Control {
         self.max_load.store(n, Relaxed);
     }
 
+    /// The cutover must wait: postponed and not released yet.
     pub fn postponed(&self) -> bool {
-        self.postponed.load(Relaxed)
+        !self.released.load(Relaxed)
+            && (self.postpone || self.postpone_flag_file.as_ref().is_some_and(|f| f.exists()))
     }
 
-    /// `ctl cutover`: the postponed cutover may proceed.
+    /// `ctl cutover`: the postponed cutover may proceed (the flag file no longer counts).
     pub fn release_cutover(&self) {
-        self.postponed.store(false, Relaxed);
+        self.released.store(true, Relaxed);
     }
 
     /// Stops the run at its next safe point; `reason` for a guard, `None` for the user.

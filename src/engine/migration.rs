@@ -217,7 +217,7 @@ impl<B: Backend> Run<B> {
         self.verify().await?;
         self.check_abort()?;
         self.hook(HookEvent::Verified).await?;
-        if self.postponed() {
+        if self.control.postponed() {
             self.hold_cutover().await?;
         }
         self.hook(HookEvent::BeforeCutover).await?;
@@ -232,28 +232,20 @@ impl<B: Backend> Run<B> {
             .context("a hook stopped the run before the swap")
     }
 
-    /// The cutover is postponed by `--postpone-cutover` (until `ctl cutover`) or by
-    /// the flag file (until it is removed).
-    fn postponed(&self) -> bool {
-        self.control.postponed()
-            || self
-                .opts
-                .postpone_flag_file
-                .as_ref()
-                .is_some_and(|f| f.exists())
-    }
-
     /// Keeps applying changes until the cutover is released, then verifies again
     /// (checksum mode), since the table has moved on meanwhile.
     async fn hold_cutover(&mut self) -> anyhow::Result<()> {
         self.stats.set_phase(Phase::Postponed);
-        let how = match (&self.opts.control_socket, &self.opts.postpone_flag_file) {
-            (_, Some(f)) if f.exists() => format!("remove {}", f.display()),
-            (Some(s), _) => format!("run `wraith ctl {} cutover`", s.display()),
-            _ => "send `cutover` on the control socket".to_string(),
+        let ctl = match &self.opts.control_socket {
+            Some(s) => format!("run `wraith ctl {} cutover`", s.display()),
+            None => "send `cutover` on the control socket".to_string(),
+        };
+        let how = match &self.opts.postpone_flag_file {
+            Some(f) if f.exists() => format!("remove {} or {ctl}", f.display()),
+            _ => ctl,
         };
         tracing::info!("cutover postponed, changes keep being applied: {how} to proceed");
-        while self.postponed() {
+        while self.control.postponed() {
             self.check_abort()?;
             self.apply_for(Duration::from_millis(200)).await?;
         }
