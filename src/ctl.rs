@@ -19,14 +19,23 @@ use crate::plan::parse_duration;
 pub const COMMANDS: &str =
     "status, throttle, no-throttle, chunk-time=MS, max-lag=MS, max-load=N, cutover, abort";
 
-/// The default socket of a migration: one per database and table.
-pub fn default_socket(database: &str, table: &str) -> PathBuf {
+/// The default socket of a migration: one per server, database and table (the
+/// hash tells apart servers whose databases share a name).
+pub fn default_socket(dsn: &str, database: &str, table: &str) -> PathBuf {
     let clean = |s: &str| -> String {
         s.chars()
+            .take(40)
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect()
     };
-    std::env::temp_dir().join(format!("wraith-{}-{}.sock", clean(database), clean(table)))
+    let server = crate::error::redact_dsn(dsn)
+        .bytes()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+    std::env::temp_dir().join(format!(
+        "wraith-{}-{}-{server:08x}.sock",
+        clean(database),
+        clean(table)
+    ))
 }
 
 /// The listening socket; removed when dropped.

@@ -537,7 +537,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         .options
         .control_socket
         .clone()
-        .unwrap_or_else(|| wraith::ctl::default_socket(&database, &spec.table));
+        .unwrap_or_else(|| wraith::ctl::default_socket(&spec.dsn, &database, &spec.table));
     spec.options.control_socket = Some(socket.clone());
     let hooks = &mut spec.options.hooks;
     hooks.fact("DATABASE", database);
