@@ -30,7 +30,9 @@ pub fn default_socket(dsn: &str, database: &str, table: &str) -> PathBuf {
     };
     let server = crate::error::redact_dsn(dsn)
         .bytes()
-        .fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
     std::env::temp_dir().join(format!(
         "wraith-{}-{}-{server:08x}.sock",
         clean(database),

@@ -81,6 +81,8 @@ impl MariaDbSandbox {
                 dir.path().join("mysqld.pid").display()
             ))
             .arg(format!("--init-file={}", init.display()))
+            // Its own temp dir: internal temporary tables never meet another server's.
+            .arg(format!("--tmpdir={}", dir.path().display()))
             .arg(format!("--port={port}"))
             .args([
                 "--bind-address=127.0.0.1",
