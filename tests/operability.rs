@@ -243,6 +243,7 @@ async fn flag_file_status_chunk_time_and_abort(mut env: Env) {
         s["phase"] == "copy" && s["throttle"]["throttled"] == true
     })
     .await;
+    eprintln!("status while throttled: {s}");
     for f in STATUS_FIELDS {
         assert!(s.get(f).is_some(), "status lacks {f}: {s}");
     }
@@ -559,10 +560,41 @@ async fn mariadb_blockers_are_waited_out_or_killed() {
     blockers_are_waited_out_or_killed(Env::my().await).await;
 }
 
+/// Migrates `t` with `guard` (signals read every 100 ms), expects the guard to stop
+/// the run with a message containing `needle`, and nothing to be left or changed.
+async fn stopped_by_guard(env: &mut Env, guard: ThrottleOptions, needle: &str) {
+    let before = env.t_fingerprint().await;
+    let options = RunOptions {
+        execute: true,
+        max_rows_per_sec: Some(10_000),
+        throttle: ThrottleOptions {
+            interval: Duration::from_millis(100),
+            ..guard
+        },
+        ..RunOptions::default()
+    };
+    let err = env
+        .start(spec_for(env, "t", widen(env), &[], options))
+        .await
+        .await
+        .unwrap()
+        .expect_err("the guard stops the run");
+    assert!(format!("{err:#}").contains(needle), "{err:#}");
+    assert!(
+        err.chain().any(|e| e.is::<wraith::error::Stopped>()),
+        "{err:#}"
+    );
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    assert_eq!(env.t_fingerprint().await, before, "the table is untouched");
+}
+
 /// Load at `--critical-load` for a few checks in a row stops the run cleanly.
 async fn critical_load_aborts_cleanly(mut env: Env) {
     env.simple_table(100_000).await;
-    let before = env.t_fingerprint().await;
     let sleep_sql = match env {
         Env::Pg(_) => "SELECT pg_sleep(15)",
         Env::My(..) => "SELECT SLEEP(15)",
@@ -575,34 +607,12 @@ async fn critical_load_aborts_cleanly(mut env: Env) {
         }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let options = RunOptions {
-        execute: true,
-        max_rows_per_sec: Some(10_000),
-        throttle: ThrottleOptions {
-            critical_load: Some(4),
-            critical_load_hits: 2,
-            interval: Duration::from_millis(100),
-            ..ThrottleOptions::default()
-        },
-        ..RunOptions::default()
+    let guard = ThrottleOptions {
+        critical_load: Some(4),
+        critical_load_hits: 2,
+        ..ThrottleOptions::default()
     };
-    let err = env
-        .start(spec_for(&env, "t", widen(&env), &[], options))
-        .await
-        .await
-        .unwrap()
-        .expect_err("the load stops the run");
-    assert!(format!("{err:#}").contains("--critical-load 4"), "{err:#}");
-    assert!(
-        err.chain().any(|e| e.is::<wraith::error::Stopped>()),
-        "{err:#}"
-    );
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
-    assert_eq!(env.t_fingerprint().await, before);
+    stopped_by_guard(&mut env, guard, "--critical-load 4").await;
     for s in sleepers {
         s.abort();
     }
@@ -625,30 +635,11 @@ async fn mariadb_critical_load_aborts_cleanly() {
 async fn pg_slot_wal_guard_aborts_cleanly() {
     let mut env = Env::pg().await;
     env.simple_table(100_000).await;
-    let before = env.t_fingerprint().await;
-    let options = RunOptions {
-        execute: true,
-        max_rows_per_sec: Some(20_000),
-        throttle: ThrottleOptions {
-            max_slot_lag: Some(64 * 1024),
-            interval: Duration::from_millis(100),
-            ..ThrottleOptions::default()
-        },
-        ..RunOptions::default()
+    let guard = ThrottleOptions {
+        max_slot_lag: Some(64 * 1024),
+        ..ThrottleOptions::default()
     };
-    let err = env
-        .start(spec_for(&env, "t", widen(&env), &[], options))
-        .await
-        .await
-        .unwrap()
-        .expect_err("the guard stops the run");
-    assert!(format!("{err:#}").contains("--max-slot-lag"), "{err:#}");
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
-    assert_eq!(env.t_fingerprint().await, before);
+    stopped_by_guard(&mut env, guard, "--max-slot-lag").await;
 }
 
 /// The command line: a throttle query that fails and a PostgreSQL-only guard on
