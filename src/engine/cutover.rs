@@ -99,7 +99,8 @@ impl<B: Backend> Run<B> {
         let wait = cutover_backoff(attempt);
         tracing::warn!(
             attempt,
-            "cutover: not queueing the lock behind {list}; waiting {wait:?} for a quiet moment              (--kill-blockers ends such sessions)"
+            "cutover: not queueing the lock behind {list}; waiting {wait:?} for a quiet moment \
+             (--kill-blockers ends such sessions)"
         );
         self.apply_for(wait).await?;
         Ok(Some(list))
