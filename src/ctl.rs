@@ -13,7 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::engine::Stats;
 use crate::engine::control::Control;
 use crate::error::bad_input;
-use crate::plan::parse_duration;
+use crate::plan::{fnv1a, parse_duration};
 
 /// What `wraith ctl` accepts.
 pub const COMMANDS: &str =
@@ -28,11 +28,7 @@ pub fn default_socket(dsn: &str, database: &str, table: &str) -> PathBuf {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect()
     };
-    let server = crate::error::redact_dsn(dsn)
-        .bytes()
-        .fold(0x811c_9dc5u32, |h, b| {
-            (h ^ b as u32).wrapping_mul(0x0100_0193)
-        });
+    let server = fnv1a(&crate::error::redact_dsn(dsn));
     std::env::temp_dir().join(format!(
         "wraith-{}-{}-{server:08x}.sock",
         clean(database),

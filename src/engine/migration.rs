@@ -54,7 +54,7 @@ pub async fn run<B: Backend>(
     }
     tracing::debug!("plan:\n{plan}");
 
-    let control = Arc::new(Control::new(&opts, abort.clone()));
+    let control = Arc::new(Control::new(&opts, abort));
     let _listener = match &opts.control_socket {
         Some(path) => {
             let l = crate::ctl::listen(path, control.clone(), stats.clone()).await?;
@@ -96,7 +96,6 @@ pub async fn run<B: Backend>(
         backend: backend.clone(),
         opts,
         stats: stats.clone(),
-        abort,
         control,
         signals,
         dirty: DirtyKeys::default(),
@@ -137,8 +136,7 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) backend: Arc<B>,
     pub(crate) opts: RunOptions,
     pub(crate) stats: Arc<Stats>,
-    pub(crate) abort: Arc<AtomicBool>,
-    /// Live knobs (`wraith ctl`) and the throttle's pace.
+    /// Live knobs (`wraith ctl`), the throttle's pace and the abort flag.
     pub(crate) control: Arc<Control>,
     /// Server readings: throttle signals and cutover blockers.
     pub(crate) signals: Arc<B::Signals>,
@@ -258,7 +256,7 @@ impl<B: Backend> Run<B> {
     }
 
     pub(crate) fn check_abort(&self) -> anyhow::Result<()> {
-        if self.abort.load(Relaxed) {
+        if self.control.aborted() {
             return Err(match self.control.abort_reason() {
                 Some(reason) => Stopped(reason).into(),
                 None => Aborted.into(),

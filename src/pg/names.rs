@@ -4,6 +4,7 @@
 
 use crate::error::bad_input;
 use crate::pg::sql::qualified;
+use crate::plan::fnv1a;
 
 /// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 const MAX_IDENT: usize = 63;
@@ -72,12 +73,6 @@ impl Names {
     pub fn shadow_comment(&self) -> String {
         format!("{SHADOW_MARK}{}.{}", self.schema, self.table)
     }
-}
-
-fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x0100_0193)
-    })
 }
 
 #[cfg(test)]

@@ -326,6 +326,13 @@ impl Default for RunOptions {
     }
 }
 
+/// FNV-1a, 32 bits: a short stable hash for names (slots, sockets).
+pub fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// A duration like `500ms`, `2s`, `1m` (a bare number is milliseconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
