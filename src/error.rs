@@ -22,6 +22,22 @@ pub struct Aborted;
 )]
 pub struct Stopped(pub String);
 
+/// The connection to the server broke (reset, closed, server shut down or
+/// unreachable): a resumable run keeps what it built for `--resume`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} (the connection to the server was lost)")]
+pub struct ConnectionLost(pub String);
+
+/// The error, or one of its causes, is a lost connection.
+pub fn is_connection_lost(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.is::<ConnectionLost>()
+            || e.is::<std::io::Error>()
+            || e.downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(crate::pg::conn::is_lost)
+    })
+}
+
 /// Builds a [`BadInput`] error.
 pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(BadInput(msg.into()))

@@ -162,6 +162,11 @@ struct OperateArgs {
     /// cutover's lock queue (default: wait for a quiet moment instead).
     #[arg(long, help_heading = "Control")]
     kill_blockers: bool,
+    /// Make the run resumable (checkpoints, and on PostgreSQL a persistent slot, with
+    /// --max-slot-lag 4 GiB unless set), and continue an interrupted resumable run
+    /// of the same migration instead of starting over.
+    #[arg(long, help_heading = "Resume")]
+    resume: bool,
     /// Command run (sh -c) when the migration starts; WRAITH_* variables describe it.
     /// Failing stops the run.
     #[arg(long, value_name = "CMD", help_heading = "Hooks")]
@@ -438,6 +443,9 @@ fn init_logging(format: LogFormat, verbose: u8) {
     }
 }
 
+/// `--max-slot-lag` of a `--resume` run on PostgreSQL when none is given.
+const DEFAULT_RESUME_SLOT_LAG: u64 = 4 << 30;
+
 fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
     if !args.dsn.starts_with("postgres://")
         && !args.dsn.starts_with("postgresql://")
@@ -497,13 +505,17 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
             max_load: o.max_load,
             critical_load: o.critical_load,
             critical_load_hits: o.critical_load_hits,
-            max_slot_lag: o.max_slot_lag,
+            // A persistent slot keeps WAL while nobody reads it: always guarded.
+            max_slot_lag: o
+                .max_slot_lag
+                .or((o.resume && !mysql).then_some(DEFAULT_RESUME_SLOT_LAG)),
             ..Default::default()
         },
         control_socket: o.control_socket.clone(),
         postpone_cutover: o.postpone_cutover,
         postpone_flag_file: o.postpone_cutover_flag_file.clone(),
         kill_blockers: o.kill_blockers,
+        resume: o.resume,
         hooks,
         ..RunOptions::default()
     };

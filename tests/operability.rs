@@ -20,6 +20,7 @@ use wraith::engine::{self, Stats};
 use wraith::plan::{MigrationSpec, RunOptions, ThrottleOptions};
 
 /// A sandbox of either engine, with what the tests need of it.
+#[allow(clippy::large_enum_variant)] // one per test
 enum Env {
     Pg(Db),
     My(wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn),
@@ -128,6 +129,40 @@ impl Env {
             Env::Pg(db) => Session::Pg(db.pg.connect("app").await.unwrap()),
             Env::My(db, ..) => Session::My(db.connect("app").await.unwrap()),
         }
+    }
+
+    /// Restarts the server; the test's own connection is opened again.
+    async fn restart(&mut self) {
+        match self {
+            Env::Pg(db) => {
+                db.pg.restart().await.expect("restart PostgreSQL");
+                db.client = db.pg.connect("app").await.unwrap();
+            }
+            Env::My(db, _, c) => {
+                db.restart().await.expect("restart MariaDB");
+                *c = db.connect("app").await.unwrap();
+            }
+        }
+    }
+
+    /// Rows copied according to the last checkpoint of a run on `items`.
+    async fn checkpoint_rows(&mut self) -> Option<u64> {
+        let state: Option<String> = match self {
+            Env::Pg(db) => db
+                .client
+                .query_opt("SELECT state FROM _items_ckpt WHERE id = 1", &[])
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.get(0)),
+            Env::My(_, _, c) => c
+                .query_first("SELECT value FROM items_wraith_log WHERE id = 3")
+                .await
+                .ok()
+                .flatten(),
+        };
+        let v: Value = serde_json::from_str(&state?).ok()?;
+        v["rows_copied"].as_u64()
     }
 
     async fn stop(self) {
@@ -339,33 +374,8 @@ async fn postponed_cutover_completes_exactly(mut env: Env, flag_file: bool) {
     let log = dir.path().join("hooks.log");
     let flag = dir.path().join("postpone.flag");
 
-    let load = match &mut env {
-        Env::Pg(db) => Load::Pg(items_under_load(db, rows, 2, 200).await),
-        Env::My(_, dsn, c) => {
-            mysql_workload::create_items(c, rows).await.unwrap();
-            Load::My(
-                mysql_workload::start(WorkloadConfig {
-                    dsn: dsn.clone(),
-                    table: "items".into(),
-                    clients: 2,
-                    tps: Some(200),
-                    initial_rows: rows,
-                    max_duration: Duration::from_secs(300),
-                    key_updates: true,
-                    scenario: Default::default(),
-                })
-                .await
-                .unwrap(),
-            )
-        }
-    };
-    let (alter, transforms): (&str, Vec<(&str, &str)>) = match &env {
-        Env::Pg(_) => (workload::ITEMS_ALTER, vec![]),
-        Env::My(..) => (
-            mysql_workload::ITEMS_ALTER,
-            vec![mysql_workload::ITEMS_TRANSFORM],
-        ),
-    };
+    let load = Load::start(&mut env, rows, true).await;
+    let (alter, transforms) = items_alter(&env);
     // A start hook that fails stops the run before anything exists.
     let mut refusing = Hooks::default();
     refusing.set(HookEvent::Start, "exit 3".into());
@@ -425,31 +435,8 @@ async fn postponed_cutover_completes_exactly(mut env: Env, flag_file: bool) {
     };
     assert!(summary.swapped);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let failed = match (load, &mut env) {
-        (Load::Pg(l), Env::Pg(db)) => {
-            let wl = l.stop().await;
-            let diff =
-                workload::diff_count(&db.client, workload::ITEMS_EXPECTED, workload::ITEMS_ACTUAL)
-                    .await
-                    .unwrap();
-            assert_eq!(diff, 0, "the table equals the mirror");
-            (wl.failed.load(Relaxed), wl.errors())
-        }
-        (Load::My(l), Env::My(_, _, c)) => {
-            let wl = l.stop().await;
-            let diff = mysql_workload::diff(
-                c,
-                mysql_workload::ITEMS_EXPECTED,
-                mysql_workload::ITEMS_ACTUAL,
-            )
-            .await
-            .unwrap();
-            assert!(diff.is_empty(), "rows differ from the mirror: {diff:?}");
-            (wl.failed.load(Relaxed), wl.errors())
-        }
-        _ => unreachable!(),
-    };
-    assert_eq!(failed.0, 0, "workload errors: {:?}", failed.1);
+    load.stop().await;
+    assert_equals_mirror(&mut env).await;
 
     let events: Vec<String> = std::fs::read_to_string(&log)
         .unwrap()
@@ -470,9 +457,92 @@ async fn postponed_cutover_completes_exactly(mut env: Env, flag_file: bool) {
     env.stop().await;
 }
 
+/// The `items` workload (2 clients, 200 tx/s, every transaction mirrored).
 enum Load {
     Pg(workload::Workload),
     My(workload::Workload),
+}
+
+impl Load {
+    /// `create`: makes `items` with `rows` rows first. A second workload on the same
+    /// table draws its new keys from a range of its own.
+    async fn start(env: &mut Env, rows: i64, create: bool) -> Load {
+        let offset = if create { 0 } else { 100_000 };
+        match env {
+            Env::Pg(db) if create => Load::Pg(items_under_load(db, rows, 2, 200).await),
+            Env::Pg(db) => {
+                let mut cfg = workload::items_workload(&db.dsn, rows + offset, 2, 200);
+                cfg.max_duration = Duration::from_secs(300);
+                Load::Pg(workload::Workload::start(cfg).await.unwrap())
+            }
+            Env::My(_, dsn, c) => {
+                if create {
+                    mysql_workload::create_items(c, rows).await.unwrap();
+                }
+                Load::My(
+                    mysql_workload::start(WorkloadConfig {
+                        dsn: dsn.clone(),
+                        table: "items".into(),
+                        clients: 2,
+                        tps: Some(200),
+                        initial_rows: rows + offset,
+                        max_duration: Duration::from_secs(300),
+                        key_updates: true,
+                        scenario: Default::default(),
+                    })
+                    .await
+                    .unwrap(),
+                )
+            }
+        }
+    }
+
+    /// Stops the workload; it must not have failed once.
+    async fn stop(self) {
+        let wl = match self {
+            Load::Pg(l) | Load::My(l) => l.stop().await,
+        };
+        assert_eq!(
+            wl.failed.load(Relaxed),
+            0,
+            "workload errors: {:?}",
+            wl.errors()
+        );
+    }
+}
+
+/// The migrated `items` equals its mirror, row for row.
+async fn assert_equals_mirror(env: &mut Env) {
+    match env {
+        Env::Pg(db) => {
+            let diff =
+                workload::diff_count(&db.client, workload::ITEMS_EXPECTED, workload::ITEMS_ACTUAL)
+                    .await
+                    .unwrap();
+            assert_eq!(diff, 0, "the table equals the mirror");
+        }
+        Env::My(_, _, c) => {
+            let diff = mysql_workload::diff(
+                c,
+                mysql_workload::ITEMS_EXPECTED,
+                mysql_workload::ITEMS_ACTUAL,
+            )
+            .await
+            .unwrap();
+            assert!(diff.is_empty(), "rows differ from the mirror: {diff:?}");
+        }
+    }
+}
+
+/// The `items` migration of each engine: ALTER and transforms.
+fn items_alter(env: &Env) -> (&'static str, Vec<(&'static str, &'static str)>) {
+    match env {
+        Env::Pg(_) => (workload::ITEMS_ALTER, vec![]),
+        Env::My(..) => (
+            mysql_workload::ITEMS_ALTER,
+            vec![mysql_workload::ITEMS_TRANSFORM],
+        ),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -717,4 +787,213 @@ async fn cli_hooks_and_refused_throttle_options() {
         );
     }
     assert!(!socket.exists());
+}
+
+/// Waits until a checkpoint of the run on `items` records at least `rows` copied.
+/// `log`: the run's log, shown if none does.
+async fn wait_checkpoint(env: &mut Env, rows: u64, log: Option<&Path>) -> u64 {
+    let t0 = Instant::now();
+    loop {
+        if let Some(n) = env.checkpoint_rows().await
+            && n >= rows
+        {
+            return n;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no checkpoint with {rows} rows copied appeared; the run's log:\n{}",
+            log.and_then(|l| std::fs::read_to_string(l).ok())
+                .unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the binary off the async threads.
+async fn wraith_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wraith(&args)
+    })
+    .await
+    .unwrap()
+}
+
+fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Test 1 of the issue: kill -9 mid-copy, then `--resume`. The run finishes where
+/// the killed one stopped (it copies fewer rows than the table has) and equals the
+/// mirror. Without `--resume`, the interrupted migration is refused with both ways on.
+async fn killed_mid_copy_then_resumed(mut env: Env) {
+    let rows = 30_000;
+    let load = Load::start(&mut env, rows, true).await;
+    let (alter, transforms) = items_alter(&env);
+    let dsn = env.dsn();
+    let mut args: Vec<String> = [
+        "migrate",
+        "--dsn",
+        &dsn,
+        "--table",
+        "items",
+        "--alter",
+        alter,
+        "--execute",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (col, expr) in &transforms {
+        args.extend(["--transform".to_string(), format!("{col}={expr}")]);
+    }
+    let resume: Vec<String> = args
+        .iter()
+        .cloned()
+        .chain(["--resume".to_string()])
+        .collect();
+
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+        .args(&resume)
+        .args(["--max-rows-per-sec", "3000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("start wraith");
+    let saved = wait_checkpoint(&mut env, 6_000, Some(log.path())).await;
+    child.kill().expect("kill -9");
+    child.wait().unwrap();
+    eprintln!("killed after a checkpoint of {saved} rows");
+    assert!(
+        (saved as i64) < rows,
+        "the copy was still going when killed"
+    );
+    assert!(
+        !env.leftovers().await.is_empty(),
+        "the killed run left its state"
+    );
+
+    let out = wraith_async(args.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--resume") && stderr.contains("wraith cleanup"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        env.checkpoint_rows().await.is_some(),
+        "the refused run left the interrupted one alone"
+    );
+
+    let out = wraith_async(resume.into_iter().chain(["--json".to_string()]).collect()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary\n{}", show(&out)));
+    eprintln!("resumed run: {summary}");
+    let (copied, resumed) = (
+        summary["rows_copied"].as_u64().unwrap(),
+        summary["rows_resumed"].as_u64().unwrap(),
+    );
+    assert!(resumed >= saved, "{summary}");
+    assert!(
+        (copied as i64) < rows,
+        "the copy started over: {copied} rows copied after the resume\n{summary}"
+    );
+    assert_eq!(summary["swapped"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop().await;
+    assert_equals_mirror(&mut env).await;
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_killed_mid_copy_then_resumed() {
+    killed_mid_copy_then_resumed(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_killed_mid_copy_then_resumed() {
+    killed_mid_copy_then_resumed(Env::my().await).await;
+}
+
+/// Test 2 of the issue: the server restarts mid-copy. The resumable run stops and
+/// keeps its state (cleanup would throw it away); `--resume` continues it exactly.
+async fn server_restarted_mid_copy_then_resumed(mut env: Env) {
+    let rows = 30_000;
+    let load = Load::start(&mut env, rows, true).await;
+    let (alter, transforms) = items_alter(&env);
+    let options = RunOptions {
+        execute: true,
+        resume: true,
+        max_rows_per_sec: Some(3_000),
+        ..RunOptions::default()
+    };
+    let run = env
+        .start(spec_for(&env, "items", alter, &transforms, options))
+        .await;
+    let saved = wait_checkpoint(&mut env, 6_000, None).await;
+    load.stop().await;
+    env.restart().await;
+    let err = run.await.unwrap().expect_err("the run loses its server");
+    eprintln!("after {saved} rows: {err:#}");
+    assert!(wraith::error::is_connection_lost(&err), "{err:#}");
+    assert!(format!("{err:#}").contains("--resume"), "{err:#}");
+
+    // The application comes back too, while the migration resumes.
+    let load = Load::start(&mut env, rows, false).await;
+    let options = RunOptions {
+        execute: true,
+        resume: true,
+        ..RunOptions::default()
+    };
+    let outcome = env
+        .start(spec_for(&env, "items", alter, &transforms, options))
+        .await
+        .await
+        .unwrap()
+        .expect("the resumed migration completes");
+    let summary = match outcome {
+        Outcome::Migrated(_, s) => s,
+        other => panic!("no migration: {other:?}"),
+    };
+    eprintln!("resumed: {}", summary.to_json());
+    assert!(summary.rows_resumed >= saved, "{summary:?}");
+    assert!(
+        (summary.rows_copied as i64) < rows,
+        "the copy started over: {summary:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop().await;
+    assert_equals_mirror(&mut env).await;
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_server_restarted_mid_copy_then_resumed() {
+    server_restarted_mid_copy_then_resumed(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_server_restarted_mid_copy_then_resumed() {
+    server_restarted_mid_copy_then_resumed(Env::my().await).await;
 }

@@ -14,6 +14,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use crate::engine::checkpoint::Checkpoint;
 use crate::plan::Plan;
 use crate::verify::Checksums;
 
@@ -109,8 +110,14 @@ pub trait Backend: Checksums {
     ) -> impl Future<Output = anyhow::Result<Self::Signals>> + Send;
     /// Read-only checks and the plan; the shadow shape is validated without leaving anything behind.
     fn preflight(&self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
-    /// Change source first, then the shadow table.
-    fn prepare(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Change source first, then the shadow table; returns the stream position the
+    /// change source starts from. A resumed run (see [`Backend::resuming`]) reopens
+    /// what the interrupted run created instead, and returns its checkpoint's position.
+    fn prepare(&self) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+    /// The checkpoint of the interrupted run that preflight chose to continue.
+    fn resuming(&self) -> Option<Checkpoint>;
+    /// Saves a checkpoint (JSON) next to the shadow, replacing the last one.
+    fn save_checkpoint(&self, state: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Last key of the table when the copy starts (`None`: the table is empty).
     /// Rows beyond it arrive through the change stream.
     fn copy_end(&self) -> impl Future<Output = anyhow::Result<Option<Key>>> + Send;
@@ -164,4 +171,7 @@ pub trait Backend: Checksums {
     /// Removes what the run created: the change source always, the shadow unless
     /// `keep_shadow` (it was swapped in, or is kept for inspection).
     fn cleanup(&self, keep_shadow: bool) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Closes every session and leaves everything on the server for `--resume`
+    /// (a resumable run that lost its server).
+    fn close(&self) -> impl Future<Output = ()> + Send;
 }

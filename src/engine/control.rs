@@ -134,7 +134,8 @@ impl Control {
     /// `ctl status`: everything a DBA looks at, as JSON.
     pub fn status(&self, stats: &Stats) -> serde_json::Value {
         let copied = stats.rows_copied.load(Relaxed);
-        let estimate = stats.rows_estimate.load(Relaxed).max(copied);
+        let resumed = stats.rows_resumed.load(Relaxed);
+        let estimate = stats.rows_estimate.load(Relaxed).max(copied + resumed);
         let secs = stats.copy_time().as_secs_f64();
         let rate = if secs > 0.0 {
             copied as f64 / secs
@@ -142,12 +143,13 @@ impl Control {
             0.0
         };
         let eta_secs = (rate > 0.0 && stats.phase() == crate::engine::Phase::Copy)
-            .then(|| (estimate - copied) as f64 / rate);
+            .then(|| (estimate - copied - resumed) as f64 / rate);
         let pace = self.pace();
         serde_json::json!({
             "phase": stats.phase().to_string(),
             "elapsed_secs": stats.elapsed().as_secs_f64(),
             "rows_copied": copied,
+            "rows_resumed": resumed,
             "rows_estimate": estimate,
             "rows_per_sec": rate,
             "eta_secs": eta_secs,

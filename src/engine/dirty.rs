@@ -59,10 +59,22 @@ impl DirtyKeys {
     }
 }
 
-/// Copy chunks that have registered their range and not yet committed.
+/// Copy chunks that have registered their range and not yet committed, and how
+/// far the copy has committed (for checkpoints).
 #[derive(Debug, Default)]
 pub struct ChunkTracker {
     inner: Mutex<Tracker>,
+    mark: Mutex<CopyMark>,
+}
+
+/// The copy's committed progress.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CopyMark {
+    /// The copy's last key, fixed when it starts.
+    pub end: Option<Key>,
+    /// Last key of the last committed chunk.
+    pub upto: Option<Key>,
+    pub done: bool,
 }
 
 #[derive(Debug, Default)]
@@ -102,6 +114,15 @@ impl ChunkTracker {
             .keys()
             .next()
             .is_none_or(|&first| first > id)
+    }
+
+    /// How far the copy has committed.
+    pub fn copy_mark(&self) -> CopyMark {
+        self.mark.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_copy_mark(&self, mark: CopyMark) {
+        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {
@@ -144,6 +165,11 @@ impl Held {
 
     pub fn len(&self) -> usize {
         self.waiting.iter().map(|(_, k)| k.len()).sum()
+    }
+
+    /// Every key held back.
+    pub fn keys(&self) -> Vec<Key> {
+        self.waiting.iter().flat_map(|(_, k)| k.clone()).collect()
     }
 }
 

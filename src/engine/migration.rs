@@ -10,13 +10,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use crate::engine::checkpoint::{self, Checkpoint};
 use crate::engine::control::Control;
-use crate::engine::dirty::{ChunkTracker, DirtyKeys, Gate, Held};
+use crate::engine::dirty::{ChunkTracker, CopyMark, DirtyKeys, Gate, Held};
 use crate::engine::hooks::HookEvent;
 use crate::engine::pacing::{ChunkSizer, rate_wait};
 use crate::engine::throttle::{self, pace_wait, wait_while_paused};
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
-use crate::error::{Aborted, Stopped, bad_input};
+use crate::error::{Aborted, Stopped, bad_input, is_connection_lost};
 use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
@@ -92,8 +93,14 @@ pub async fn run<B: Backend>(
         .await
         .map_err(|e| bad_input(format!("{e:#}; nothing was created")))?;
 
+    let checkpoint = backend
+        .resuming()
+        .unwrap_or_else(|| Checkpoint::new(&opts, plan.fingerprint.clone(), &plan));
+    let resumable = opts.resume;
     let mut run = Run {
         backend: backend.clone(),
+        checkpoint,
+        checkpointed: Instant::now(),
         opts,
         stats: stats.clone(),
         control,
@@ -105,6 +112,23 @@ pub async fn run<B: Backend>(
         keep_shadow: false,
     };
     let result = run.migrate().await;
+
+    let result = match result {
+        Err(e) if resumable && is_connection_lost(&e) && !stats.swapped.load(Relaxed) => {
+            // Cleanup would throw away what `--resume` continues from.
+            backend.close().await;
+            stats.set_phase(Phase::Done);
+            hooks
+                .report(HookEvent::Failure, &stats, Some(&format!("{e:#}")))
+                .await;
+            return Err(e.context(
+                "the connection to the server was lost; the migration is kept as it was: run the \
+                 same command with --resume to continue it, or `wraith cleanup` to remove it (on \
+                 PostgreSQL its replication slot keeps WAL until then)",
+            ));
+        }
+        other => other,
+    };
 
     stats.set_phase(Phase::Cleanup);
     let keep_shadow = stats.swapped.load(Relaxed) || run.keep_shadow;
@@ -146,6 +170,9 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) gate: Arc<Gate>,
     /// Verification failed: the shadow stays for inspection.
     pub(crate) keep_shadow: bool,
+    /// The last checkpoint saved, and when.
+    checkpoint: Checkpoint,
+    checkpointed: Instant,
 }
 
 /// Aborts a background task (copy, heartbeats, throttle monitor) when the run leaves.
@@ -160,7 +187,8 @@ impl<T> Drop for AbortOnDrop<T> {
 impl<B: Backend> Run<B> {
     async fn migrate(&mut self) -> anyhow::Result<()> {
         self.stats.set_phase(Phase::Prepare);
-        self.backend.prepare().await.context("prepare")?;
+        let start = self.backend.prepare().await.context("prepare")?;
+        self.start_from_checkpoint(start).await?;
         self.check_abort()?;
         let _heartbeats = AbortOnDrop(tokio::spawn(heartbeats(self.backend.clone())));
         let _throttle = AbortOnDrop(tokio::spawn(throttle::monitor(
@@ -277,15 +305,63 @@ impl<B: Backend> Run<B> {
         Ok(batch)
     }
 
-    pub(crate) async fn confirm(&self, batch: &ChangeBatch) -> anyhow::Result<()> {
-        match &batch.position {
-            Some(pos) => self
-                .backend
-                .confirm(pos.clone())
-                .await
-                .context("confirming the stream position"),
-            None => Ok(()),
+    /// Lets the stream forget what is applied. In a resumable run, keys read but not
+    /// yet applied (held back, or collected under the cutover lock) are saved in a
+    /// checkpoint first: after a crash the stream would not bring them again.
+    pub(crate) async fn confirm(&mut self, batch: &ChangeBatch) -> anyhow::Result<()> {
+        let Some(pos) = &batch.position else {
+            return Ok(());
+        };
+        let waiting = !self.dirty.is_empty() || !self.held.is_empty();
+        if (waiting && self.opts.resume) || self.checkpointed.elapsed() >= checkpoint::EVERY {
+            self.save_checkpoint(Some(pos.clone())).await?;
         }
+        self.backend
+            .confirm(pos.clone())
+            .await
+            .context("confirming the stream position")
+    }
+
+    /// Saves where the run is (DESIGN 2.G); `position`: every change before it is
+    /// applied, except the dirty and held keys saved with it.
+    async fn save_checkpoint(&mut self, position: Option<String>) -> anyhow::Result<()> {
+        let mark = self.tracker.copy_mark();
+        let cp = &mut self.checkpoint;
+        cp.copy_end = mark.end;
+        cp.copied_upto = mark.upto;
+        cp.copy_done = mark.done;
+        cp.rows_copied =
+            self.stats.rows_resumed.load(Relaxed) + self.stats.rows_copied.load(Relaxed);
+        if position.is_some() {
+            cp.position = position;
+        }
+        let mut pending = self.dirty.snapshot();
+        pending.extend(self.held.keys());
+        cp.pending = pending;
+        cp.saved_unix = unix_us() / 1_000_000;
+        self.backend
+            .save_checkpoint(cp.to_json())
+            .await
+            .context("saving the checkpoint")?;
+        self.checkpointed = Instant::now();
+        Ok(())
+    }
+
+    /// A fresh run saves its first checkpoint at the stream's start; a resumed one
+    /// takes up the interrupted run's copy progress and its keys still to re-read.
+    async fn start_from_checkpoint(&mut self, start: Option<String>) -> anyhow::Result<()> {
+        let cp = self.checkpoint.clone();
+        if self.backend.resuming().is_some() {
+            tracing::info!("resuming the interrupted migration: {}", cp.describe());
+        }
+        self.stats.rows_resumed.store(cp.rows_copied, Relaxed);
+        self.tracker.set_copy_mark(CopyMark {
+            end: cp.copy_end.clone(),
+            upto: cp.copied_upto.clone(),
+            done: cp.copy_done,
+        });
+        self.dirty.extend(cp.pending.iter().cloned());
+        self.save_checkpoint(start).await
     }
 
     /// One poll of the stream, its keys applied, then its position confirmed (DESIGN 2.G).
@@ -412,12 +488,30 @@ async fn copy_all<B: Backend>(
     control: Arc<Control>,
 ) -> anyhow::Result<()> {
     stats.copy_started();
-    let Some(end) = backend.copy_end().await.context("finding the last key")? else {
+    // A resumed copy continues after the last chunk the interrupted run committed.
+    let mark = tracker.copy_mark();
+    let end = match (mark.done, &mark.end) {
+        (true, _) => None,
+        (false, Some(end)) => Some(end.clone()),
+        (false, None) => backend.copy_end().await.context("finding the last key")?,
+    };
+    let Some(end) = end else {
+        tracker.set_copy_mark(CopyMark { done: true, ..mark });
         stats.copy_finished();
         return Ok(());
     };
+    if mark.upto.as_ref() == Some(&end) {
+        tracker.set_copy_mark(CopyMark { done: true, ..mark });
+        stats.copy_finished();
+        return Ok(());
+    }
+    let mut after = mark.upto;
+    tracker.set_copy_mark(CopyMark {
+        end: Some(end.clone()),
+        upto: after.clone(),
+        done: false,
+    });
     let mut sizer = ChunkSizer::new(opts.initial_chunk_rows, opts.chunk_time);
-    let mut after = None;
     let started = Instant::now();
     loop {
         let paused = wait_while_paused(&control).await;
@@ -458,6 +552,11 @@ async fn copy_all<B: Backend>(
         sizer.observe(copied, took);
         stats.rows_copied.fetch_add(copied, Relaxed);
         stats.chunks.fetch_add(1, Relaxed);
+        tracker.set_copy_mark(CopyMark {
+            end: Some(end.clone()),
+            upto: Some(range.upto.clone()),
+            done,
+        });
         if done {
             break;
         }

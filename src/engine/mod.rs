@@ -11,6 +11,7 @@
 //! - [`migration`]: the phases, in order (start reading here).
 //! - [`verify`]: the verify phase before the swap (consistent point, compare, repair).
 //! - [`cutover`]: the bounded, retried swap.
+//! - [`checkpoint`]: what a run saves so `--resume` can continue it.
 //! - [`dirty`]: dirty keys, copy chunks in flight and keys held back until they commit.
 //! - [`pacing`]: adaptive chunk size and the rows/s cap.
 //! - [`progress`]: live counters, the progress bar and the final summary.
@@ -19,6 +20,7 @@
 //! - [`hooks`]: commands run at the migration's events.
 
 pub mod backend;
+pub mod checkpoint;
 pub mod control;
 pub mod cutover;
 pub mod dirty;

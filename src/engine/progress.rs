@@ -68,6 +68,8 @@ pub struct Stats {
     phase: AtomicU8,
     pub rows_estimate: AtomicU64,
     pub rows_copied: AtomicU64,
+    /// Rows an interrupted run had copied before this one resumed it.
+    pub rows_resumed: AtomicU64,
     pub chunks: AtomicU64,
     pub events_read: AtomicU64,
     pub keys_applied: AtomicU64,
@@ -113,6 +115,7 @@ impl Default for Stats {
             phase: AtomicU8::new(0),
             rows_estimate: AtomicU64::new(0),
             rows_copied: AtomicU64::new(0),
+            rows_resumed: AtomicU64::new(0),
             chunks: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
             keys_applied: AtomicU64::new(0),
@@ -241,6 +244,7 @@ impl Stats {
                 .collect(),
             total: self.started.elapsed(),
             rows_copied: rows,
+            rows_resumed: self.rows_resumed.load(Relaxed),
             copy_time: copy,
             copy_rows_per_sec: if copy.as_secs_f64() > 0.0 {
                 rows as f64 / copy.as_secs_f64()
@@ -270,6 +274,8 @@ impl Stats {
 pub struct Summary {
     pub total: Duration,
     pub rows_copied: u64,
+    /// Rows the interrupted run had copied (a resumed run copies only the rest).
+    pub rows_resumed: u64,
     pub copy_time: Duration,
     pub copy_rows_per_sec: f64,
     pub chunks: u64,
@@ -301,6 +307,7 @@ impl Summary {
         serde_json::json!({
             "total_ms": self.total.as_millis() as u64,
             "rows_copied": self.rows_copied,
+            "rows_resumed": self.rows_resumed,
             "copy_ms": self.copy_time.as_millis() as u64,
             "copy_rows_per_sec": self.copy_rows_per_sec.round(),
             "chunks": self.chunks,
@@ -339,6 +346,13 @@ impl fmt::Display for Summary {
             self.copy_rows_per_sec,
             self.chunks
         )?;
+        if self.rows_resumed > 0 {
+            writeln!(
+                f,
+                "resumed:           after {} rows the interrupted run had copied",
+                self.rows_resumed
+            )?;
+        }
         writeln!(
             f,
             "changes applied:   {} keys re-read ({} row events)",

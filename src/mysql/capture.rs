@@ -6,6 +6,9 @@
 //! table's heartbeats and fences, and hands them to `poll` through a bounded
 //! channel. Any event it does not understand, and any DDL on the source table,
 //! ends the stream with an error: the run aborts before the swap (2.F).
+//!
+//! Positions (`file:offset`) are handed out at transaction ends only: a resumed
+//! run's stream starts at one (DESIGN 2.G).
 
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
@@ -16,6 +19,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row, Value};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::engine::{ChangeBatch, Key};
+use crate::error::ConnectionLost;
 use crate::mysql::binlog::{Handling, handling};
 use crate::mysql::conn::{MyResult, describe};
 use crate::mysql::names::Names;
@@ -27,6 +31,8 @@ const BUFFER: usize = 4096;
 pub const HEARTBEAT_ID: i64 = 1;
 pub const FENCE_ID: i64 = 2;
 pub const OWNER_ID: i64 = 0;
+/// The run's checkpoint (JSON).
+pub const CHECKPOINT_ID: i64 = 3;
 
 /// What one event told the reader.
 #[derive(Debug, Default)]
@@ -35,6 +41,8 @@ struct Item {
     fence: Option<String>,
     heartbeat: Option<i64>,
     events: u64,
+    /// A transaction ended here: the stream may restart at this position.
+    position: Option<String>,
 }
 
 /// Which columns of the source's row images make the key, and how wide each
@@ -127,14 +135,25 @@ pub async fn position(c: &mut Conn) -> anyhow::Result<(String, u64)> {
     Ok((file, pos))
 }
 
-/// Takes the current position on `c`, then starts streaming from it on `stream_conn`.
+/// A position as wraith writes it: `file:offset`.
+pub fn parse_position(p: &str) -> Option<(String, u64)> {
+    let (file, pos) = p.rsplit_once(':')?;
+    Some((file.to_string(), pos.parse().ok()?))
+}
+
+/// Starts streaming on `stream_conn` from `from` (a resumed run), or from the
+/// current position, read on `c`.
 pub async fn start(
     c: &mut Conn,
     stream_conn: Conn,
     names: &Names,
     layout: KeyLayout,
+    from: Option<(String, u64)>,
 ) -> anyhow::Result<Reader> {
-    let (file, pos) = position(c).await?;
+    let (file, pos) = match from {
+        Some(p) => p,
+        None => position(c).await?,
+    };
     // A replica id of its own: the server drops an older stream with the same id.
     let server_id =
         1_000_000_000 + (std::process::id() % 1_000_000) * 1000 + rand::random_range(0..1000);
@@ -147,7 +166,7 @@ pub async fn start(
         .await
         .my("starting the binary log stream")?;
     let (tx, rx) = mpsc::channel(BUFFER);
-    let task = tokio::spawn(read(stream, tx, names.clone(), layout));
+    let task = tokio::spawn(read(stream, tx, names.clone(), layout, file.clone()));
     Ok(Reader {
         rx: Mutex::new(rx),
         task,
@@ -160,11 +179,15 @@ async fn read(
     tx: mpsc::Sender<anyhow::Result<Item>>,
     names: Names,
     layout: KeyLayout,
+    mut file: String,
 ) {
     while let Some(event) = stream.next().await {
         let item = match event {
-            Ok(event) => on_event(&stream, &event, &names, &layout),
-            Err(e) => Err(anyhow::anyhow!("reading the binary log: {}", describe(&e))),
+            Ok(event) => on_event(&stream, &event, &names, &layout, &mut file),
+            Err(e) => Err(crate::mysql::conn::error(
+                &e,
+                format!("reading the binary log: {}", describe(&e)),
+            )),
         };
         let failed = item.is_err();
         match item {
@@ -183,9 +206,10 @@ async fn read(
         }
     }
     let _ = tx
-        .send(Err(anyhow::anyhow!(
-            "the server ended the binary log stream"
-        )))
+        .send(Err(ConnectionLost(
+            "the server ended the binary log stream".into(),
+        )
+        .into()))
         .await;
 }
 
@@ -194,13 +218,26 @@ fn on_event(
     event: &Event,
     names: &Names,
     layout: &KeyLayout,
+    file: &mut String,
 ) -> anyhow::Result<Option<Item>> {
     match handling(event)? {
         Handling::Rows => {}
         Handling::Query => return check_query(event, names).map(|()| None),
-        Handling::TableMap | Handling::Begin | Handling::Commit | Handling::Ignore => {
+        Handling::Commit => {
+            return Ok(Some(Item {
+                position: Some(format!("{file}:{}", event.header().log_pos())),
+                ..Item::default()
+            }));
+        }
+        Handling::Ignore => {
+            let rotate = event.header().event_type_raw()
+                == mysql_async::binlog::EventType::ROTATE_EVENT as u8;
+            if rotate && let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
+                *file = log_name(r.name_raw());
+            }
             return Ok(None);
         }
+        Handling::TableMap | Handling::Begin => return Ok(None),
     }
     let Some(EventData::RowsEvent(rows)) = event
         .read_data()
@@ -250,6 +287,20 @@ fn on_event(
         return Ok(None);
     }
     Ok(Some(item))
+}
+
+/// A rotate event's file name. The driver may leave the event's checksum after
+/// it: a binary log's name ends with its sequence number, so stop after the digits.
+fn log_name(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let Some(dot) = text.rfind('.') else {
+        return text.into_owned();
+    };
+    let digits = text[dot + 1..]
+        .bytes()
+        .take_while(u8::is_ascii_digit)
+        .count();
+    text[..dot + 1 + digits].to_string()
 }
 
 /// DDL on the source table during the run would make the copy and the stream
@@ -359,6 +410,9 @@ impl Reader {
                     batch.keys.extend(item.keys);
                     batch.fences.extend(item.fence);
                     batch.heartbeats.extend(item.heartbeat);
+                    if item.position.is_some() {
+                        batch.position = item.position;
+                    }
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {
                     batch.caught_up = true;
@@ -376,6 +430,12 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rotate_names_lose_trailing_checksums() {
+        assert_eq!(log_name(b"binlog.000002\xab\xcd>\x12"), "binlog.000002");
+        assert_eq!(log_name(b"mysql-bin.000123"), "mysql-bin.000123");
+    }
 
     #[test]
     fn ddl_that_changes_a_table_is_recognised() {

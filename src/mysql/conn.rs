@@ -5,7 +5,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-use crate::error::{bad_input, redact_dsn};
+use crate::error::{ConnectionLost, bad_input, redact_dsn};
 
 /// The DSN names a MySQL/MariaDB server (`mysql://` or `mariadb://`).
 pub fn is_mysql_dsn(dsn: &str) -> bool {
@@ -29,10 +29,13 @@ pub fn opts(dsn: &str) -> anyhow::Result<Opts> {
 /// Opens a session for `purpose` (named in errors) with wraith's session settings.
 pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
     let mut c = Conn::new(opts(dsn)?).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to {} ({purpose} session): {}",
-            redact_dsn(dsn),
-            describe(&e)
+        error(
+            &e,
+            format!(
+                "cannot connect to {} ({purpose} session): {}",
+                redact_dsn(dsn),
+                describe(&e)
+            ),
         )
     })?;
     c.query_drop(
@@ -43,6 +46,26 @@ pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
     .await
     .my(&format!("setting up the {purpose} session"))?;
     Ok(c)
+}
+
+/// The session is gone: closed, reset, killed, or the server is shutting down.
+pub fn is_lost(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Driver(d) => matches!(d, mysql_async::DriverError::ConnectionClosed),
+        // Server shutdown, connection killed, disconnected for inactivity.
+        mysql_async::Error::Server(s) => matches!(s.code, 1053 | 1927 | 4031),
+        _ => false,
+    }
+}
+
+/// `msg` as an error that says whether the connection was lost.
+pub fn error(e: &mysql_async::Error, msg: String) -> anyhow::Error {
+    if is_lost(e) {
+        ConnectionLost(msg).into()
+    } else {
+        anyhow::anyhow!(msg)
+    }
 }
 
 /// The server's message with its error code, or the driver's.
@@ -60,6 +83,6 @@ pub trait MyResult<T> {
 
 impl<T> MyResult<T> for Result<T, mysql_async::Error> {
     fn my(self, doing: &str) -> anyhow::Result<T> {
-        self.map_err(|e| anyhow::anyhow!("{doing}: {}", describe(&e)))
+        self.map_err(|e| error(&e, format!("{doing}: {}", describe(&e))))
     }
 }

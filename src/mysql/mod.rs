@@ -24,10 +24,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
+use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 use crate::error::bad_input;
 use crate::plan::alter::{self, AlterText};
@@ -69,6 +70,8 @@ pub struct MyBackend {
     verifier: OnceLock<verify::Verifier>,
     /// The changelog (and so possibly the shadow) exists: cleanup removes them.
     created: AtomicBool,
+    /// The interrupted run this one continues.
+    resume: OnceLock<Checkpoint>,
 }
 
 async fn take<'a>(slot: &'a Slot, name: &str) -> anyhow::Result<MappedMutexGuard<'a, Conn>> {
@@ -112,6 +115,7 @@ impl MyBackend {
             reader: OnceLock::new(),
             verifier: OnceLock::new(),
             created: AtomicBool::new(false),
+            resume: OnceLock::new(),
         })
     }
 
@@ -174,7 +178,7 @@ impl MyBackend {
             key_columns: table.key.clone(),
             source_steps: vec![
                 format!(
-                    "CREATE TABLE {} (id int PRIMARY KEY, value varchar(255)) (heartbeats, fences)",
+                    "CREATE TABLE {} (id int PRIMARY KEY, value longtext) (heartbeats, fences, checkpoints)",
                     n.changelog_q()
                 ),
                 "SHOW MASTER STATUS, then a binary log stream from that position".into(),
@@ -184,13 +188,15 @@ impl MyBackend {
             copy_sql: shape.sql.copy(true),
             apply_sql: vec![shape.sql.apply_delete(1), shape.sql.apply_insert(1)],
             cutover_steps,
+            fingerprint: self.spec.fingerprint(),
             ..Plan::default()
         }
     }
 
-    /// Tables an earlier run left: removed on a real run when they are wraith's
-    /// (the changelog marks them), refused otherwise.
-    async fn leftovers(&self, c: &mut Conn) -> anyhow::Result<Vec<String>> {
+    /// Tables an earlier run left, when they are wraith's (the changelog marks them):
+    /// an interrupted `--resume` run is continued under `--resume` and refused
+    /// without it; anything else a real run removes. Someone else's are refused.
+    async fn leftovers(&self, c: &mut Conn) -> anyhow::Result<(Vec<String>, Option<Checkpoint>)> {
         let n = &self.names;
         let present: Vec<(String, String)> = c
             .exec(
@@ -219,19 +225,75 @@ impl MyBackend {
                 n.changelog_q()
             )));
         }
-        if ours {
-            if self.spec.options.execute {
-                remove(c, n, false).await?;
-                tracing::warn!("removed the tables of an earlier wraith run on {}", n.src());
-            } else {
+        if !ours {
+            return Ok((warnings, None));
+        }
+        let mut found = vec![format!("changelog table {}", n.changelog_q())];
+        if has(&n.shadow) {
+            found.push(format!("shadow table {}", n.shadow_q()));
+        }
+        let saved: Option<String> = c
+            .exec_first(
+                format!("SELECT value FROM {} WHERE id = ?", n.changelog_q()),
+                (capture::CHECKPOINT_ID,),
+            )
+            .await
+            .my("reading the earlier run's checkpoint")?;
+        let stream_gone = match saved
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Checkpoint>(s).ok())
+            .and_then(|cp| cp.position)
+            .and_then(|p| capture::parse_position(&p))
+        {
+            _ if !has(&n.shadow) => Some("its shadow table is gone".to_string()),
+            None => Some("its checkpoint holds no binary log position".to_string()),
+            Some((file, _)) => {
+                let logs: Vec<Row> = c
+                    .query("SHOW BINARY LOGS")
+                    .await
+                    .my("listing binary logs")?;
+                let kept = logs
+                    .iter()
+                    .any(|r| r.get::<String, _>(0).as_deref() == Some(file.as_str()));
+                (!kept).then(|| format!("binary log {file} was purged"))
+            }
+        };
+        let left = Leftover {
+            found,
+            checkpoint: saved,
+            stream_gone,
+        };
+        let opts = &self.spec.options;
+        match checkpoint::decide(
+            left,
+            opts,
+            &self.spec.fingerprint(),
+            &n.src(),
+            &self.spec.dsn,
+        )? {
+            Decision::Fresh => Ok((warnings, None)),
+            Decision::Resume(cp) => {
                 warnings.push(format!(
-                    "an earlier wraith run left {} (and maybe {}): a real run removes them first",
-                    n.changelog_q(),
-                    n.shadow_q()
+                    "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
+                    cp.describe()
                 ));
+                Ok((warnings, Some(cp)))
+            }
+            Decision::StartOver(what) if opts.execute => {
+                remove(c, n, false).await?;
+                tracing::warn!(
+                    "removed the tables of an earlier wraith run on {}; starting over ({what})",
+                    n.src()
+                );
+                Ok((warnings, None))
+            }
+            Decision::StartOver(what) => {
+                warnings.push(format!(
+                    "an earlier wraith run left {what}: a real run removes them first"
+                ));
+                Ok((warnings, None))
             }
         }
-        Ok(warnings)
     }
 }
 
@@ -326,7 +388,7 @@ impl Backend for MyBackend {
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
         check_key_types(&table, &self.names.src())?;
-        let warnings = self.leftovers(&mut ctrl).await?;
+        let (warnings, resume) = self.leftovers(&mut ctrl).await?;
         let shape = shadow::build(
             &mut ctrl,
             &self.names,
@@ -338,12 +400,46 @@ impl Backend for MyBackend {
         .await?;
         let mut plan = self.plan(&server, &table, &shape);
         plan.warnings = warnings;
+        if let Some(cp) = resume {
+            checkpoint::check_shape(&cp, &plan, &self.names.src())?;
+            if self.spec.options.execute {
+                // The interrupted run's shadow has this shape: its statements serve.
+                let _ = self.resume.set(cp);
+                let _ = self.shape.set(shape);
+            }
+        }
         let _ = self.server.set(server);
         let _ = self.table.set(table);
         Ok(plan)
     }
 
-    async fn prepare(&self) -> anyhow::Result<()> {
+    fn resuming(&self) -> Option<Checkpoint> {
+        self.resume.get().cloned()
+    }
+
+    async fn save_checkpoint(&self, state: String) -> anyhow::Result<()> {
+        self.changelog(capture::CHECKPOINT_ID, state).await
+    }
+
+    async fn close(&self) {
+        for slot in [
+            &self.s.copy,
+            &self.s.apply,
+            &self.s.beat,
+            &self.s.killer,
+            &self.s.renamer,
+            &self.s.ctrl,
+        ] {
+            if let Some(c) = slot.lock().await.take() {
+                let _ = c.disconnect().await;
+            }
+        }
+        if let Some(v) = self.verifier.get() {
+            v.close().await;
+        }
+    }
+
+    async fn prepare(&self) -> anyhow::Result<Option<String>> {
         let dsn = &self.spec.dsn;
         let table = self
             .table
@@ -360,8 +456,16 @@ impl Backend for MyBackend {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         let n = &self.names;
         self.created.store(true, Relaxed);
+        let layout = capture::KeyLayout::new(&table.columns, &table.key)?;
+        if let Some(cp) = self.resume.get() {
+            let from = cp.position.as_deref().and_then(capture::parse_position);
+            let reader = capture::start(&mut ctrl, stream_conn, n, layout, from).await?;
+            let _ = self.reader.set(reader);
+            self.set_verifier(self.shape()?);
+            return Ok(cp.position.clone());
+        }
         ctrl.query_drop(format!(
-            "CREATE TABLE {} (id int PRIMARY KEY, value varchar(255) NOT NULL) ENGINE=InnoDB \
+            "CREATE TABLE {} (id int PRIMARY KEY, value longtext NOT NULL) ENGINE=InnoDB \
              COMMENT='wraith changelog for {}'",
             n.changelog_q(),
             n.table.replace('\'', "''")
@@ -378,9 +482,9 @@ impl Backend for MyBackend {
         .await
         .my("marking the changelog table")?;
         // The change source first (DESIGN 2.A), then the shadow.
-        let layout = capture::KeyLayout::new(&table.columns, &table.key)?;
-        let reader = capture::start(&mut ctrl, stream_conn, n, layout).await?;
+        let reader = capture::start(&mut ctrl, stream_conn, n, layout, None).await?;
         tracing::debug!(file = %reader.start.0, pos = reader.start.1, "binary log stream started");
+        let start = format!("{}:{}", reader.start.0, reader.start.1);
         let _ = self.reader.set(reader);
         let shape = shadow::build(
             &mut ctrl,
@@ -391,16 +495,9 @@ impl Backend for MyBackend {
             shadow::On::Shadow,
         )
         .await?;
-        let _ = self.verifier.set(verify::Verifier::new(
-            dsn,
-            n.src(),
-            n.shadow_q(),
-            &shape.key,
-            &shape.key_target,
-            &shape.mapping,
-        ));
+        self.set_verifier(&shape);
         let _ = self.shape.set(shape);
-        Ok(())
+        Ok(Some(start))
     }
 
     async fn copy_end(&self) -> anyhow::Result<Option<Key>> {
@@ -552,21 +649,7 @@ impl Backend for MyBackend {
     }
 
     async fn cleanup(&self, keep_shadow: bool) -> anyhow::Result<()> {
-        for slot in [
-            &self.s.copy,
-            &self.s.apply,
-            &self.s.beat,
-            &self.s.killer,
-            &self.s.renamer,
-            &self.s.ctrl,
-        ] {
-            if let Some(c) = slot.lock().await.take() {
-                let _ = c.disconnect().await;
-            }
-        }
-        if let Some(v) = self.verifier.get() {
-            v.close().await;
-        }
+        self.close().await;
         if !self.created.load(Relaxed) {
             return Ok(());
         }
@@ -580,6 +663,18 @@ impl Backend for MyBackend {
 }
 
 impl MyBackend {
+    fn set_verifier(&self, shape: &Shape) {
+        let n = &self.names;
+        let _ = self.verifier.set(verify::Verifier::new(
+            &self.spec.dsn,
+            n.src(),
+            n.shadow_q(),
+            &shape.key,
+            &shape.key_target,
+            &shape.mapping,
+        ));
+    }
+
     async fn changelog(&self, id: i64, value: String) -> anyhow::Result<()> {
         take(&self.s.beat, "heartbeat")
             .await?

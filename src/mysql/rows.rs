@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
 use crate::engine::{Key, KeyRange};
-use crate::mysql::conn::describe;
+use crate::mysql::conn::{describe, error};
 use crate::mysql::names::q;
 
 /// Keys per apply statement; the last batch is padded so the statement text (and
@@ -246,10 +246,12 @@ pub fn is_transient(e: &mysql_async::Error) -> bool {
 }
 
 pub async fn last_key(c: &mut Conn, sql: &RowSql) -> anyhow::Result<Option<Key>> {
-    let row: Option<Row> = c
-        .query_first(sql.last_key())
-        .await
-        .map_err(|e| anyhow::anyhow!("finding the table's last key: {}", describe(&e)))?;
+    let row: Option<Row> = c.query_first(sql.last_key()).await.map_err(|e| {
+        error(
+            &e,
+            format!("finding the table's last key: {}", describe(&e)),
+        )
+    })?;
     row.map(|r| row_key(&r, sql.key_src.len())).transpose()
 }
 
@@ -268,7 +270,12 @@ pub async fn next_chunk(
             to_params(values),
         )
         .await
-        .map_err(|e| anyhow::anyhow!("finding the end of the next chunk: {}", describe(&e)))?;
+        .map_err(|e| {
+            error(
+                &e,
+                format!("finding the end of the next chunk: {}", describe(&e)),
+            )
+        })?;
     let upto = match row {
         Some(r) => row_key(&r, sql.key_src.len())?,
         None => end.clone(),
@@ -298,11 +305,14 @@ pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow:
                     .as_ref()
                     .map(|k| k.join(", "))
                     .unwrap_or("start".into());
-                anyhow::bail!(
-                    "copying the rows with keys after ({after}) up to ({}): {}; nothing was swapped",
-                    range.upto.join(", "),
-                    describe(&e)
-                )
+                return Err(error(
+                    &e,
+                    format!(
+                        "copying the rows with keys after ({after}) up to ({}): {}; nothing was swapped",
+                        range.upto.join(", "),
+                        describe(&e)
+                    ),
+                ));
             }
         }
     }
@@ -352,12 +362,15 @@ pub async fn apply_keys(
                         attempt += 1;
                         continue;
                     }
-                    anyhow::bail!(
-                        "re-reading {} changed keys (first: {}) into the shadow: {}; nothing was swapped",
-                        batch.len(),
-                        batch[0].join(", "),
-                        describe(&e)
-                    );
+                    return Err(error(
+                        &e,
+                        format!(
+                            "re-reading {} changed keys (first: {}) into the shadow: {}; nothing was swapped",
+                            batch.len(),
+                            batch[0].join(", "),
+                            describe(&e)
+                        ),
+                    ));
                 }
             }
         }

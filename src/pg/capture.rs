@@ -1,5 +1,6 @@
 //! Change capture on PostgreSQL: a publication for the table and a temporary
-//! logical slot (it dies with wraith's session, so no exit path can leak it),
+//! logical slot (it dies with wraith's session, so no exit path can leak it; a
+//! `--resume` run's slot is persistent, so a later run can continue from it),
 //! polled with `pg_logical_slot_peek_binary_changes` and advanced only after
 //! the keys read are applied (DESIGN 2.G).
 //!
@@ -64,13 +65,15 @@ impl Decoder {
 }
 
 /// Creates the publication (on `ctrl`) and then the slot (on `capture`, whose
-/// session owns it). The publication must exist before the slot's start point.
+/// session owns it unless `persistent`). The publication must exist before the
+/// slot's start point. Returns the slot's start point.
 pub async fn create(
     ctrl: &Client,
     capture: &Client,
     names: &Names,
     timeout: Duration,
-) -> anyhow::Result<()> {
+    persistent: bool,
+) -> anyhow::Result<String> {
     ctrl.batch_execute(&format!(
         "CREATE PUBLICATION {} FOR TABLE {}",
         crate::pg::sql::ident(&names.publication),
@@ -84,8 +87,8 @@ pub async fn create(
         .db("setting the slot creation timeout")?;
     let created = capture
         .query_one(
-            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', true)",
-            &[&names.slot],
+            "SELECT lsn::text FROM pg_create_logical_replication_slot($1, 'pgoutput', $2)",
+            &[&names.slot, &!persistent],
         )
         .await;
     capture
@@ -93,7 +96,7 @@ pub async fn create(
         .await
         .db("resetting the statement timeout")?;
     match created {
-        Ok(_) => Ok(()),
+        Ok(row) => Ok(row.get(0)),
         Err(e) if sqlstate(&e) == Some("57014") => {
             let blockers = ctrl
                 .query(
@@ -132,6 +135,35 @@ pub async fn create(
             describe(&e)
         )),
     }
+}
+
+/// A resumed run takes up the interrupted run's persistent slot: returns the
+/// position it confirmed (every change before it is applied).
+pub async fn reopen(c: &Client, names: &Names, dec: &Mutex<Decoder>) -> anyhow::Result<String> {
+    let row = c
+        .query_opt(
+            "SELECT confirmed_flush_lsn::text, active FROM pg_replication_slots WHERE slot_name = $1",
+            &[&names.slot],
+        )
+        .await
+        .db("looking for the interrupted run's replication slot")?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the interrupted run's replication slot {} is gone: it cannot be resumed",
+                names.slot
+            )
+        })?;
+    let (lsn, active): (Option<String>, bool) = (row.get(0), row.get(1));
+    if active {
+        anyhow::bail!(
+            "replication slot {} is in use by another session: is another wraith run going?",
+            names.slot
+        );
+    }
+    let lsn = lsn.unwrap_or_else(|| "0/0".into());
+    dec.lock().unwrap_or_else(|e| e.into_inner()).confirmed =
+        pgoutput::parse_lsn(&lsn).unwrap_or(0);
+    Ok(lsn)
 }
 
 /// Reads committed changes (at most about `max_events` rows) without consuming them.

@@ -80,6 +80,12 @@ pub async fn remove(
         .db("dropping the publication")?;
         removed.push(format!("publication {}", names.publication));
     }
+    if is_marked(c, &names.checkpoint_q(), &names.checkpoint_comment()).await? {
+        c.batch_execute(&format!("DROP TABLE {}", names.checkpoint_q()))
+            .await
+            .db("dropping the checkpoint table")?;
+        removed.push(format!("checkpoint table {}", names.checkpoint_q()));
+    }
     if !keep_shadow && is_marked_shadow(c, names).await? {
         c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
             .await
@@ -91,13 +97,18 @@ pub async fn remove(
 
 /// The table under the shadow's name exists and carries wraith's marker comment.
 pub async fn is_marked_shadow(c: &Client, names: &Names) -> anyhow::Result<bool> {
+    is_marked(c, &names.shadow_q(), &names.shadow_comment()).await
+}
+
+/// Table `table` exists and its comment is `mark`.
+async fn is_marked(c: &Client, table: &str, mark: &str) -> anyhow::Result<bool> {
     let comment: Option<String> = c
         .query_one(
             "SELECT obj_description(to_regclass($1), 'pg_class')",
-            &[&names.shadow_q()],
+            &[&table],
         )
         .await
-        .db("looking for wraith's shadow table")?
+        .db("looking for wraith's tables")?
         .get(0);
-    Ok(comment.as_deref() == Some(names.shadow_comment().as_str()))
+    Ok(comment.as_deref() == Some(mark))
 }

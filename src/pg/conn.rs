@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::redact_dsn;
+use crate::error::{ConnectionLost, redact_dsn};
 
 /// Settings every wraith session runs with.
 const SESSION_SETUP: &str = "SET application_name = 'wraith'; SET DateStyle = 'ISO, YMD'; \
@@ -61,8 +61,19 @@ pub struct DbError {
     pub code: Option<String>,
 }
 
+/// The session is gone: closed, reset, or ended by a server shutdown.
+pub fn is_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || sqlstate(e)
+            .is_some_and(|c| c.starts_with("08") || matches!(c, "57P01" | "57P02" | "57P03"))
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
 /// Wraps a PostgreSQL error with what wraith was doing.
 pub fn db_error(e: tokio_postgres::Error, doing: &str) -> anyhow::Error {
+    if is_lost(&e) {
+        return ConnectionLost(format!("{doing}: {}", describe(&e))).into();
+    }
     DbError {
         doing: doing.to_string(),
         message: describe(&e),

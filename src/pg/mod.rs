@@ -2,9 +2,10 @@
 //! for capture and a rename swap in one transaction for the cutover.
 //!
 //! Sessions: `ctrl` (preflight, shadow DDL, the cutover transaction), `copy`
-//! (chunks, then the fence), `apply` (re-reads), `capture` (owns the temporary
-//! slot). All are closed before cleanup, so an open cutover transaction or the
-//! slot can never outlive the run.
+//! (chunks, then the fence), `apply` (re-reads, checkpoints), `capture` (owns the
+//! temporary slot). All are closed before cleanup, so an open cutover transaction
+//! or the slot can never outlive the run (a `--resume` run's slot is persistent:
+//! cleanup drops it).
 //!
 //! Where things are: [`preflight`], [`shadow`], [`capture`] + [`pgoutput`],
 //! [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`]; SQL text in [`sql`].
@@ -33,6 +34,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_postgres::Client;
 
+use crate::engine::checkpoint::Checkpoint;
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
 use crate::plan::{MigrationSpec, Plan};
@@ -67,6 +69,8 @@ pub struct PgBackend {
     verifier: OnceLock<verify::Verifier>,
     /// Foreign keys to validate once the swap committed.
     to_validate: Mutex<Vec<(String, String)>>,
+    /// The interrupted run this one continues.
+    resume: OnceLock<Checkpoint>,
 }
 
 impl PgBackend {
@@ -91,6 +95,7 @@ impl PgBackend {
             locked: AtomicBool::new(false),
             verifier: OnceLock::new(),
             to_validate: Mutex::new(Vec::new()),
+            resume: OnceLock::new(),
         })
     }
 
@@ -166,13 +171,50 @@ impl Backend for PgBackend {
             });
         }
         let checked = preflight::run(&ctrl, &self.spec, &self.names, &self.alter).await?;
+        if let Some(cp) = checked.resume
+            && self.spec.options.execute
+        {
+            // The interrupted run's shadow has the shape preflight just built (and
+            // threw away): its statements serve the resumed run.
+            let _ = self.resume.set(cp);
+            let _ = self.shape.set(checked.shape);
+        }
         let _ = self.table.set(checked.table);
         let _ = self.deps.set(checked.deps);
         let _ = self.server_version.set(checked.server_version);
         Ok(checked.plan)
     }
 
-    async fn prepare(&self) -> anyhow::Result<()> {
+    fn resuming(&self) -> Option<Checkpoint> {
+        self.resume.get().cloned()
+    }
+
+    async fn save_checkpoint(&self, state: String) -> anyhow::Result<()> {
+        let apply = self.session(|s| &s.apply, "apply")?;
+        apply
+            .execute(
+                &format!(
+                    "INSERT INTO {} (id, state, saved_at) VALUES (1, $1, now()) \
+                     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
+                    self.names.checkpoint_q()
+                ),
+                &[&state],
+            )
+            .await
+            .db("saving the checkpoint")?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        drop(std::mem::take(
+            &mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
+        if let Some(v) = self.verifier.get() {
+            v.close();
+        }
+    }
+
+    async fn prepare(&self) -> anyhow::Result<Option<String>> {
         let table = self.table()?;
         let dsn = &self.spec.dsn;
         let (capture, copy, apply, heartbeat) = (
@@ -189,18 +231,24 @@ impl Backend for PgBackend {
             s.heartbeat = Some(heartbeat);
         }
         let ctrl = self.ctrl()?;
-        // The change source first (DESIGN 2.A), then the shadow.
-        capture::create(
-            &ctrl,
-            &capture,
-            &self.names,
-            self.spec.options.slot_create_timeout,
-        )
-        .await?;
         let version = self.server_version.get().copied().unwrap_or_default();
         let _ = self
             .decoder
             .set(Mutex::new(Decoder::new(table, version, &self.names.slot)));
+        if self.resume.get().is_some() {
+            let lsn = capture::reopen(&ctrl, &self.names, self.decoder()?).await?;
+            self.set_verifier(self.shape()?);
+            return Ok(Some(lsn));
+        }
+        // The change source first (DESIGN 2.A), then the shadow.
+        let start = capture::create(
+            &ctrl,
+            &capture,
+            &self.names,
+            self.spec.options.slot_create_timeout,
+            self.spec.options.resume,
+        )
+        .await?;
         ctrl.batch_execute(&format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
             self.spec.options.cutover_lock_timeout.as_millis().max(1)
@@ -212,32 +260,22 @@ impl Backend for PgBackend {
                 ctrl.batch_execute("COMMIT")
                     .await
                     .db("creating the shadow table")?;
-                let pairs = shape
-                    .mapping
-                    .written()
-                    .map(|c| {
-                        (
-                            c.expr.clone().unwrap_or_default(),
-                            c.target.clone(),
-                            c.target_type.clone(),
-                        )
-                    })
-                    .collect();
-                let verifier = verify::Verifier::new(
-                    dsn,
-                    self.names.src(),
-                    self.names.shadow_q(),
-                    shape.key.clone(),
-                    pairs,
-                );
-                let _ = self.verifier.set(verifier);
+                self.set_verifier(&shape);
                 let _ = self.shape.set(shape);
                 for stmt in self.deps()?.before_lock(&self.names.shadow_q()) {
                     ctrl.batch_execute(&stmt)
                         .await
                         .db("carrying privileges and policies to the shadow")?;
                 }
-                Ok(())
+                let ckpt = self.names.checkpoint_q();
+                ctrl.batch_execute(&format!(
+                    "CREATE TABLE {ckpt} (id int PRIMARY KEY, state text NOT NULL, \
+                     saved_at timestamptz NOT NULL DEFAULT now()); COMMENT ON TABLE {ckpt} IS {}",
+                    sql::literal(&self.names.checkpoint_comment())
+                ))
+                .await
+                .db("creating the checkpoint table")?;
+                Ok(Some(start))
             }
             Err(e) => {
                 let _ = ctrl.batch_execute("ROLLBACK").await;
@@ -307,18 +345,35 @@ impl Backend for PgBackend {
     async fn before_cutover(&self) -> anyhow::Result<()> {
         let ctrl = self.ctrl()?;
         let shadow = self.names.shadow_q();
+        // A resumed run may find some of them built by the interrupted one.
+        let resumed = self.resume.get().is_some();
+        let built = |e: &anyhow::Error| {
+            resumed
+                && e.chain().any(|c| {
+                    c.downcast_ref::<conn::DbError>()
+                        .is_some_and(|d| matches!(d.code.as_deref(), Some("42P07" | "42710")))
+                })
+        };
         for def in &self.shape()?.deferred_indexes {
             tracing::info!(index = %def, "building");
-            ctrl.batch_execute(def)
+            match ctrl
+                .batch_execute(def)
                 .await
-                .db("building a secondary index")?;
+                .db("building a secondary index")
+            {
+                Err(e) if built(&e) => tracing::info!("already built by the interrupted run"),
+                other => other?,
+            }
         }
         for add in &self.shape()?.deferred_fks {
             // Adding a foreign key blocks writes to the table it references until
             // it is done: bounded and retried like the cutover.
-            cutover::with_lock_timeout(&ctrl, add, self.spec.options.cutover_lock_timeout, 30)
+            match cutover::with_lock_timeout(&ctrl, add, self.spec.options.cutover_lock_timeout, 30)
                 .await
-                .context("adding a foreign key to the shadow table")?;
+            {
+                Err(e) if built(&e) => tracing::info!("already added by the interrupted run"),
+                other => other.context("adding a foreign key to the shadow table")?,
+            }
         }
         let pending = ctrl
             .query(
@@ -400,11 +455,7 @@ impl Backend for PgBackend {
 
     async fn cleanup(&self, keep_shadow: bool) -> anyhow::Result<()> {
         // Closing every session ends any open transaction and the temporary slot.
-        let old = std::mem::take(&mut *self.sessions.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(old);
-        if let Some(v) = self.verifier.get() {
-            v.close();
-        }
+        self.close().await;
         let c = conn::connect(&self.spec.dsn, "cleanup").await?;
         let removed =
             cleanup::remove(&c, &self.names, cleanup::ActiveSlot::Wait, keep_shadow).await?;
@@ -430,6 +481,27 @@ impl PgBackend {
         Ok(granted)
     }
 
+    fn set_verifier(&self, shape: &Shape) {
+        let pairs = shape
+            .mapping
+            .written()
+            .map(|c| {
+                (
+                    c.expr.clone().unwrap_or_default(),
+                    c.target.clone(),
+                    c.target_type.clone(),
+                )
+            })
+            .collect();
+        let _ = self.verifier.set(verify::Verifier::new(
+            &self.spec.dsn,
+            self.names.src(),
+            self.names.shadow_q(),
+            shape.key.clone(),
+            pairs,
+        ));
+    }
+
     fn verifier(&self) -> anyhow::Result<&verify::Verifier> {
         self.verifier
             .get()
@@ -441,5 +513,8 @@ impl PgBackend {
 pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
     let names = Names::new(spec.schema(), &spec.table)?;
     let c = conn::connect(&spec.dsn, "cleanup").await?;
+    // A resumable run's persistent slot is idle between reads: only the run lock
+    // tells that the run is alive.
+    runs::lock(&c, &names).await?;
     cleanup::remove(&c, &names, cleanup::ActiveSlot::Refuse, false).await
 }

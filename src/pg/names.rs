@@ -1,5 +1,5 @@
 //! The names wraith gives what it creates for a table: shadow, old table,
-//! replication slot and publication. Deterministic, so a later run (and
+//! checkpoint table, replication slot and publication. Deterministic, so a later run (and
 //! `wraith cleanup`) finds the leftovers of an earlier one, and nothing else.
 
 use crate::error::bad_input;
@@ -11,6 +11,8 @@ const MAX_IDENT: usize = 63;
 
 /// Marker in the shadow table's comment: only tables carrying it are ever dropped.
 pub const SHADOW_MARK: &str = "wraith shadow of ";
+/// Marker in the checkpoint table's comment, likewise.
+pub const CHECKPOINT_MARK: &str = "wraith checkpoint of ";
 
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -18,6 +20,7 @@ pub struct Names {
     pub table: String,
     pub shadow: String,
     pub old: String,
+    pub checkpoint: String,
     pub slot: String,
     pub publication: String,
 }
@@ -26,7 +29,8 @@ impl Names {
     pub fn new(schema: &str, table: &str) -> anyhow::Result<Names> {
         let shadow = format!("_{table}_new");
         let old = format!("_{table}_old");
-        for n in [&shadow, &old] {
+        let checkpoint = format!("_{table}_ckpt");
+        for n in [&shadow, &old, &checkpoint] {
             if n.len() > MAX_IDENT {
                 return Err(bad_input(format!(
                     "the table name {table:?} is too long for wraith's helper name {n:?} \
@@ -52,6 +56,7 @@ impl Names {
             table: table.to_string(),
             shadow,
             old,
+            checkpoint,
             publication: slot.clone(),
             slot,
         })
@@ -67,6 +72,15 @@ impl Names {
 
     pub fn old_q(&self) -> String {
         qualified(&self.schema, &self.old)
+    }
+
+    pub fn checkpoint_q(&self) -> String {
+        qualified(&self.schema, &self.checkpoint)
+    }
+
+    /// The comment that marks the checkpoint table as wraith's.
+    pub fn checkpoint_comment(&self) -> String {
+        format!("{CHECKPOINT_MARK}{}.{}", self.schema, self.table)
     }
 
     /// The comment that marks the shadow as wraith's.

@@ -5,6 +5,7 @@
 
 use tokio_postgres::Client;
 
+use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
 use crate::error::{bad_input, redact_dsn};
 use crate::pg::catalog::{self, Table};
 use crate::pg::conn::DbResult;
@@ -24,6 +25,8 @@ pub struct Checked {
     pub shape: Shape,
     pub plan: Plan,
     pub server_version: i32,
+    /// The interrupted run this one continues (`--resume`).
+    pub resume: Option<Checkpoint>,
 }
 
 pub async fn run(
@@ -57,12 +60,7 @@ pub async fn run(
     let deps = dependents::read(c, names, &table, &shape.mapping, server.0).await?;
     let findings = checks::run(c, names, &table, &spec.checks).await?;
     let mut warnings = deps.warnings.clone();
-    if !earlier.found.is_empty() {
-        warnings.push(format!(
-            "an earlier attempt that did not finish left {}: --execute removes them and starts over",
-            earlier.found.join(", ")
-        ));
-    }
+    warnings.extend(earlier.warning);
 
     let plan = Plan {
         target: format!("{}.{}", names.schema, names.table),
@@ -76,8 +74,8 @@ pub async fn run(
                 names.src()
             ),
             format!(
-                "SELECT pg_create_logical_replication_slot('{}', 'pgoutput', temporary => true)",
-                names.slot
+                "SELECT pg_create_logical_replication_slot('{}', 'pgoutput', temporary => {})",
+                names.slot, !spec.options.resume
             ),
         ],
         shadow_ddl: shape.ddl.clone(),
@@ -91,13 +89,18 @@ pub async fn run(
         warnings,
         findings,
         completed: None,
+        fingerprint: spec.fingerprint(),
     };
+    if let Some(cp) = &earlier.resume {
+        checkpoint::check_shape(cp, &plan, &plan.target)?;
+    }
     Ok(Checked {
         table,
         deps,
         shape,
         plan,
         server_version: server.0,
+        resume: earlier.resume,
     })
 }
 
@@ -218,28 +221,40 @@ async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
 
 /// What an earlier attempt left behind.
 struct Leftovers {
-    found: Vec<String>,
+    /// For the plan: what was found and what `--execute` does about it.
+    warning: Option<String>,
     /// wraith's marked shadow table is among them.
     shadow: bool,
+    /// They are an interrupted resumable run: its last checkpoint.
+    resume: Option<Checkpoint>,
 }
 
-/// A shadow, slot or publication from an earlier attempt, or an old table in the way.
-/// The caller holds the table's run lock, so no live run owns them: a real run
-/// removes them and starts over; a dry run lists them. A slot still in use by some
-/// session is never touched.
+/// A shadow, slot, publication or checkpoint from an earlier attempt, or an old
+/// table in the way. The caller holds the table's run lock, so no live run owns
+/// them. An interrupted `--resume` run is continued under `--resume` and refused
+/// without it; anything else a real run removes before starting over, and a dry
+/// run lists. A slot still in use by some session is never touched.
 async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::Result<Leftovers> {
     let r = c
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3), \
                     EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $3), \
-                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3 AND active)",
-            &[&names.shadow_q(), &names.old_q(), &names.slot],
+                    EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $3 AND active), \
+                    obj_description(to_regclass($4), 'pg_class') = $5",
+            &[
+                &names.shadow_q(),
+                &names.old_q(),
+                &names.slot,
+                &names.checkpoint_q(),
+                &names.checkpoint_comment(),
+            ],
         )
         .await
         .db("looking for leftovers of an earlier run")?;
     let (shadow, old, slot, publication, slot_busy): (bool, bool, bool, bool, bool) =
         (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+    let has_checkpoint = r.get::<_, Option<bool>>(5) == Some(true);
     let marked = shadow && cleanup::is_marked_shadow(c, names).await?;
     if shadow && !marked {
         return Err(bad_input(format!(
@@ -258,6 +273,18 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
     if publication {
         found.push(format!("publication {}", names.publication));
     }
+    let saved = if has_checkpoint {
+        found.push(format!("checkpoint table {}", names.checkpoint_q()));
+        c.query_opt(
+            &format!("SELECT state FROM {} WHERE id = 1", names.checkpoint_q()),
+            &[],
+        )
+        .await
+        .db("reading the earlier run's checkpoint")?
+        .map(|r| r.get::<_, String>(0))
+    } else {
+        None
+    };
     if slot_busy {
         return Err(bad_input(format!(
             "replication slot {} of an earlier wraith run on {}.{} is still in use by a session; \
@@ -277,19 +304,51 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
             names.old_q()
         )));
     }
-    if !found.is_empty() && spec.options.execute {
-        let removed = cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await?;
-        tracing::warn!(
-            "removed what an earlier attempt left behind: {}; starting over",
-            removed.join(", ")
-        );
-        return Ok(Leftovers {
-            found: vec![],
-            shadow: false,
-        });
-    }
-    Ok(Leftovers {
+    let stream_gone = if !slot {
+        Some("its replication slot is gone".to_string())
+    } else if !publication || !marked {
+        Some("its publication or shadow table is gone".to_string())
+    } else {
+        None
+    };
+    let target = format!("{}.{}", names.schema, names.table);
+    let left = Leftover {
         found,
-        shadow: marked,
-    })
+        checkpoint: saved,
+        stream_gone,
+    };
+    match checkpoint::decide(left, &spec.options, &spec.fingerprint(), &target, &spec.dsn)? {
+        Decision::Fresh => Ok(Leftovers {
+            warning: None,
+            shadow: false,
+            resume: None,
+        }),
+        Decision::Resume(cp) => Ok(Leftovers {
+            warning: Some(format!(
+                "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
+                cp.describe()
+            )),
+            shadow: marked,
+            resume: Some(cp),
+        }),
+        Decision::StartOver(what) if spec.options.execute => {
+            let removed = cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await?;
+            tracing::warn!(
+                "removed what an earlier attempt left behind: {}; starting over ({what})",
+                removed.join(", ")
+            );
+            Ok(Leftovers {
+                warning: None,
+                shadow: false,
+                resume: None,
+            })
+        }
+        Decision::StartOver(what) => Ok(Leftovers {
+            warning: Some(format!(
+                "an earlier attempt that did not finish left {what}: --execute removes them and starts over"
+            )),
+            shadow: marked,
+            resume: None,
+        }),
+    }
 }

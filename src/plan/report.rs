@@ -64,6 +64,8 @@ pub struct Plan {
     pub findings: Vec<Finding>,
     /// The spec was already applied to this table: when, and nothing else to do.
     pub completed: Option<String>,
+    /// The spec's fingerprint (what checkpoints and the history are keyed by).
+    pub fingerprint: String,
 }
 
 impl fmt::Display for Plan {

@@ -229,6 +229,9 @@ pub struct RunOptions {
     pub postpone_flag_file: Option<std::path::PathBuf>,
     /// Terminate the sessions that would make the cutover lock queue.
     pub kill_blockers: bool,
+    /// Resumable run: checkpoints a later run can continue from, and on PostgreSQL a
+    /// persistent slot; also continues an interrupted resumable run of the same spec.
+    pub resume: bool,
     /// Commands run at the migration's events.
     pub hooks: crate::engine::hooks::Hooks,
     /// Named fault points (tests).
@@ -320,6 +323,7 @@ impl Default for RunOptions {
             postpone_cutover: false,
             postpone_flag_file: None,
             kill_blockers: false,
+            resume: false,
             hooks: Default::default(),
             fault_points: FaultPoints::default(),
         }

@@ -30,6 +30,8 @@ pub struct MariaDbSandbox {
     server: Option<Child>,
     port: u16,
     log_path: PathBuf,
+    /// mariadbd's arguments, for a restart.
+    args: Vec<String>,
     _dir: TempDir,
 }
 
@@ -65,26 +67,18 @@ impl MariaDbSandbox {
         install_db(dir.path(), &data_dir, owner).await?;
 
         let port = free_port()?;
-        let log = File::options()
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut cmd = command(Path::new("mariadbd"), dir.path(), None);
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", data_dir.display()))
-            .arg(format!(
-                "--socket={}",
-                dir.path().join("mysqld.sock").display()
-            ))
-            .arg(format!(
-                "--pid-file={}",
-                dir.path().join("mysqld.pid").display()
-            ))
-            .arg(format!("--init-file={}", init.display()))
+        let mut args = vec![
+            "--no-defaults".to_string(),
+            format!("--datadir={}", data_dir.display()),
+            format!("--socket={}", dir.path().join("mysqld.sock").display()),
+            format!("--pid-file={}", dir.path().join("mysqld.pid").display()),
+            format!("--init-file={}", init.display()),
             // Its own temp dir: internal temporary tables never meet another server's.
-            .arg(format!("--tmpdir={}", dir.path().display()))
-            .arg(format!("--port={port}"))
-            .args([
+            format!("--tmpdir={}", dir.path().display()),
+            format!("--port={port}"),
+        ];
+        args.extend(
+            [
                 "--bind-address=127.0.0.1",
                 "--skip-name-resolve",
                 "--server-id=1",
@@ -96,24 +90,23 @@ impl MariaDbSandbox {
                 "--max-connections=500",
                 // Shows who holds a table's metadata lock: the cutover's blocker check.
                 "--plugin-load-add=metadata_lock_info",
-            ]);
+            ]
+            .map(String::from),
+        );
         if log_bin {
-            cmd.arg(format!("--log-bin={}", dir.path().join("binlog").display()));
+            args.push(format!("--log-bin={}", dir.path().join("binlog").display()));
         }
         if owner.is_some() {
-            cmd.arg("--user=mysql");
+            args.push("--user=mysql".into());
         }
-        let child = cmd
-            .stdout(log.try_clone().context("duplicating the log handle")?)
-            .stderr(log)
-            .spawn()
-            .context("starting mariadbd")?;
         let mut sandbox = MariaDbSandbox {
-            server: Some(child),
+            server: None,
             port,
             log_path,
+            args,
             _dir: dir,
         };
+        sandbox.spawn()?;
         sandbox.wait_ready().await?;
         tracing::debug!(port, "mariadb sandbox ready");
         Ok(sandbox)
@@ -153,8 +146,36 @@ impl MariaDbSandbox {
         self.log_path.clone()
     }
 
+    fn spawn(&mut self) -> Result<()> {
+        let log = File::options()
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("opening {}", self.log_path.display()))?;
+        let mut cmd = command(Path::new("mariadbd"), self._dir.path(), None);
+        let child = cmd
+            .args(&self.args)
+            .stdout(log.try_clone().context("duplicating the log handle")?)
+            .stderr(log)
+            .spawn()
+            .context("starting mariadbd")?;
+        self.server = Some(child);
+        Ok(())
+    }
+
+    /// Restarts the server on the same port and data (clients are disconnected),
+    /// as a server restart in production would.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.shutdown().await;
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
     /// Stops the server (a normal shutdown) and removes the temporary directory.
     pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
         if let Some(mut child) = self.server.take() {
             signal(&child, libc::SIGTERM);
             let deadline = Instant::now() + STOP_WAIT;

@@ -56,6 +56,9 @@ pub struct PgSandbox {
     port: u16,
     data_dir: PathBuf,
     log_path: PathBuf,
+    bin: PathBuf,
+    owner: Option<Owner>,
+    opts: PgOptions,
     _dir: TempDir,
 }
 
@@ -108,6 +111,9 @@ impl PgSandbox {
                         port,
                         data_dir,
                         log_path,
+                        bin,
+                        owner,
+                        opts,
                         _dir: dir,
                     });
                 }
@@ -168,6 +174,36 @@ impl PgSandbox {
     /// The cluster's data directory; it is deleted when the sandbox is stopped or dropped.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// Restarts the server on the same port and data (clients are disconnected),
+    /// as a server restart in production would.
+    pub async fn restart(&mut self) -> Result<()> {
+        if let Some(server) = self.server.take() {
+            server.shutdown_fast().await;
+        }
+        let cwd = self
+            .data_dir
+            .parent()
+            .unwrap_or(&self.data_dir)
+            .to_path_buf();
+        let server = spawn_postmaster(
+            &self.bin,
+            &cwd,
+            &self.data_dir,
+            &cwd.join("socket"),
+            &self.log_path,
+            self.port,
+            self.owner,
+            &self.opts,
+        )?;
+        let server = wait_ready(server, self.port, &self.log_path)
+            .await
+            .map_err(|e| match e {
+                StartError::PortTaken(e) | StartError::Fatal(e) => e,
+            })?;
+        self.server = Some(server);
+        Ok(())
     }
 
     /// Stops the server with a fast shutdown (clients are disconnected, a clean

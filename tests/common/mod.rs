@@ -133,12 +133,13 @@ pub async fn scalar_bool(c: &Client, sql: &str) -> bool {
         .get(0)
 }
 
-/// wraith's objects left in the database: replication slots, publications, shadow tables.
+/// wraith's objects left in the database: replication slots, publications, shadow and
+/// checkpoint tables.
 pub async fn leftovers(c: &Client) -> Vec<String> {
     c.query(
         "SELECT 'slot ' || slot_name::text FROM pg_replication_slots \
          UNION ALL SELECT 'publication ' || pubname::text FROM pg_publication WHERE pubname LIKE 'wraith\\_%' \
-         UNION ALL SELECT 'table ' || relname::text FROM pg_class WHERE relname LIKE '\\_%\\_new' AND relkind = 'r'",
+         UNION ALL SELECT 'table ' || relname::text FROM pg_class WHERE (relname LIKE '\\_%\\_new' OR relname LIKE '\\_%\\_ckpt') AND relkind = 'r'",
         &[],
     )
     .await
