@@ -167,6 +167,10 @@ struct OperateArgs {
     /// of the same migration instead of starting over.
     #[arg(long, help_heading = "Resume")]
     resume: bool,
+    /// How long a --resume run that lost its server keeps reconnecting to resume
+    /// (0: stop at once and leave the resume to you).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, help_heading = "Resume")]
+    reconnect_for: Duration,
     /// Command run (sh -c) when the migration starts; WRAITH_* variables describe it.
     /// Failing stops the run.
     #[arg(long, value_name = "CMD", help_heading = "Hooks")]
@@ -563,23 +567,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         },
     );
     hooks.fact("CONTROL_SOCKET", socket.display().to_string());
-    if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
-        let opts = spec.options.clone();
-        let backend = Arc::new(wraith::mysql::MyBackend::connect(spec).await?);
-        return run_migration(backend, opts, &args).await;
-    }
-    let opts = spec.options.clone();
-    let backend = Arc::new(PgBackend::connect(spec).await?);
-    run_migration(backend, opts, &args).await
-}
 
-/// Runs the phases on either engine and prints the outcome.
-async fn run_migration<B: wraith::engine::Backend>(
-    backend: Arc<B>,
-    opts: RunOptions,
-    args: &MigrateArgs,
-) -> anyhow::Result<()> {
-    let stats = Arc::new(Stats::default());
     let abort = Arc::new(AtomicBool::new(false));
     let flag = abort.clone();
     tokio::spawn(async move {
@@ -589,6 +577,47 @@ async fn run_migration<B: wraith::engine::Backend>(
         interrupted().await;
         std::process::exit(130);
     });
+    // A resumable run that lost its server resumes itself once the server is back.
+    let deadline = std::time::Instant::now() + args.operate.reconnect_for;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        let result = if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+            match wraith::mysql::MyBackend::connect(spec.clone()).await {
+                Ok(b) => run_migration(Arc::new(b), spec.options.clone(), &args, &abort).await,
+                Err(e) => Err(e),
+            }
+        } else {
+            match PgBackend::connect(spec.clone()).await {
+                Ok(b) => run_migration(Arc::new(b), spec.options.clone(), &args, &abort).await,
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Err(e)
+                if spec.options.resume
+                    && wraith::error::is_connection_lost(&e)
+                    && std::time::Instant::now() + wait < deadline
+                    && !abort.load(Relaxed) =>
+            {
+                tracing::warn!("{e:#}");
+                tracing::warn!("reconnecting in {wait:?} to resume the migration");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs the phases on either engine and prints the outcome.
+async fn run_migration<B: wraith::engine::Backend>(
+    backend: Arc<B>,
+    opts: RunOptions,
+    args: &MigrateArgs,
+    abort: &Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let stats = Arc::new(Stats::default());
+    let abort = abort.clone();
     let reporter = opts.execute.then(|| Reporter::start(stats.clone()));
     let outcome = engine::run(backend, opts, stats, abort).await;
     if let Some(r) = reporter {

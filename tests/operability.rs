@@ -809,6 +809,47 @@ async fn wait_checkpoint(env: &mut Env, rows: u64, log: Option<&Path>) -> u64 {
     }
 }
 
+/// `wraith migrate --execute` of the `items` migration.
+fn items_migrate_args(env: &Env) -> Vec<String> {
+    let (alter, transforms) = items_alter(env);
+    let mut args: Vec<String> = [
+        "migrate",
+        "--dsn",
+        &env.dsn(),
+        "--table",
+        "items",
+        "--alter",
+        alter,
+        "--execute",
+    ]
+    .map(String::from)
+    .to_vec();
+    for (col, expr) in &transforms {
+        args.extend(["--transform".to_string(), format!("{col}={expr}")]);
+    }
+    args
+}
+
+/// Starts the binary with the copy capped at 3000 rows/s, its stdout and stderr in `log`.
+fn spawn_throttled(args: &[String], log: &tempfile::NamedTempFile) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+        .args(args)
+        .args(["--max-rows-per-sec", "3000"])
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("start wraith")
+}
+
+/// The `--json` summary a run printed.
+fn json_summary(out: &std::process::Output) -> Value {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary\n{}", show(out)))
+}
+
 /// Runs the binary off the async threads.
 async fn wraith_async(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
@@ -834,23 +875,7 @@ fn show(out: &std::process::Output) -> String {
 async fn killed_mid_copy_then_resumed(mut env: Env) {
     let rows = 30_000;
     let load = Load::start(&mut env, rows, true).await;
-    let (alter, transforms) = items_alter(&env);
-    let dsn = env.dsn();
-    let mut args: Vec<String> = [
-        "migrate",
-        "--dsn",
-        &dsn,
-        "--table",
-        "items",
-        "--alter",
-        alter,
-        "--execute",
-    ]
-    .map(String::from)
-    .to_vec();
-    for (col, expr) in &transforms {
-        args.extend(["--transform".to_string(), format!("{col}={expr}")]);
-    }
+    let args = items_migrate_args(&env);
     let resume: Vec<String> = args
         .iter()
         .cloned()
@@ -858,13 +883,7 @@ async fn killed_mid_copy_then_resumed(mut env: Env) {
         .collect();
 
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
-        .args(&resume)
-        .args(["--max-rows-per-sec", "3000"])
-        .stdout(std::process::Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .expect("start wraith");
+    let mut child = spawn_throttled(&resume, &log);
     let saved = wait_checkpoint(&mut env, 6_000, Some(log.path())).await;
     child.kill().expect("kill -9");
     child.wait().unwrap();
@@ -893,12 +912,7 @@ async fn killed_mid_copy_then_resumed(mut env: Env) {
 
     let out = wraith_async(resume.into_iter().chain(["--json".to_string()]).collect()).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let summary: Value = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON summary\n{}", show(&out)));
+    let summary = json_summary(&out);
     eprintln!("resumed run: {summary}");
     let (copied, resumed) = (
         summary["rows_copied"].as_u64().unwrap(),
@@ -996,4 +1010,59 @@ async fn pg_server_restarted_mid_copy_then_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_server_restarted_mid_copy_then_resumed() {
     server_restarted_mid_copy_then_resumed(Env::my().await).await;
+}
+
+/// Test 2 through the binary: a `--resume` run that loses its server reconnects
+/// by itself once the server is back, resumes and finishes exactly.
+async fn reconnects_after_server_restart(mut env: Env) {
+    let rows = 30_000;
+    let load = Load::start(&mut env, rows, true).await;
+    let mut args = items_migrate_args(&env);
+    args.extend(["--resume", "--json"].map(String::from));
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = spawn_throttled(&args, &log);
+    let saved = wait_checkpoint(&mut env, 6_000, Some(log.path())).await;
+    load.stop().await;
+    env.restart().await;
+    let load = Load::start(&mut env, rows, false).await;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.contains("reconnecting"), "{text}");
+    let summary: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary\n{text}"));
+    eprintln!("after {saved} rows and a restart: {summary}");
+    assert!(
+        summary["rows_resumed"].as_u64().unwrap() >= saved,
+        "{summary}"
+    );
+    assert!(
+        (summary["rows_copied"].as_u64().unwrap() as i64) < rows,
+        "the copy started over: {summary}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop().await;
+    assert_equals_mirror(&mut env).await;
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_reconnects_after_server_restart() {
+    reconnects_after_server_restart(Env::pg().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_reconnects_after_server_restart() {
+    reconnects_after_server_restart(Env::my().await).await;
 }
