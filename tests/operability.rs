@@ -789,6 +789,30 @@ async fn cli_hooks_and_refused_throttle_options() {
     assert!(!socket.exists());
 }
 
+/// The end of every resume test: the resumed run took up the `saved` rows and copied
+/// fewer than the table's `rows` (it did not start over); the workload ran without an
+/// error; the table equals the mirror and nothing of wraith's is left.
+async fn assert_resumed_exactly(env: &mut Env, load: Load, summary: &Value, saved: u64, rows: i64) {
+    let (copied, resumed) = (
+        summary["rows_copied"].as_u64().unwrap(),
+        summary["rows_resumed"].as_u64().unwrap(),
+    );
+    assert!(resumed >= saved, "{summary}");
+    assert!(
+        (copied as i64) < rows,
+        "the copy started over: {copied} rows copied after the resume\n{summary}"
+    );
+    assert_eq!(summary["swapped"], true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop().await;
+    assert_equals_mirror(env).await;
+    assert!(
+        env.leftovers().await.is_empty(),
+        "{:?}",
+        env.leftovers().await
+    );
+}
+
 /// Waits until a checkpoint of the run on `items` records at least `rows` copied.
 /// `log`: the run's log, shown if none does.
 async fn wait_checkpoint(env: &mut Env, rows: u64, log: Option<&Path>) -> u64 {
@@ -914,24 +938,7 @@ async fn killed_mid_copy_then_resumed(mut env: Env) {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let summary = json_summary(&out);
     eprintln!("resumed run: {summary}");
-    let (copied, resumed) = (
-        summary["rows_copied"].as_u64().unwrap(),
-        summary["rows_resumed"].as_u64().unwrap(),
-    );
-    assert!(resumed >= saved, "{summary}");
-    assert!(
-        (copied as i64) < rows,
-        "the copy started over: {copied} rows copied after the resume\n{summary}"
-    );
-    assert_eq!(summary["swapped"], true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    load.stop().await;
-    assert_equals_mirror(&mut env).await;
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
+    assert_resumed_exactly(&mut env, load, &summary, saved, rows).await;
     env.stop().await;
 }
 
@@ -985,20 +992,9 @@ async fn server_restarted_mid_copy_then_resumed(mut env: Env) {
         Outcome::Migrated(_, s) => s,
         other => panic!("no migration: {other:?}"),
     };
-    eprintln!("resumed: {}", summary.to_json());
-    assert!(summary.rows_resumed >= saved, "{summary:?}");
-    assert!(
-        (summary.rows_copied as i64) < rows,
-        "the copy started over: {summary:?}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    load.stop().await;
-    assert_equals_mirror(&mut env).await;
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
+    let summary = summary.to_json();
+    eprintln!("resumed: {summary}");
+    assert_resumed_exactly(&mut env, load, &summary, saved, rows).await;
     env.stop().await;
 }
 
@@ -1038,22 +1034,7 @@ async fn reconnects_after_server_restart(mut env: Env) {
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no JSON summary\n{text}"));
     eprintln!("after {saved} rows and a restart: {summary}");
-    assert!(
-        summary["rows_resumed"].as_u64().unwrap() >= saved,
-        "{summary}"
-    );
-    assert!(
-        (summary["rows_copied"].as_u64().unwrap() as i64) < rows,
-        "the copy started over: {summary}"
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    load.stop().await;
-    assert_equals_mirror(&mut env).await;
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
+    assert_resumed_exactly(&mut env, load, &summary, saved, rows).await;
     env.stop().await;
 }
 

@@ -37,8 +37,8 @@ impl<B: Backend> Run<B> {
         loop {
             let batch = self.poll_into_dirty().await?;
             // The keys are held in memory until applied (a rolled-back attempt applies
-            // them later); the slot dies with the process, so confirming here cannot
-            // lose them.
+            // them later). A temporary slot dies with the process, and a resumable run
+            // saves them in its checkpoint before confirming: confirming cannot lose them.
             self.confirm(&batch).await?;
             if batch.fences.contains(&fence) {
                 return Ok(());
