@@ -101,6 +101,7 @@ pub async fn run<B: Backend>(
         backend: backend.clone(),
         checkpoint,
         checkpointed: Instant::now(),
+        started_us: unix_us(),
         opts,
         stats: stats.clone(),
         control,
@@ -173,6 +174,8 @@ pub(crate) struct Run<B: Backend> {
     /// The last checkpoint saved, and when.
     checkpoint: Checkpoint,
     checkpointed: Instant,
+    /// When this run started (unix microseconds).
+    started_us: i64,
 }
 
 /// Aborts a background task (copy, heartbeats, throttle monitor) when the run leaves.
@@ -377,7 +380,8 @@ impl<B: Backend> Run<B> {
             None if batch.caught_up => self.stats.record_lag(Duration::ZERO),
             None => {}
         }
-        for sent in &batch.heartbeats {
+        // A resumed run reads the interrupted run's heartbeats again: not its lag.
+        for sent in batch.heartbeats.iter().filter(|&&t| t >= self.started_us) {
             self.stats
                 .record_heartbeat(Duration::from_micros((now - sent).max(0) as u64));
         }
