@@ -295,7 +295,7 @@ pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow:
         match c.exec_drop(stmt.as_str(), to_params(values)).await {
             Ok(()) => return Ok(c.affected_rows()),
             Err(e) if attempt < TRANSIENT_ATTEMPTS && is_transient(&e) => {
-                tracing::debug!(attempt, "copy chunk: {}; retrying", describe(&e));
+                tracing::warn!(attempt, "copy chunk: {}; retrying", describe(&e));
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                 attempt += 1;
             }
@@ -357,7 +357,7 @@ pub async fn apply_keys(
                         let _ = c.query_drop("ROLLBACK").await;
                     }
                     if !in_txn && attempt < TRANSIENT_ATTEMPTS && is_transient(&e) {
-                        tracing::debug!(attempt, "apply: {}; retrying", describe(&e));
+                        tracing::warn!(attempt, "apply: {}; retrying", describe(&e));
                         tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
                         attempt += 1;
                         continue;
