@@ -865,13 +865,13 @@ fn spawn_throttled(args: &[String], log: &tempfile::NamedTempFile) -> std::proce
         .expect("start wraith")
 }
 
-/// The `--json` summary a run printed.
-fn json_summary(out: &std::process::Output) -> Value {
-    String::from_utf8_lossy(&out.stdout)
+/// The `--json` summary a run printed (its last JSON line); `context` is shown if none.
+fn json_summary(printed: &str, context: &str) -> Value {
+    printed
         .lines()
         .rev()
         .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON summary\n{}", show(out)))
+        .unwrap_or_else(|| panic!("no JSON summary\n{context}"))
 }
 
 /// Runs the binary off the async threads.
@@ -936,7 +936,7 @@ async fn killed_mid_copy_then_resumed(mut env: Env) {
 
     let out = wraith_async(resume.into_iter().chain(["--json".to_string()]).collect()).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let summary = json_summary(&out);
+    let summary = json_summary(&String::from_utf8_lossy(&out.stdout), &show(&out));
     eprintln!("resumed run: {summary}");
     assert_resumed_exactly(&mut env, load, &summary, saved, rows).await;
     env.stop().await;
@@ -1028,11 +1028,7 @@ async fn reconnects_after_server_restart(mut env: Env) {
     let text = std::fs::read_to_string(log.path()).unwrap_or_default();
     assert_eq!(status.code(), Some(0), "{text}");
     assert!(text.contains("reconnecting"), "{text}");
-    let summary: Value = text
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON summary\n{text}"));
+    let summary = json_summary(&text, &text);
     eprintln!("after {saved} rows and a restart: {summary}");
     assert_resumed_exactly(&mut env, load, &summary, saved, rows).await;
     env.stop().await;

@@ -499,16 +499,12 @@ async fn copy_all<B: Backend>(
         (false, Some(end)) => Some(end.clone()),
         (false, None) => backend.copy_end().await.context("finding the last key")?,
     };
-    let Some(end) = end else {
+    // Nothing to copy: an empty table, or the interrupted run copied it all.
+    let Some(end) = end.filter(|e| mark.upto.as_ref() != Some(e)) else {
         tracker.set_copy_mark(CopyMark { done: true, ..mark });
         stats.copy_finished();
         return Ok(());
     };
-    if mark.upto.as_ref() == Some(&end) {
-        tracker.set_copy_mark(CopyMark { done: true, ..mark });
-        stats.copy_finished();
-        return Ok(());
-    }
     let mut after = mark.upto;
     tracker.set_copy_mark(CopyMark {
         end: Some(end.clone()),

@@ -239,9 +239,12 @@ impl MyBackend {
             )
             .await
             .my("reading the earlier run's checkpoint")?;
-        let stream_gone = match saved
+        // Only a resumable run's binary log needs to be still there.
+        let resumable = saved
             .as_deref()
             .and_then(|s| serde_json::from_str::<Checkpoint>(s).ok())
+            .filter(|cp| cp.resumable);
+        let stream_gone = match resumable
             .and_then(|cp| cp.position)
             .and_then(|p| capture::parse_position(&p))
         {
