@@ -100,6 +100,153 @@ async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
     db.stop().await;
 }
 
+/// Rows of `v` where a NULL, an empty string, a NUL byte and values in the
+/// neighbouring column must all be told apart.
+const VERIFY_SETUP: &str = "
+    CREATE TABLE v (id int PRIMARY KEY, a varchar(20), b varchar(20), bin varbinary(4), n int NOT NULL);
+    INSERT INTO v SELECT seq, IF(seq % 3 = 0, NULL, CONCAT('a', seq)), IF(seq % 5 = 0, 'b', NULL),
+                         IF(seq % 7 = 0, 0x00, NULL), seq FROM seq_1_to_3000;";
+
+/// Every row of `a` has an equal row in `b` (NULL-safe) and the counts agree.
+async fn same_rows(c: &mut mysql_async::Conn, a: &str, b: &str) -> bool {
+    let (na, nb, missing): (i64, i64, i64) = c
+        .query_first(format!(
+            "SELECT (SELECT COUNT(*) FROM {a}), (SELECT COUNT(*) FROM {b}),
+                    (SELECT COUNT(*) FROM {a} x LEFT JOIN {b} y ON y.id = x.id AND y.a <=> x.a
+                       AND y.b <=> x.b AND y.bin <=> x.bin AND y.n <=> x.n WHERE y.id IS NULL)"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    na == nb && missing == 0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verification_finds_and_repairs_every_kind_of_difference() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(VERIFY_SETUP).await.unwrap();
+    // Just before verification, the shadow gets a changed row, a missing row, an
+    // extra row, '' for NULL, NULL for a NUL byte, and a value moved to the next column.
+    let corrupt = "UPDATE v_wraith_new SET n = n + 1 WHERE id = 10;
+         DELETE FROM v_wraith_new WHERE id = 20;
+         INSERT INTO v_wraith_new (id, a, b, bin, n) VALUES (100000, 'extra', NULL, NULL, 1);
+         UPDATE v_wraith_new SET a = '' WHERE id = 30;
+         UPDATE v_wraith_new SET bin = NULL WHERE id = 35;
+         UPDATE v_wraith_new SET a = NULL, b = 'a31' WHERE id = 31;";
+    let mut options = execute();
+    let hook_dsn = dsn.clone();
+    options.fault_points = wraith::plan::FaultPoints(Some(Arc::new(move |point| {
+        let dsn = hook_dsn.clone();
+        Box::pin(async move {
+            if point == "before-verify" {
+                let mut c = mysql_async::Conn::from_url(dsn).await.unwrap();
+                c.query_drop(corrupt).await.unwrap();
+                c.disconnect().await.unwrap();
+            }
+        })
+    })));
+    let outcome = my_migrate(spec(&dsn, "v", "MODIFY n bigint NOT NULL", &[], options))
+        .await
+        .expect("repaired and swapped");
+    let Outcome::Migrated(_, summary) = outcome else {
+        panic!("dry run")
+    };
+    assert_eq!(
+        summary.verify_repaired, 6,
+        "each of the six differences is found"
+    );
+    assert!(
+        same_rows(&mut c, "v", "v_wraith_old").await
+            && same_rows(&mut c, "v_wraith_old", "v").await,
+        "the swapped table equals the source"
+    );
+
+    // A transform that gives another value each time cannot be repaired: the
+    // run stops before the swap and keeps the shadow for inspection.
+    c.query_drop("DROP TABLE v, v_wraith_old").await.unwrap();
+    c.query_drop(VERIFY_SETUP).await.unwrap();
+    let err = my_migrate(spec(
+        &dsn,
+        "v",
+        "MODIFY n bigint NOT NULL",
+        &[("a", "CONCAT(LEFT(a, 3), FLOOR(RAND() * 1000))")],
+        execute(),
+    ))
+    .await
+    .expect_err("verification must fail");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("verification failed twice"), "{msg}");
+    assert_eq!(exit_code(&err), 1);
+    // The changelog stays with the kept shadow: it marks both as wraith's.
+    assert_eq!(
+        my_tables(&mut c).await,
+        vec!["v", "v_wraith_log", "v_wraith_new"]
+    );
+    let out = wraith(&["cleanup", "--dsn", &dsn, "--table", "v"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(my_tables(&mut c).await, vec!["v"]);
+    db.stop().await;
+}
+
+/// The index lines of `SHOW CREATE TABLE`, sorted.
+async fn index_lines(c: &mut mysql_async::Conn, table: &str) -> Vec<String> {
+    let (_, create): (String, String) = c
+        .query_first(format!("SHOW CREATE TABLE {table}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut lines: Vec<String> = create
+        .lines()
+        .map(|l| l.trim().trim_end_matches(',').to_string())
+        .filter(|l| l.contains("KEY "))
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[tokio::test]
+async fn secondary_indexes_are_built_after_the_copy_exactly_as_the_alter_defines_them() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(
+        "CREATE TABLE ix (id int PRIMARY KEY, a int, s varchar(40), u int,
+                          UNIQUE KEY u_uq (u), KEY by_s (s(5)) COMMENT 'prefix', KEY a_s (a, s));
+         INSERT INTO ix SELECT seq, seq % 100, CONCAT('s', seq), seq FROM seq_1_to_3000;
+         CREATE TABLE reference LIKE ix;",
+    )
+    .await
+    .unwrap();
+    let alter = "MODIFY s varchar(60), ADD INDEX by_a (a)";
+    // What the same ALTER gives in place.
+    c.query_drop(format!("ALTER TABLE reference {alter}"))
+        .await
+        .unwrap();
+    let expected = index_lines(&mut c, "reference").await;
+
+    let plan = wraith_ok(&["migrate", "--dsn", &dsn, "--table", "ix", "--alter", alter]);
+    assert!(
+        plan.contains(
+            "DROP INDEX `by_s`, DROP INDEX `a_s`, DROP INDEX `by_a` -- built after the copy"
+        ),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("DROP INDEX `u_uq`"),
+        "unique keys stay: {plan}"
+    );
+    let outcome = my_migrate(spec(&dsn, "ix", alter, &[], execute()))
+        .await
+        .expect("migration succeeds");
+    assert!(matches!(outcome, Outcome::Migrated(..)));
+    assert_eq!(index_lines(&mut c, "ix").await, expected);
+    let rows: i64 = c
+        .query_first("SELECT COUNT(*) FROM ix FORCE INDEX (by_a) WHERE a = 7")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rows, 30, "the index built after the copy holds every row");
+    db.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cutover_waits_out_a_long_transaction_with_bounded_retries() {
     let (db, dsn, mut c) = my_sandbox().await;

@@ -82,7 +82,7 @@ pub fn numbers_10k() -> String {
 /// rename, a dropped and an added column, and an ENUM filled by a transform.
 pub const ITEMS_ALTER: &str = "MODIFY qty bigint NOT NULL, MODIFY label varchar(80) NULL, \
      CHANGE COLUMN note memo text, DROP COLUMN gone, ADD COLUMN extra int NOT NULL DEFAULT 7, \
-     MODIFY status enum('new','paid','shipped') NOT NULL";
+     MODIFY status enum('new','paid','shipped') NOT NULL, ADD INDEX items_label_idx (label)";
 pub const ITEMS_TRANSFORM: (&str, &str) = ("status", "LOWER(TRIM(status))");
 /// What `items` must hold afterwards, from the mirror; and what it holds.
 pub const ITEMS_EXPECTED: &str = "SELECT id, MD5(CONCAT_WS('|', qty, label, note, payload, doc, amount, \

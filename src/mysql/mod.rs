@@ -300,7 +300,9 @@ impl MyBackend {
     }
 }
 
-/// Drops the changelog, the shadow (unless `keep_shadow`) and a sentry.
+/// Drops the changelog, the shadow and a sentry. A shadow kept for inspection
+/// (`keep_shadow`) keeps its changelog too: that marks it as wraith's, so that
+/// `wraith cleanup` and the next run may remove it.
 async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
     let present: Vec<String> = c
@@ -316,7 +318,7 @@ async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Result<Ve
             .my("cleanup: dropping the shadow table")?;
         removed.push(n.shadow_q());
     }
-    if present.contains(&n.changelog) {
+    if present.contains(&n.changelog) && !(keep_shadow && present.contains(&n.shadow)) {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", n.changelog_q()))
             .await
             .my("cleanup: dropping the changelog table")?;
@@ -565,9 +567,38 @@ impl Backend for MyBackend {
     }
 
     async fn before_cutover(&self) -> anyhow::Result<()> {
-        take(&self.s.ctrl, "control")
-            .await?
-            .query_drop(format!("ANALYZE TABLE {}", self.names.shadow_q()))
+        let mut ctrl = take(&self.s.ctrl, "control").await?;
+        let shadow = self.names.shadow_q();
+        let deferred = &self.shape()?.deferred_indexes;
+        if !deferred.is_empty() {
+            // A resumed run may find them built by the interrupted one.
+            let present: Vec<String> = ctrl
+                .query(format!("SHOW INDEX FROM {shadow}"))
+                .await
+                .my("reading the shadow's indexes")?
+                .into_iter()
+                .filter_map(|r: mysql_async::Row| r.get("Key_name"))
+                .collect();
+            let missing: Vec<(String, String)> = deferred
+                .iter()
+                .filter(|(name, _)| !present.contains(name))
+                .cloned()
+                .collect();
+            if !missing.is_empty() {
+                let add = shadow::add_deferred(&self.names, &missing);
+                tracing::info!(statement = %add, "building the secondary indexes");
+                ctrl.query_drop(&add).await.map_err(|e| {
+                    conn::error(
+                        &e,
+                        format!(
+                            "building the secondary indexes of {shadow}: {}; nothing was swapped",
+                            conn::describe(&e)
+                        ),
+                    )
+                })?;
+            }
+        }
+        ctrl.query_drop(format!("ANALYZE TABLE {shadow}"))
             .await
             .my("analyzing the shadow table")
     }

@@ -29,6 +29,10 @@ pub struct Shape {
     pub sql: RowSql,
     /// The statements that create the shadow.
     pub ddl: Vec<String>,
+    /// Secondary (non-unique B-tree) indexes as `(name, definition)`, dropped from
+    /// the shadow before the copy and built after it: one sorted build beats
+    /// maintaining them row by row.
+    pub deferred_indexes: Vec<(String, String)>,
 }
 
 /// A column as `SHOW FULL COLUMNS` describes it.
@@ -80,6 +84,11 @@ pub async fn build(
         .await
         .my("creating the shadow table")?;
     let mut built = shape_of(c, names, &target, table, alter, spec).await;
+    if let Ok(shape) = &mut built
+        && let Err(e) = defer_indexes(c, names, &target, shape, on == On::Shadow).await
+    {
+        built = Err(e);
+    }
     if on == On::Shadow
         && let Ok(shape) = &mut built
         && let Err(e) = carry_auto_increment(c, names, alter, shape).await
@@ -111,6 +120,84 @@ pub async fn build(
     .chain(carried)
     .collect();
     Ok(shape)
+}
+
+/// Moves the table's plain secondary indexes to after the copy (dropping them
+/// from `target` when `drop`). Unique indexes stay: the copy and the apply rely
+/// on them to reject duplicates. FULLTEXT and SPATIAL indexes stay too.
+async fn defer_indexes(
+    c: &mut Conn,
+    names: &Names,
+    target: &str,
+    shape: &mut Shape,
+    drop: bool,
+) -> anyhow::Result<()> {
+    let rows: Vec<mysql_async::Row> = c
+        .query(format!("SHOW INDEX FROM {target}"))
+        .await
+        .my("reading the new table's indexes")?;
+    let mut plain: Vec<String> = Vec::new();
+    for r in rows {
+        let non_unique: i64 = r.get("Non_unique").unwrap_or(0);
+        let kind: String = r.get("Index_type").unwrap_or_default();
+        let index: String = r.get("Key_name").unwrap_or_default();
+        if non_unique == 1 && kind.eq_ignore_ascii_case("BTREE") && !plain.contains(&index) {
+            plain.push(index);
+        }
+    }
+    if plain.is_empty() {
+        return Ok(());
+    }
+    let create: Option<(String, String)> = c
+        .query_first(format!("SHOW CREATE TABLE {target}"))
+        .await
+        .my("reading the new table's definition")?;
+    let create = create.map(|(_, sql)| sql).unwrap_or_default();
+    for name in plain {
+        let head = format!("KEY {} (", q(&name));
+        // An index whose definition cannot be read back exactly is left in place.
+        let Some(def) = create
+            .lines()
+            .map(|l| l.trim().trim_end_matches(','))
+            .find(|l| l.starts_with(&head))
+        else {
+            continue;
+        };
+        shape.deferred_indexes.push((name, def.to_string()));
+    }
+    if shape.deferred_indexes.is_empty() {
+        return Ok(());
+    }
+    let drops: Vec<String> = shape
+        .deferred_indexes
+        .iter()
+        .map(|(name, _)| format!("DROP INDEX {}", q(name)))
+        .collect();
+    if drop {
+        c.query_drop(format!("ALTER TABLE {target} {}", drops.join(", ")))
+            .await
+            .my("deferring the secondary indexes to after the copy")?;
+    }
+    shape.ddl.push(format!(
+        "ALTER TABLE {} {} -- built after the copy: {}",
+        names.shadow_q(),
+        drops.join(", "),
+        add_deferred(names, &shape.deferred_indexes)
+    ));
+    Ok(())
+}
+
+/// The statement that builds deferred indexes online, in one pass over the shadow.
+pub fn add_deferred(names: &Names, indexes: &[(String, String)]) -> String {
+    let adds: Vec<String> = indexes
+        .iter()
+        .map(|(_, def)| format!("ADD {def}"))
+        .collect();
+    format!(
+        "ALTER TABLE {} {}, ALGORITHM=INPLACE, LOCK=NONE",
+        names.shadow_q(),
+        adds.join(", ")
+    )
 }
 
 /// `CREATE TABLE ... LIKE` starts the AUTO_INCREMENT counter over: like gh-ost,
@@ -253,6 +340,7 @@ async fn shape_of(
         key_target,
         sql,
         ddl: Vec::new(),
+        deferred_indexes: Vec::new(),
     })
 }
 

@@ -86,7 +86,9 @@ impl MariaDbSandbox {
                 "--binlog-row-image=FULL",
                 "--innodb-flush-log-at-trx-commit=2",
                 "--sync-binlog=0",
-                "--innodb-buffer-pool-size=256M",
+                // Sized like a server whose working set fits: a benchmark's table and its
+                // shadow stay in memory (the pool is only touched as it fills).
+                "--innodb-buffer-pool-size=1G",
                 "--max-connections=500",
                 // Shows who holds a table's metadata lock: the cutover's blocker check.
                 "--plugin-load-add=metadata_lock_info",
