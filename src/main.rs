@@ -57,20 +57,20 @@ enum Command {
 
 #[derive(Args)]
 struct TableArgs {
-    /// Connection string, e.g. postgres://user:password@host:5432/db
+    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
     dsn: String,
-    /// Table to migrate, optionally schema-qualified (default schema: public).
+    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's database on MySQL).
     #[arg(long)]
     table: String,
 }
 
 #[derive(Args)]
 struct MigrateArgs {
-    /// Connection string, e.g. postgres://user:password@host:5432/db
+    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
     dsn: String,
-    /// Table to migrate, optionally schema-qualified (default schema: public).
+    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's database on MySQL).
     #[arg(long, required_unless_present = "spec")]
     table: Option<String>,
     /// ALTER TABLE actions applied verbatim to the shadow table; several statements may be separated by ';'.
@@ -232,10 +232,11 @@ enum DemoEngine {
 
 #[derive(Args)]
 struct VerifyArgs {
-    /// Connection string, e.g. postgres://user:password@host:5432/db
+    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
     dsn: String,
-    /// A table being migrated: compares it with its shadow (_<table>_new).
+    /// A table being migrated: compares it with its shadow (_<table>_new on
+    /// PostgreSQL, <table>_wraith_new on MySQL/MariaDB).
     #[arg(long, conflicts_with_all = ["source", "target"])]
     table: Option<String>,
     /// Source table (optionally schema-qualified).
@@ -680,41 +681,52 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    if wraith::mysql::conn::is_mysql_dsn(&args.dsn) {
-        return Err(bad_input(
-            "wraith verify compares tables on PostgreSQL only for now; on MySQL/MariaDB, \
-             `wraith migrate --execute` verifies the shadow (--verify checksum) before the swap",
-        ));
-    }
+    let mysql = wraith::mysql::conn::is_mysql_dsn(&args.dsn);
     let transforms = args
         .transforms
         .iter()
         .map(|t| Transform::parse(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let split = |name: &str| -> anyhow::Result<(String, String)> {
+        let (schema, table) = split_table(name);
+        if !mysql || name.contains('.') {
+            return Ok((schema, table));
+        }
+        let db = wraith::mysql::conn::opts(&args.dsn)?
+            .db_name()
+            .map(str::to_string);
+        let db = db.ok_or_else(|| {
+            bad_input("name the database in the connection string (mysql://user@host/db) or the table as db.table")
+        })?;
+        Ok((db, table))
+    };
     let (schema, source, target) = match (&args.table, &args.source, &args.target) {
         (Some(t), _, _) => {
-            let (schema, table) = split_table(t);
-            let shadow = format!("_{table}_new");
+            let (schema, table) = split(t)?;
+            let shadow = if mysql {
+                wraith::mysql::names::Names::new(&schema, &table)?.shadow
+            } else {
+                format!("_{table}_new")
+            };
             (schema, table, shadow)
         }
         (None, Some(s), Some(t)) => {
-            let (schema, source) = split_table(s);
+            let (schema, source) = split(s)?;
             (schema, source, t.clone())
         }
         _ => return Err(bad_input("give --table, or --source and --target")),
     };
-    let report = wraith::pg::verify::verify_tables(
-        &args.dsn,
-        &wraith::pg::verify::VerifyTarget {
-            schema,
-            source,
-            target,
-            transforms,
-        },
-        args.mode,
-        args.workers,
-    )
-    .await?;
+    let target = wraith::verify::VerifyTarget {
+        schema,
+        source,
+        target,
+        transforms,
+    };
+    let report = if mysql {
+        wraith::mysql::verify::verify_tables(&args.dsn, &target, args.mode, args.workers).await?
+    } else {
+        wraith::pg::verify::verify_tables(&args.dsn, &target, args.mode, args.workers).await?
+    };
     if args.json {
         println!("{}", report.to_json());
     } else {

@@ -107,6 +107,21 @@ const VERIFY_SETUP: &str = "
     INSERT INTO v SELECT seq, IF(seq % 3 = 0, NULL, CONCAT('a', seq)), IF(seq % 5 = 0, 'b', NULL),
                          IF(seq % 7 = 0, 0x00, NULL), seq FROM seq_1_to_3000;";
 
+/// A changed row, a missing row, an extra row, '' for NULL, NULL for a NUL byte,
+/// and a value moved to the next column.
+fn corrupt_v(table: &str) -> String {
+    format!(
+        "UPDATE {table} SET n = n + 1 WHERE id = 10;
+         DELETE FROM {table} WHERE id = 20;
+         INSERT INTO {table} (id, a, b, bin, n) VALUES (100000, 'extra', NULL, NULL, 1);
+         UPDATE {table} SET a = '' WHERE id = 30;
+         UPDATE {table} SET bin = NULL WHERE id = 35;
+         UPDATE {table} SET a = NULL, b = 'a31' WHERE id = 31;"
+    )
+}
+
+const DIFFERENT: [i64; 6] = [10, 20, 30, 31, 35, 100000];
+
 /// Every row of `a` has an equal row in `b` (NULL-safe) and the counts agree.
 async fn same_rows(c: &mut mysql_async::Conn, a: &str, b: &str) -> bool {
     let (na, nb, missing): (i64, i64, i64) = c
@@ -122,17 +137,10 @@ async fn same_rows(c: &mut mysql_async::Conn, a: &str, b: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn verification_finds_and_repairs_every_kind_of_difference() {
+async fn verification_finds_every_kind_of_difference_and_the_migration_repairs_it() {
     let (db, dsn, mut c) = my_sandbox().await;
     c.query_drop(VERIFY_SETUP).await.unwrap();
-    // Just before verification, the shadow gets a changed row, a missing row, an
-    // extra row, '' for NULL, NULL for a NUL byte, and a value moved to the next column.
-    let corrupt = "UPDATE v_wraith_new SET n = n + 1 WHERE id = 10;
-         DELETE FROM v_wraith_new WHERE id = 20;
-         INSERT INTO v_wraith_new (id, a, b, bin, n) VALUES (100000, 'extra', NULL, NULL, 1);
-         UPDATE v_wraith_new SET a = '' WHERE id = 30;
-         UPDATE v_wraith_new SET bin = NULL WHERE id = 35;
-         UPDATE v_wraith_new SET a = NULL, b = 'a31' WHERE id = 31;";
+    // Just before verification, the shadow is corrupted.
     let mut options = execute();
     let hook_dsn = dsn.clone();
     options.fault_points = wraith::plan::FaultPoints(Some(Arc::new(move |point| {
@@ -140,7 +148,7 @@ async fn verification_finds_and_repairs_every_kind_of_difference() {
         Box::pin(async move {
             if point == "before-verify" {
                 let mut c = mysql_async::Conn::from_url(dsn).await.unwrap();
-                c.query_drop(corrupt).await.unwrap();
+                c.query_drop(corrupt_v("v_wraith_new")).await.unwrap();
                 c.disconnect().await.unwrap();
             }
         })
@@ -152,14 +160,54 @@ async fn verification_finds_and_repairs_every_kind_of_difference() {
         panic!("dry run")
     };
     assert_eq!(
-        summary.verify_repaired, 6,
-        "each of the six differences is found"
+        summary.verify_repaired,
+        DIFFERENT.len() as u64,
+        "each difference is found"
     );
     assert!(
         same_rows(&mut c, "v", "v_wraith_old").await
             && same_rows(&mut c, "v_wraith_old", "v").await,
         "the swapped table equals the source"
     );
+
+    // `wraith verify` compares two tables: the old and the new shape agree...
+    let stdout = wraith_ok(&[
+        "verify",
+        "--dsn",
+        &dsn,
+        "--source",
+        "v_wraith_old",
+        "--target",
+        "v",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["source_rows"], 3000, "{report}");
+    assert_eq!(report["mismatched_keys"], serde_json::json!([]));
+    // ...and a corrupted copy differs in exactly the corrupted keys (exit 1).
+    c.query_drop(format!(
+        "CREATE TABLE w LIKE v; INSERT INTO w SELECT * FROM v; {}",
+        corrupt_v("w")
+    ))
+    .await
+    .unwrap();
+    let differ = wraith(&[
+        "verify", "--dsn", &dsn, "--source", "v", "--target", "w", "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&differ.stdout);
+    assert_eq!(differ.status.code(), Some(1), "{differ:?}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let mut keys: Vec<i64> = report["mismatched_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k[0].as_str().unwrap().parse().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(keys, DIFFERENT, "flagged exactly the real differences");
+    let missing = wraith(&["verify", "--dsn", &dsn, "--source", "v", "--target", "nope"]);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    c.query_drop("DROP TABLE w").await.unwrap();
 
     // A transform that gives another value each time cannot be repaired: the
     // run stops before the swap and keeps the shadow for inspection.

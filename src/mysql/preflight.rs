@@ -237,7 +237,7 @@ async fn table_checks(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result
 }
 
 /// The primary key's columns, else those of the first unique key on NOT NULL columns.
-async fn key_columns(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Vec<String>> {
+pub async fn key_columns(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Vec<String>> {
     let rows: Vec<(String, String, String)> = c
         .exec(
             "SELECT s.INDEX_NAME, s.COLUMN_NAME, col.IS_NULLABLE \

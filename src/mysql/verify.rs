@@ -17,11 +17,13 @@ use mysql_async::{Conn, Row};
 use tokio::sync::Mutex;
 
 use crate::engine::Key;
+use crate::error::bad_input;
 use crate::mysql::conn::{self, MyResult};
 use crate::mysql::names::q;
+use crate::mysql::preflight;
 use crate::mysql::rows::{key_cmp, key_cmp_params, range_filter, row_key, to_params};
-use crate::plan::mapping::{Fill, Mapping};
-use crate::verify::{Checksums, Mode, Span, Sums};
+use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
+use crate::verify::{Checksums, Mode, Report, Span, Sums, VerifyTarget};
 
 pub struct Verifier {
     dsn: String,
@@ -298,6 +300,123 @@ impl Checksums for Verifier {
         })
         .await
     }
+}
+
+/// `wraith verify` on MySQL/MariaDB: see [`crate::verify::tables`].
+pub async fn verify_tables(
+    dsn: &str,
+    t: &VerifyTarget,
+    mode: Mode,
+    workers: usize,
+) -> anyhow::Result<Report> {
+    let (verifier, skipped) = verifier_for(dsn, t).await?;
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "not compared (no source column or --transform): {}",
+            skipped.join(", ")
+        );
+    }
+    let verifier = Arc::new(verifier);
+    let report = crate::verify::tables(&verifier, mode, workers).await;
+    verifier.close().await;
+    report
+}
+
+/// Builds a verifier for two tables with the same key: each target column is
+/// compared with its `--transform`, or with the source column of the same name;
+/// columns with neither (and generated columns) are not compared.
+async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifier, Vec<String>)> {
+    let mut c = conn::connect(dsn, "verify").await?;
+    let source = table_columns(&mut c, &t.schema, &t.source).await?;
+    let target = table_columns(&mut c, &t.schema, &t.target).await?;
+    let key = preflight::key_columns(&mut c, &t.schema, &t.source).await?;
+    let _ = c.disconnect().await;
+    if key.is_empty() {
+        return Err(bad_input(format!(
+            "table {}.{} has no primary key and no unique key on NOT NULL columns: rows are matched by key",
+            t.schema, t.source
+        )));
+    }
+    if let Some(k) = key
+        .iter()
+        .find(|k| !target.iter().any(|(name, _, _)| name == *k))
+    {
+        return Err(bad_input(format!(
+            "the target table {} has no column {k:?}, part of the source's key: the tables must share their key",
+            t.target
+        )));
+    }
+    let sources: Vec<SourceColumn> = source
+        .iter()
+        .map(|(name, type_name, _)| SourceColumn {
+            name: name.clone(),
+            type_name: type_name.clone(),
+        })
+        .collect();
+    let targets: Vec<TargetColumn> = target
+        .iter()
+        .map(|(name, type_name, generated)| TargetColumn {
+            name: name.clone(),
+            type_name: type_name.clone(),
+            origin: source
+                .iter()
+                .any(|(s, _, _)| s == name)
+                .then(|| name.clone()),
+            insertable: !generated,
+            required: false,
+        })
+        .collect();
+    let mut mapping = mapping::derive(&sources, &targets, &[], &t.transforms, &key, q)?;
+    // As in the migration: a type change compares the plain column, cast on both sides.
+    for m in &mut mapping.columns {
+        if let Fill::Cast { from } = &m.fill {
+            m.expr = Some(q(from));
+        }
+    }
+    let skipped = mapping
+        .columns
+        .iter()
+        .filter(|m| m.expr.is_none())
+        .map(|m| m.target.clone())
+        .collect();
+    let table = |name: &str| format!("{}.{}", q(&t.schema), q(name));
+    Ok((
+        Verifier::new(
+            dsn,
+            table(&t.source),
+            table(&t.target),
+            &key,
+            &key,
+            &mapping,
+        ),
+        skipped,
+    ))
+}
+
+/// A table's columns as (name, type, generated); a missing table is bad input.
+async fn table_columns(
+    c: &mut Conn,
+    schema: &str,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String, bool)>> {
+    let rows: Vec<(String, String, String)> = c
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .my("verify: reading the tables' columns")?;
+    if rows.is_empty() {
+        return Err(bad_input(format!("table {schema}.{table} does not exist")));
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(name, type_name, extra)| {
+            let generated = extra.to_ascii_uppercase().contains("GENERATED");
+            (name, type_name, generated)
+        })
+        .collect())
 }
 
 #[cfg(test)]

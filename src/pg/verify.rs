@@ -16,7 +16,7 @@ use tokio_postgres::types::ToSql;
 use crate::engine::Key;
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::{KeyCols, ident, literal};
-use crate::verify::{Checksums, Mode, Span, Sums};
+use crate::verify::{Checksums, Mode, Span, Sums, VerifyTarget};
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -310,15 +310,6 @@ impl Checksums for Verifier {
     }
 }
 
-/// What `wraith verify` compares.
-#[derive(Debug, Clone)]
-pub struct VerifyTarget {
-    pub schema: String,
-    pub source: String,
-    pub target: String,
-    pub transforms: Vec<crate::plan::Transform>,
-}
-
 /// Builds a verifier for two tables with the same key: each target column is
 /// compared with its `--transform`, or with the source column of the same name;
 /// columns with neither (and generated columns) are not compared.
@@ -385,8 +376,7 @@ pub async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifi
     ))
 }
 
-/// `wraith verify`: compares under one snapshot; differing ranges are checked once
-/// more a moment later, so keys a running migration has not applied yet drop out.
+/// `wraith verify` on PostgreSQL: see [`crate::verify::tables`].
 pub async fn verify_tables(
     dsn: &str,
     t: &VerifyTarget,
@@ -401,34 +391,7 @@ pub async fn verify_tables(
         );
     }
     let verifier = Arc::new(verifier);
-    let mut spans = verifier.spans(crate::verify::SPAN_ROWS).await?;
-    let mut report = None;
-    let mut elapsed = std::time::Duration::ZERO;
-    for pass in 0..2 {
-        if pass == 1 {
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        }
-        verifier.connect(workers).await?;
-        verifier.open_snapshot(workers).await?;
-        let r = crate::verify::compare(&verifier, spans.clone(), workers, mode, None).await;
-        verifier.close_snapshot().await?;
-        let r = r?;
-        elapsed += r.elapsed;
-        let clean = r.is_clean();
-        spans = r.mismatches.iter().map(|m| m.span.clone()).collect();
-        match &mut report {
-            None => report = Some(r),
-            Some(first) => {
-                // Totals from the full pass; differences from the re-check.
-                first.mismatches = r.mismatches;
-            }
-        }
-        if clean {
-            break;
-        }
-    }
+    let report = crate::verify::tables(&verifier, mode, workers).await;
     verifier.close();
-    let mut report = report.unwrap_or_default();
-    report.elapsed = elapsed;
-    Ok(report)
+    report
 }
