@@ -233,7 +233,7 @@ fn on_event(
             let rotate = event.header().event_type_raw()
                 == mysql_async::binlog::EventType::ROTATE_EVENT as u8;
             if rotate && let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
-                *file = log_name(r.name_raw());
+                *file = rotated_name(r.name_raw(), file);
             }
             return Ok(None);
         }
@@ -289,19 +289,24 @@ fn on_event(
     Ok(Some(item))
 }
 
-/// A rotate event's file name. The driver may leave the event's checksum after
-/// it: a binary log's name ends with its sequence number, so stop after the digits.
-fn log_name(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let Some(dot) = text.rfind('.') else {
-        return text.into_owned();
-    };
-    let digits = text[dot + 1..]
-        .bytes()
-        .take_while(u8::is_ascii_digit)
-        .count();
-    text[..dot + 1 + digits].to_string()
+/// The file a rotate event names. The first one, sent before the format
+/// description event, names the file the stream starts in, followed by a 4-byte
+/// checksum when the server writes them: the driver cannot strip it yet, and
+/// guessing where the name ends would misread a checksum byte that happens to be
+/// a digit. So a name that is the current one plus at most 4 bytes is the current
+/// one; any other rotate (parsed after the format description) is taken as is.
+fn rotated_name(raw: &[u8], current: &str) -> String {
+    if !current.is_empty()
+        && raw.starts_with(current.as_bytes())
+        && raw.len() - current.len() <= CHECKSUM_LEN
+    {
+        return current.to_string();
+    }
+    String::from_utf8_lossy(raw).into_owned()
 }
+
+/// Length of a binary log event's checksum (CRC32).
+const CHECKSUM_LEN: usize = 4;
 
 /// DDL on the source table during the run would make the copy and the stream
 /// disagree about the table's shape: stop.
@@ -433,8 +438,27 @@ mod tests {
 
     #[test]
     fn rotate_names_lose_trailing_checksums() {
-        assert_eq!(log_name(b"binlog.000002\xab\xcd>\x12"), "binlog.000002");
-        assert_eq!(log_name(b"mysql-bin.000123"), "mysql-bin.000123");
+        // A checksum whose first bytes are digits.
+        assert_eq!(
+            rotated_name(b"binlog.00000217>\x12", "binlog.000002"),
+            "binlog.000002"
+        );
+        assert_eq!(
+            rotated_name(b"binlog.000002\xab\xcd>\x12", "binlog.000002"),
+            "binlog.000002"
+        );
+        assert_eq!(
+            rotated_name(b"binlog.000002", "binlog.000002"),
+            "binlog.000002"
+        );
+        assert_eq!(
+            rotated_name(b"binlog.000003", "binlog.000002"),
+            "binlog.000003"
+        );
+        assert_eq!(
+            rotated_name(b"mysql-bin.1000000", "mysql-bin.999999"),
+            "mysql-bin.1000000"
+        );
     }
 
     #[test]
