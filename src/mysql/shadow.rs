@@ -45,11 +45,15 @@ struct Column {
     extra: String,
 }
 
-/// Where the shape is built: a temporary table (preflight: nothing is left
-/// behind, not even after a crash) or the real shadow.
+/// Where the shape is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum On {
+    /// A temporary table (preflight: nothing is left behind, not even after a crash).
     Temporary,
+    /// A real table dropped at once: preflight's fallback for a source whose
+    /// FULLTEXT indexes a temporary table cannot hold.
+    Scratch,
+    /// The real shadow.
     Shadow,
 }
 
@@ -63,26 +67,36 @@ pub async fn build(
     spec: &MigrationSpec,
     on: On,
 ) -> anyhow::Result<Shape> {
-    let (create, target) = match on {
-        On::Temporary => {
-            let t = format!(
-                "{}.{}",
-                q(&names.schema),
-                q(&format!("_{}_plan", names.table))
-            );
-            (
-                format!("CREATE TEMPORARY TABLE {t} LIKE {}", names.src()),
-                t,
-            )
+    let scratch = format!(
+        "{}.{}",
+        q(&names.schema),
+        q(&format!("_{}_plan", names.table))
+    );
+    let mut on = on;
+    let target = loop {
+        let (create, target) = match on {
+            On::Temporary => (
+                format!("CREATE TEMPORARY TABLE {scratch} LIKE {}", names.src()),
+                scratch.clone(),
+            ),
+            On::Scratch => (
+                format!("CREATE TABLE {scratch} LIKE {}", names.src()),
+                scratch.clone(),
+            ),
+            On::Shadow => (
+                format!("CREATE TABLE {} LIKE {}", names.shadow_q(), names.src()),
+                names.shadow_q(),
+            ),
+        };
+        match c.query_drop(&create).await {
+            Ok(()) => break target,
+            // "Cannot create FULLTEXT index on temporary InnoDB table".
+            Err(mysql_async::Error::Server(e)) if on == On::Temporary && e.code == 1796 => {
+                on = On::Scratch;
+            }
+            Err(e) => return Err(e).my("creating the shadow table"),
         }
-        On::Shadow => (
-            format!("CREATE TABLE {} LIKE {}", names.shadow_q(), names.src()),
-            names.shadow_q(),
-        ),
     };
-    c.query_drop(&create)
-        .await
-        .my("creating the shadow table")?;
     let mut built = shape_of(c, names, &target, table, alter, spec).await;
     if let Ok(shape) = &mut built
         && let Err(e) = defer_indexes(c, names, &target, shape, on == On::Shadow).await
@@ -95,10 +109,10 @@ pub async fn build(
     {
         built = Err(e);
     }
-    if built.is_err() || on == On::Temporary {
+    if built.is_err() || on != On::Shadow {
         let drop = match on {
             On::Temporary => format!("DROP TEMPORARY TABLE IF EXISTS {target}"),
-            On::Shadow => format!("DROP TABLE IF EXISTS {target}"),
+            On::Scratch | On::Shadow => format!("DROP TABLE IF EXISTS {target}"),
         };
         if let Err(e) = c.query_drop(&drop).await {
             tracing::error!("could not drop {target}: {}", describe(&e));
@@ -124,7 +138,8 @@ pub async fn build(
 
 /// Moves the table's plain secondary indexes to after the copy (dropping them
 /// from `target` when `drop`). Unique indexes stay: the copy and the apply rely
-/// on them to reject duplicates. FULLTEXT and SPATIAL indexes stay too.
+/// on them to reject duplicates. A table with a FULLTEXT or SPATIAL index keeps
+/// all of them: InnoDB cannot add indexes to it without blocking the apply.
 async fn defer_indexes(
     c: &mut Conn,
     names: &Names,
@@ -141,7 +156,10 @@ async fn defer_indexes(
         let non_unique: i64 = r.get("Non_unique").unwrap_or(0);
         let kind: String = r.get("Index_type").unwrap_or_default();
         let index: String = r.get("Key_name").unwrap_or_default();
-        if non_unique == 1 && kind.eq_ignore_ascii_case("BTREE") && !plain.contains(&index) {
+        if !kind.eq_ignore_ascii_case("BTREE") {
+            return Ok(());
+        }
+        if non_unique == 1 && !plain.contains(&index) {
             plain.push(index);
         }
     }

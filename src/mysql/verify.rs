@@ -310,14 +310,8 @@ pub async fn verify_tables(
     workers: usize,
 ) -> anyhow::Result<Report> {
     let (verifier, skipped) = verifier_for(dsn, t).await?;
-    if !skipped.is_empty() {
-        tracing::warn!(
-            "not compared (no source column or --transform): {}",
-            skipped.join(", ")
-        );
-    }
     let verifier = Arc::new(verifier);
-    let report = crate::verify::tables(&verifier, mode, workers).await;
+    let report = crate::verify::tables(&verifier, &skipped, mode, workers).await;
     verifier.close().await;
     report
 }

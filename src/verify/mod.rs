@@ -211,11 +211,19 @@ pub struct VerifyTarget {
 
 /// `wraith verify`: compares under one snapshot; differing ranges are checked once
 /// more a moment later, so keys a running migration has not applied yet drop out.
+/// `skipped`: target columns that are not compared (no source column or transform).
 pub async fn tables<C: Checksums>(
     checker: &Arc<C>,
+    skipped: &[String],
     mode: Mode,
     workers: usize,
 ) -> anyhow::Result<Report> {
+    if !skipped.is_empty() {
+        tracing::warn!(
+            "not compared (no source column or --transform): {}",
+            skipped.join(", ")
+        );
+    }
     let mut spans = checker.spans(SPAN_ROWS).await?;
     let mut report: Option<Report> = None;
     let mut elapsed = Duration::ZERO;

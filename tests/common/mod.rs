@@ -189,3 +189,24 @@ pub async fn my_tables(c: &mut mysql_async::Conn) -> Vec<String> {
     t.sort();
     t
 }
+
+/// The keys (one integer column) that a `wraith verify --json` run reports as
+/// differing, sorted; the run must have exited 1 (the tables differ).
+pub fn differing_keys(out: &Output) -> Vec<i64> {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    let mut keys: Vec<i64> = report["mismatched_keys"]
+        .as_array()
+        .expect("mismatched_keys")
+        .iter()
+        .map(|k| k[0].as_str().unwrap().parse().unwrap())
+        .collect();
+    keys.sort();
+    keys
+}
