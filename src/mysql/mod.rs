@@ -572,16 +572,10 @@ impl Backend for MyBackend {
         let deferred = &self.shape()?.deferred_indexes;
         if !deferred.is_empty() {
             // A resumed run may find them built by the interrupted one.
-            let present: Vec<String> = ctrl
-                .query(format!("SHOW INDEX FROM {shadow}"))
-                .await
-                .my("reading the shadow's indexes")?
-                .into_iter()
-                .filter_map(|r: mysql_async::Row| r.get("Key_name"))
-                .collect();
+            let present = shadow::indexes(&mut ctrl, &shadow).await?;
             let missing: Vec<(String, String)> = deferred
                 .iter()
-                .filter(|(name, _)| !present.contains(name))
+                .filter(|(name, _)| !present.iter().any(|i| i.name == *name))
                 .cloned()
                 .collect();
             if !missing.is_empty() {

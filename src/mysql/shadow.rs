@@ -147,22 +147,15 @@ async fn defer_indexes(
     shape: &mut Shape,
     drop: bool,
 ) -> anyhow::Result<()> {
-    let rows: Vec<mysql_async::Row> = c
-        .query(format!("SHOW INDEX FROM {target}"))
-        .await
-        .my("reading the new table's indexes")?;
-    let mut plain: Vec<String> = Vec::new();
-    for r in rows {
-        let non_unique: i64 = r.get("Non_unique").unwrap_or(0);
-        let kind: String = r.get("Index_type").unwrap_or_default();
-        let index: String = r.get("Key_name").unwrap_or_default();
-        if !kind.eq_ignore_ascii_case("BTREE") {
-            return Ok(());
-        }
-        if non_unique == 1 && !plain.contains(&index) {
-            plain.push(index);
-        }
+    let indexes = indexes(c, target).await?;
+    if indexes.iter().any(|i| !i.btree) {
+        return Ok(());
     }
+    let plain: Vec<String> = indexes
+        .into_iter()
+        .filter(|i| !i.unique)
+        .map(|i| i.name)
+        .collect();
     if plain.is_empty() {
         return Ok(());
     }
@@ -329,10 +322,11 @@ async fn shape_of(
             })
         })
         .collect::<anyhow::Result<_>>()?;
-    let unique = unique_keys(c, target).await?;
-    if !unique.iter().any(|u| {
-        u.len() == key_target.len()
-            && u.iter()
+    let indexes = indexes(c, target).await?;
+    if !indexes.iter().filter(|i| i.unique).any(|u| {
+        u.columns.len() == key_target.len()
+            && u.columns
+                .iter()
                 .all(|c| key_target.iter().any(|k| k.eq_ignore_ascii_case(c)))
     }) {
         return Err(bad_input(format!(
@@ -385,26 +379,39 @@ async fn columns(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Column>> {
         .collect()
 }
 
-/// Column lists of the table's unique indexes.
-async fn unique_keys(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Vec<String>>> {
+/// An index as `SHOW INDEX` describes it.
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub name: String,
+    pub unique: bool,
+    /// A B-tree (not FULLTEXT or SPATIAL).
+    pub btree: bool,
+    pub columns: Vec<String>,
+}
+
+/// The table's indexes, in the server's order.
+pub async fn indexes(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Index>> {
     let rows: Vec<mysql_async::Row> = c
         .query(format!("SHOW INDEX FROM {table}"))
         .await
-        .my("reading the new table's keys")?;
-    let mut keys: Vec<(String, Vec<String>)> = Vec::new();
+        .my(&format!("reading the indexes of {table}"))?;
+    let mut out: Vec<Index> = Vec::new();
     for r in rows {
-        let non_unique: i64 = r.get("Non_unique").unwrap_or(1);
-        if non_unique != 0 {
-            continue;
-        }
-        let index: String = r.get("Key_name").unwrap_or_default();
+        let name: String = r.get("Key_name").unwrap_or_default();
         let column: String = r.get("Column_name").unwrap_or_default();
-        match keys.iter_mut().find(|(n, _)| *n == index) {
-            Some((_, cols)) => cols.push(column),
-            None => keys.push((index, vec![column])),
+        match out.iter_mut().find(|i| i.name == name) {
+            Some(i) => i.columns.push(column),
+            None => out.push(Index {
+                name,
+                unique: r.get::<i64, _>("Non_unique") == Some(0),
+                btree: r
+                    .get::<String, _>("Index_type")
+                    .is_some_and(|k| k.eq_ignore_ascii_case("BTREE")),
+                columns: vec![column],
+            }),
         }
     }
-    Ok(keys.into_iter().map(|(_, c)| c).collect())
+    Ok(out)
 }
 
 /// `(old, new)` for every `CHANGE [COLUMN] [IF EXISTS] old new ...` and
