@@ -28,7 +28,7 @@ pub fn default_socket(dsn: &str, database: &str, table: &str) -> PathBuf {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect()
     };
-    let server = fnv1a(&crate::error::redact_dsn(dsn));
+    let server = fnv1a(&crate::dsn::redacted(dsn));
     std::env::temp_dir().join(format!(
         "wraith-{}-{}-{server:08x}.sock",
         clean(database),

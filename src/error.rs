@@ -52,52 +52,9 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     }
 }
 
-/// Hides the password of a DSN (URL or key=value form) so it can be logged.
-pub fn redact_dsn(dsn: &str) -> String {
-    if let Some(scheme_end) = dsn.find("://") {
-        let rest = &dsn[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &dsn[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        return dsn.to_string();
-    }
-    dsn.split_whitespace()
-        .map(|kv| {
-            if kv.to_ascii_lowercase().starts_with("password=") {
-                "password=***".to_string()
-            } else {
-                kv.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_url_and_keyvalue_passwords() {
-        assert_eq!(
-            redact_dsn("postgres://bob:s3cr@t@db:5432/app?sslmode=disable"),
-            "postgres://bob:***@db:5432/app?sslmode=disable"
-        );
-        assert_eq!(redact_dsn("postgres://bob@db/app"), "postgres://bob@db/app");
-        assert_eq!(
-            redact_dsn("host=db user=bob password=hunter2 dbname=app"),
-            "host=db user=bob password=*** dbname=app"
-        );
-    }
 
     #[test]
     fn exit_codes() {

@@ -7,11 +7,13 @@
 //! - [`mysql`]: the MySQL/MariaDB backend (preflight, binary log capture, apply, sentry cutover).
 //! - [`verify`]: checksums of key ranges, narrowed to the keys that differ.
 //! - [`ctl`]: the control socket of a running migration and the `wraith ctl` client.
+//! - [`dsn`]: connection strings, shown without their passwords.
 //! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
 
 pub mod bench;
 pub mod ctl;
 pub mod demo;
+pub mod dsn;
 pub mod engine;
 pub mod error;
 pub mod mysql;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wraith::bench::report::{BenchEngine, BenchScenario};
+use wraith::dsn;
 use wraith::engine::migration::Outcome;
 use wraith::engine::progress::Reporter;
 use wraith::engine::{self, Stats};
-use wraith::error::{bad_input, exit_code, redact_dsn};
+use wraith::error::{bad_input, exit_code};
 use wraith::pg::PgBackend;
 use wraith::plan::{MigrationSpec, RunOptions, SpecFile, Transform, parse_duration};
 
@@ -455,14 +456,14 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
     if !args.dsn.starts_with("postgres://")
         && !args.dsn.starts_with("postgresql://")
         && !args.dsn.contains('=')
-        && !wraith::mysql::conn::is_mysql_dsn(&args.dsn)
+        && !wraith::dsn::is_mysql(&args.dsn)
     {
         return Err(bad_input(format!(
             "--dsn {} is not a PostgreSQL (postgres://user@host/db) or MySQL/MariaDB (mysql://user@host/db) connection string",
-            redact_dsn(&args.dsn)
+            dsn::redacted(&args.dsn)
         )));
     }
-    let mysql = wraith::mysql::conn::is_mysql_dsn(&args.dsn);
+    let mysql = wraith::dsn::is_mysql(&args.dsn);
     let o = &args.operate;
     if mysql && o.max_slot_lag.is_some() {
         return Err(bad_input(
@@ -486,7 +487,7 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
         execute: args.execute,
         chunk_time: args
             .chunk_time
-            .unwrap_or(if wraith::mysql::conn::is_mysql_dsn(&args.dsn) {
+            .unwrap_or(if wraith::dsn::is_mysql(&args.dsn) {
                 wraith::mysql::DEFAULT_CHUNK_TIME
             } else {
                 RunOptions::default().chunk_time
@@ -561,7 +562,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     hooks.fact("TABLE", spec.table.clone());
     hooks.fact(
         "ENGINE",
-        if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+        if wraith::dsn::is_mysql(&spec.dsn) {
             "mysql"
         } else {
             "postgres"
@@ -582,7 +583,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + args.operate.reconnect_for;
     let mut wait = Duration::from_millis(500);
     loop {
-        let result = if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+        let result = if wraith::dsn::is_mysql(&spec.dsn) {
             match wraith::mysql::MyBackend::connect(spec.clone()).await {
                 Ok(b) => run_migration(Arc::new(b), spec.options.clone(), &args, &abort).await,
                 Err(e) => Err(e),
@@ -665,7 +666,7 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         options: RunOptions::default(),
     };
     spec.set_table(&args.table);
-    let removed = if wraith::mysql::conn::is_mysql_dsn(&spec.dsn) {
+    let removed = if wraith::dsn::is_mysql(&spec.dsn) {
         wraith::mysql::cleanup_command(&spec).await?
     } else {
         wraith::pg::cleanup_command(&spec).await?
@@ -681,7 +682,7 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let mysql = wraith::mysql::conn::is_mysql_dsn(&args.dsn);
+    let mysql = wraith::dsn::is_mysql(&args.dsn);
     let transforms = args
         .transforms
         .iter()

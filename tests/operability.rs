@@ -6,185 +6,18 @@ mod common;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use common::env::Env;
 use common::*;
-use mysql_async::prelude::Queryable;
 use serde_json::Value;
 use wraith::bench::workload::WorkloadConfig;
 use wraith::bench::{mysql_workload, workload};
+use wraith::engine::Stats;
 use wraith::engine::hooks::{HookEvent, Hooks};
 use wraith::engine::migration::Outcome;
-use wraith::engine::{self, Stats};
 use wraith::plan::{MigrationSpec, RunOptions, ThrottleOptions};
-
-/// A sandbox of either engine, with what the tests need of it.
-#[allow(clippy::large_enum_variant)] // one per test
-enum Env {
-    Pg(Db),
-    My(wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn),
-}
-
-impl Env {
-    async fn pg() -> Env {
-        Env::Pg(db().await)
-    }
-
-    async fn my() -> Env {
-        let (db, dsn, c) = my_sandbox().await;
-        Env::My(db, dsn, c)
-    }
-
-    fn dsn(&self) -> String {
-        match self {
-            Env::Pg(db) => db.dsn.clone(),
-            Env::My(_, dsn, _) => dsn.clone(),
-        }
-    }
-
-    async fn exec(&mut self, sql: &str) {
-        match self {
-            Env::Pg(db) => db.client.batch_execute(sql).await.expect(sql),
-            Env::My(_, _, c) => c.query_drop(sql).await.expect(sql),
-        }
-    }
-
-    /// `t (id int PRIMARY KEY, v int)` with `rows` rows.
-    async fn simple_table(&mut self, rows: i64) {
-        let sql = match self {
-            Env::Pg(_) => format!(
-                "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
-                 INSERT INTO t SELECT g, g FROM generate_series(1, {rows}) g"
-            ),
-            Env::My(..) => format!(
-                "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
-                 INSERT INTO t SELECT seq, seq FROM seq_1_to_{rows}"
-            ),
-        };
-        self.exec(&sql).await;
-    }
-
-    /// Row count and a sum over `t`: unchanged means untouched.
-    async fn t_fingerprint(&mut self) -> (i64, i64) {
-        match self {
-            Env::Pg(db) => {
-                let r = db
-                    .client
-                    .query_one(
-                        "SELECT count(*), sum(id::bigint * 7 + v)::bigint FROM t",
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                (r.get(0), r.get(1))
-            }
-            Env::My(_, _, c) => c
-                .query_first("SELECT COUNT(*), CAST(SUM(id * 7 + v) AS SIGNED) FROM t")
-                .await
-                .unwrap()
-                .unwrap(),
-        }
-    }
-
-    /// wraith's objects left behind: slots, publications, shadow and changelog tables.
-    async fn leftovers(&mut self) -> Vec<String> {
-        match self {
-            Env::Pg(db) => leftovers(&db.client).await,
-            Env::My(_, _, c) => my_tables(c)
-                .await
-                .into_iter()
-                .filter(|t| t.ends_with("_wraith_new") || t.ends_with("_wraith_log"))
-                .collect(),
-        }
-    }
-
-    /// Starts a migration through the library in the background.
-    async fn start(&self, spec: MigrationSpec) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-        self.start_with(spec, Arc::new(Stats::default())).await
-    }
-
-    async fn start_with(
-        &self,
-        spec: MigrationSpec,
-        stats: Arc<Stats>,
-    ) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-        let opts = spec.options.clone();
-        let abort = Arc::new(AtomicBool::new(false));
-        match self {
-            Env::Pg(_) => {
-                let b = Arc::new(wraith::pg::PgBackend::connect(spec).await.unwrap());
-                tokio::spawn(engine::run(b, opts, stats, abort))
-            }
-            Env::My(..) => {
-                let b = Arc::new(wraith::mysql::MyBackend::connect(spec).await.unwrap());
-                tokio::spawn(engine::run(b, opts, stats, abort))
-            }
-        }
-    }
-
-    /// A second session that can hold locks.
-    async fn session(&self) -> Session {
-        match self {
-            Env::Pg(db) => Session::Pg(db.pg.connect("app").await.unwrap()),
-            Env::My(db, ..) => Session::My(db.connect("app").await.unwrap()),
-        }
-    }
-
-    /// Restarts the server; the test's own connection is opened again.
-    async fn restart(&mut self) {
-        match self {
-            Env::Pg(db) => {
-                db.pg.restart().await.expect("restart PostgreSQL");
-                db.client = db.pg.connect("app").await.unwrap();
-            }
-            Env::My(db, _, c) => {
-                db.restart().await.expect("restart MariaDB");
-                *c = db.connect("app").await.unwrap();
-            }
-        }
-    }
-
-    /// Rows copied according to the last checkpoint of a run on `items`.
-    async fn checkpoint_rows(&mut self) -> Option<u64> {
-        let state: Option<String> = match self {
-            Env::Pg(db) => db
-                .client
-                .query_opt("SELECT state FROM _items_ckpt WHERE id = 1", &[])
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.get(0)),
-            Env::My(_, _, c) => c
-                .query_first("SELECT value FROM items_wraith_log WHERE id = 3")
-                .await
-                .ok()
-                .flatten(),
-        };
-        let v: Value = serde_json::from_str(&state?).ok()?;
-        v["rows_copied"].as_u64()
-    }
-
-    async fn stop(self) {
-        if let Env::My(db, ..) = self {
-            db.stop().await;
-        }
-    }
-}
-
-enum Session {
-    Pg(tokio_postgres::Client),
-    My(mysql_async::Conn),
-}
-
-impl Session {
-    async fn exec(&mut self, sql: &str) -> Result<(), String> {
-        match self {
-            Session::Pg(c) => c.batch_execute(sql).await.map_err(|e| e.to_string()),
-            Session::My(c) => c.query_drop(sql).await.map_err(|e| e.to_string()),
-        }
-    }
-}
 
 async fn status(socket: &Path) -> Value {
     let reply = wraith::ctl::send(socket, "status")
@@ -875,24 +708,6 @@ fn json_summary(printed: &str, context: &str) -> Value {
 }
 
 /// Runs the binary off the async threads.
-async fn wraith_async(args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        wraith(&args)
-    })
-    .await
-    .unwrap()
-}
-
-fn show(out: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Test 1 of the issue: kill -9 mid-copy, then `--resume`. The run finishes where
 /// the killed one stopped (it copies fewer rows than the table has) and equals the
 /// mirror. Without `--resume`, the interrupted migration is refused with both ways on.

@@ -9,7 +9,8 @@ use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
 use crate::bench::mysql_workload;
-use crate::error::{bad_input, redact_dsn};
+use crate::dsn;
+use crate::error::bad_input;
 use crate::mysql::conn::{self, MyResult, describe};
 use crate::mysql::names::q;
 use crate::scenario::orders_mysql;
@@ -27,7 +28,7 @@ pub async fn create_database(dsn: &str, db: &str) -> anyhow::Result<()> {
         c.query_drop(&stmt).await.map_err(|e| {
             bad_input(format!(
                 "bench: cannot create database {db} on {}: {} (does the account have CREATE and DROP?)",
-                redact_dsn(dsn),
+                dsn::redacted(dsn),
                 describe(&e)
             ))
         })?;

@@ -16,8 +16,9 @@ use hdrhistogram::Histogram;
 
 use crate::bench::mysql_bench;
 use crate::bench::workload::{self, Workload, WorkloadConfig};
+use crate::dsn;
 use crate::engine::migration::unix_us;
-use crate::error::{bad_input, redact_dsn};
+use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::ident;
 use crate::plan::SpecFile;
@@ -35,7 +36,7 @@ pub enum BenchEngine {
 impl BenchEngine {
     /// The engine a connection string names.
     pub fn of_dsn(dsn: &str) -> BenchEngine {
-        if crate::mysql::conn::is_mysql_dsn(dsn) {
+        if crate::dsn::is_mysql(dsn) {
             BenchEngine::MySql
         } else {
             BenchEngine::Postgres
@@ -222,7 +223,7 @@ impl Server {
                 "MariaDB sandbox (binlog ROW, innodb_flush_log_at_trx_commit=2), same machine"
                     .to_string()
             }
-            Server::Existing { dsn, .. } => redact_dsn(dsn),
+            Server::Existing { dsn, .. } => dsn::redacted(dsn),
         }
     }
 
@@ -247,7 +248,7 @@ impl Server {
                     c.batch_execute(&stmt).await.map_err(|e| {
                         bad_input(format!(
                             "bench: cannot create database {db} on {}: {} (does the role have CREATEDB?)",
-                            redact_dsn(dsn),
+                            dsn::redacted(dsn),
                             conn::describe(&e)
                         ))
                     })?;
@@ -320,7 +321,7 @@ fn with_dbname(dsn: &str, db: &str) -> anyhow::Result<String> {
     }
     Err(bad_input(format!(
         "bench: {} is neither a postgres:// or mysql:// URL nor key=value pairs",
-        redact_dsn(dsn)
+        dsn::redacted(dsn)
     )))
 }
 
@@ -363,7 +364,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
 
     let mut server = match &cfg.dsn {
         Some(dsn) => {
-            say(&format!("bench: on {}", redact_dsn(dsn)));
+            say(&format!("bench: on {}", dsn::redacted(dsn)));
             Server::Existing {
                 dsn: dsn.clone(),
                 created: vec![],

@@ -47,6 +47,16 @@ pub struct KeyRange {
     pub upto: Key,
 }
 
+/// What one copy chunk did.
+#[derive(Debug, Clone, Default)]
+pub struct Copied {
+    /// Rows inserted.
+    pub rows: u64,
+    /// Keys of the chunk that must go through the apply instead (they conflict with
+    /// older versions of other keys under a unique constraint of the new table).
+    pub recheck: Vec<Key>,
+}
+
 /// What one apply did.
 #[derive(Debug, Clone, Default)]
 pub struct Applied {
@@ -128,8 +138,8 @@ pub trait Backend: Checksums {
         end: Key,
         rows: u64,
     ) -> impl Future<Output = anyhow::Result<KeyRange>> + Send;
-    /// Copies the rows of `range` that the shadow lacks; returns the rows inserted.
-    fn copy_range(&self, range: KeyRange) -> impl Future<Output = anyhow::Result<u64>> + Send;
+    /// Copies the rows of `range` that the shadow lacks.
+    fn copy_range(&self, range: KeyRange) -> impl Future<Output = anyhow::Result<Copied>> + Send;
     /// Reads committed changes from the stream (at most about `max_events` row events).
     fn poll_changes(
         &self,

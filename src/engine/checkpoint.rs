@@ -13,8 +13,9 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+use crate::dsn;
 use crate::engine::Key;
-use crate::error::{bad_input, redact_dsn};
+use crate::error::bad_input;
 use crate::plan::{Plan, RunOptions, fnv1a};
 
 /// How often a checkpoint is saved.
@@ -146,7 +147,7 @@ pub fn decide(
     }
     let cleanup = format!(
         "wraith cleanup --dsn '{}' --table {target}",
-        redact_dsn(dsn)
+        dsn::redacted(dsn)
     );
     if cp.fingerprint != fingerprint {
         return Err(bad_input(format!(

@@ -195,8 +195,7 @@ impl<B: Backend> Run<B> {
     async fn drain_and_swap(&mut self, attempt: u32, held: Instant) -> anyhow::Result<()> {
         self.drain_to_fence(&format!("cutover-{attempt}"), held)
             .await?;
-        let released = self.held.release(&self.tracker);
-        self.dirty.extend(released);
+        self.collect_waiting();
         let keys = self.dirty.snapshot();
         let n = keys.len() as u64;
         self.backend

@@ -64,7 +64,16 @@ impl DirtyKeys {
 #[derive(Debug, Default)]
 pub struct ChunkTracker {
     inner: Mutex<Tracker>,
-    mark: Mutex<CopyMark>,
+    progress: Mutex<Progress>,
+}
+
+/// How far the copy has committed, and the keys of committed chunks that the copy
+/// left to the apply ([`crate::engine::Copied::recheck`]): one lock, so a
+/// checkpoint never records a chunk as done without the keys it still owes.
+#[derive(Debug, Default)]
+struct Progress {
+    mark: CopyMark,
+    recheck: Vec<Key>,
 }
 
 /// The copy's committed progress.
@@ -118,11 +127,33 @@ impl ChunkTracker {
 
     /// How far the copy has committed.
     pub fn copy_mark(&self) -> CopyMark {
-        self.mark.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.progress().mark.clone()
     }
 
     pub fn set_copy_mark(&self, mark: CopyMark) {
-        *self.mark.lock().unwrap_or_else(|e| e.into_inner()) = mark;
+        self.progress().mark = mark;
+    }
+
+    /// A chunk committed: the copy got as far as `mark`, and `recheck` must be re-read.
+    pub fn chunk_committed(&self, mark: CopyMark, recheck: Vec<Key>) {
+        let mut p = self.progress();
+        p.mark = mark;
+        p.recheck.extend(recheck);
+    }
+
+    /// The keys committed chunks left to the apply, removed from here.
+    pub fn take_recheck(&self) -> Vec<Key> {
+        std::mem::take(&mut self.progress().recheck)
+    }
+
+    /// How far the copy has committed, with the keys it left to the apply.
+    pub fn checkpoint(&self) -> (CopyMark, Vec<Key>) {
+        let p = self.progress();
+        (p.mark.clone(), p.recheck.clone())
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Tracker> {

@@ -328,7 +328,7 @@ impl<B: Backend> Run<B> {
     /// Saves where the run is (DESIGN 2.G); `position`: every change before it is
     /// applied, except the dirty and held keys saved with it.
     async fn save_checkpoint(&mut self, position: Option<String>) -> anyhow::Result<()> {
-        let mark = self.tracker.copy_mark();
+        let (mark, recheck) = self.tracker.checkpoint();
         let cp = &mut self.checkpoint;
         cp.copy_end = mark.end;
         cp.copied_upto = mark.upto;
@@ -340,6 +340,7 @@ impl<B: Backend> Run<B> {
         }
         let mut pending = self.dirty.snapshot();
         pending.extend(self.held.keys());
+        pending.extend(recheck);
         cp.pending = pending;
         cp.saved_unix = unix_us() / 1_000_000;
         self.backend
@@ -421,8 +422,7 @@ impl<B: Backend> Run<B> {
 
     /// Re-reads every dirty key (and released held keys) from the source.
     pub(crate) async fn apply_dirty(&mut self) -> anyhow::Result<()> {
-        let released = self.held.release(&self.tracker);
-        self.dirty.extend(released);
+        self.collect_waiting();
         while !self.dirty.is_empty() {
             let keys = self.dirty.take(self.opts.apply_batch_keys);
             let n = keys.len() as u64;
@@ -445,6 +445,14 @@ impl<B: Backend> Run<B> {
         }
         self.update_waiting();
         Ok(())
+    }
+
+    /// Moves into the dirty set the held keys whose chunks have committed and the
+    /// keys committed chunks left to the apply.
+    pub(crate) fn collect_waiting(&mut self) {
+        let released = self.held.release(&self.tracker);
+        self.dirty.extend(released);
+        self.dirty.extend(self.tracker.take_recheck());
     }
 
     pub(crate) fn update_waiting(&self) {
@@ -547,16 +555,26 @@ async fn copy_all<B: Backend>(
             Some(k) => format!("copying the chunk after key ({})", k.join(", ")),
             None => "copying the first chunk".to_string(),
         })?;
-        tracing::debug!(after = ?range.after, upto = ?range.upto, rows = copied, "chunk copied");
+        tracing::debug!(
+            after = ?range.after,
+            upto = ?range.upto,
+            rows = copied.rows,
+            recheck = copied.recheck.len(),
+            "chunk copied"
+        );
         let took = t0.elapsed();
-        sizer.observe(copied, took);
-        stats.rows_copied.fetch_add(copied, Relaxed);
+        sizer.observe(copied.rows, took);
+        stats.rows_copied.fetch_add(copied.rows, Relaxed);
         stats.chunks.fetch_add(1, Relaxed);
-        tracker.set_copy_mark(CopyMark {
-            end: Some(end.clone()),
-            upto: Some(range.upto.clone()),
-            done,
-        });
+        // The chunk has committed: the keys it leaves to the apply are not in flight.
+        tracker.chunk_committed(
+            CopyMark {
+                end: Some(end.clone()),
+                upto: Some(range.upto.clone()),
+                done,
+            },
+            copied.recheck,
+        );
         if done {
             break;
         }

@@ -12,6 +12,7 @@
 //! - [`verify`]: the verify phase before the swap (consistent point, compare, repair).
 //! - [`cutover`]: the bounded, retried swap.
 //! - [`checkpoint`]: what a run saves so `--resume` can continue it.
+//! - [`definition`]: the source's definition, which must not change before the swap.
 //! - [`dirty`]: dirty keys, copy chunks in flight and keys held back until they commit.
 //! - [`pacing`]: adaptive chunk size and the rows/s cap.
 //! - [`progress`]: live counters, the progress bar and the final summary.
@@ -23,6 +24,7 @@ pub mod backend;
 pub mod checkpoint;
 pub mod control;
 pub mod cutover;
+pub mod definition;
 pub mod dirty;
 pub mod hooks;
 pub mod migration;
@@ -31,6 +33,8 @@ pub mod progress;
 pub mod throttle;
 pub mod verify;
 
-pub use backend::{Applied, ApplyOn, Backend, Blocker, ChangeBatch, Key, KeyRange, Signals};
+pub use backend::{
+    Applied, ApplyOn, Backend, Blocker, ChangeBatch, Copied, Key, KeyRange, Signals,
+};
 pub use migration::run;
 pub use progress::{Phase, Stats, Summary};

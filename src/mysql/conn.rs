@@ -5,23 +5,15 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
-use crate::error::{ConnectionLost, bad_input, redact_dsn};
-
-/// The DSN names a MySQL/MariaDB server (`mysql://` or `mariadb://`).
-pub fn is_mysql_dsn(dsn: &str) -> bool {
-    dsn.starts_with("mysql://") || dsn.starts_with("mariadb://")
-}
+use crate::dsn;
+use crate::error::{ConnectionLost, bad_input};
 
 /// The connection options a `mysql://` or `mariadb://` DSN names.
 pub fn opts(dsn: &str) -> anyhow::Result<Opts> {
-    let url = match dsn.strip_prefix("mariadb://") {
-        Some(rest) => format!("mysql://{rest}"),
-        None => dsn.to_string(),
-    };
-    Opts::from_url(&url).map_err(|e| {
+    Opts::from_url(&dsn::mysql_url(dsn)).map_err(|e| {
         bad_input(format!(
             "the connection string {} is not valid: {e}",
-            redact_dsn(dsn)
+            dsn::redacted(dsn)
         ))
     })
 }
@@ -33,7 +25,7 @@ pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
             &e,
             format!(
                 "cannot connect to {} ({purpose} session): {}",
-                redact_dsn(dsn),
+                dsn::redacted(dsn),
                 describe(&e)
             ),
         )

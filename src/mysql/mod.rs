@@ -29,7 +29,7 @@ use mysql_async::{Conn, Row};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
-use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
+use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied, Key, KeyRange};
 use crate::error::bad_input;
 use crate::plan::alter::{self, AlterText};
 use crate::plan::{MigrationSpec, Plan};
@@ -521,7 +521,7 @@ impl Backend for MyBackend {
         rows::next_chunk(&mut c, sql, after.as_ref(), &end, rows).await
     }
 
-    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<u64> {
+    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<Copied> {
         let sql = &self.shape()?.sql;
         rows::copy_range(&mut *take(&self.s.copy, "copy").await?, sql, &range).await
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
-use crate::engine::{Key, KeyRange};
+use crate::engine::{Copied, Key, KeyRange};
 use crate::mysql::conn::{describe, error};
 use crate::mysql::names::q;
 
@@ -286,14 +286,19 @@ pub async fn next_chunk(
     })
 }
 
-pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow::Result<u64> {
+pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow::Result<Copied> {
     let stmt = sql.copy(range.after.is_some());
     let mut attempt = 1;
     loop {
         let mut values = range.after.as_ref().map(key_cmp_params).unwrap_or_default();
         values.extend(key_cmp_params(&range.upto));
         match c.exec_drop(stmt.as_str(), to_params(values)).await {
-            Ok(()) => return Ok(c.affected_rows()),
+            Ok(()) => {
+                return Ok(Copied {
+                    rows: c.affected_rows(),
+                    recheck: Vec::new(),
+                });
+            }
             Err(e) if attempt < TRANSIENT_ATTEMPTS && is_transient(&e) => {
                 tracing::warn!(attempt, "copy chunk: {}; retrying", describe(&e));
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;

@@ -75,7 +75,7 @@ impl MySignals {
         let mut replicas = Vec::new();
         for r in replica_dsns {
             replicas.push((
-                crate::error::redact_dsn(r),
+                crate::dsn::redacted(r),
                 Mutex::new(conn::connect(r, "replica lag").await?),
             ));
         }

@@ -15,15 +15,20 @@ pub struct Column {
     pub not_null: bool,
     pub has_default: bool,
     pub generated: bool,
+    /// `None`: the type is not collatable.
+    pub collation: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Table {
     pub oid: u32,
     pub columns: Vec<Column>,
-    /// Key columns in index order (primary key, or the replica identity index).
+    /// Key columns in index order: those of the index the change stream identifies
+    /// rows by (see [`key_index`]).
     pub key: Vec<String>,
     pub key_types: Vec<String>,
+    /// Each key column's collation (`None`: the type has none), as `regcollation` prints it.
+    pub key_collations: Vec<Option<String>>,
     pub estimated_rows: u64,
     pub comment: Option<String>,
     /// Sequences bound to a column: (sequence, column, is identity).
@@ -36,7 +41,12 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
         .query_opt(
             "SELECT c.oid, c.relkind::text, c.relreplident::text, c.reltuples::float8, \
                     c.relhassubclass OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = c.oid), \
-                    obj_description(c.oid, 'pg_class'), has_table_privilege(c.oid, 'SELECT') \
+                    obj_description(c.oid, 'pg_class'), \
+                    has_table_privilege(c.oid, 'SELECT') AND NOT row_security_active(c.oid), \
+                    c.relpersistence::text, pg_get_replica_identity_index(c.oid)::oid, \
+                    (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary \
+                        AND i.indimmediate), \
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2",
             &[&schema, &name],
@@ -74,41 +84,47 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
         )));
     }
 
-    let columns = columns_of(c, &crate::pg::sql::qualified(schema, name)).await?;
+    match row.get::<_, String>(7).as_str() {
+        "u" => {
+            return Err(bad_input(format!(
+                "{schema}.{name} is UNLOGGED: its changes are not written to the WAL, so logical \
+                 decoding cannot follow them and concurrent writes would be lost. Make it logged first \
+                 (ALTER TABLE {} SET LOGGED, which rewrites it), or rewrite it offline",
+                crate::pg::sql::qualified(schema, name)
+            )));
+        }
+        "t" => {
+            return Err(bad_input(format!(
+                "{schema}.{name} is a temporary table: only its own session sees it"
+            )));
+        }
+        _ => {}
+    }
 
-    // Primary key, or the replica identity index when there is none.
+    let columns = columns_of(c, &crate::pg::sql::qualified(schema, name)).await?;
+    let key_index = key_index(
+        schema,
+        name,
+        &replident,
+        row.get(8),
+        row.get(9),
+        row.get(10),
+    )?;
     let key_rows = c
         .query(
-            "SELECT i.indisprimary, a.attname::text, format_type(a.atttypid, a.atttypmod) \
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), \
+                    CASE WHEN a.attcollation <> 0 THEN a.attcollation::regcollation::text END \
              FROM pg_index i \
              CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
-             WHERE i.indrelid = $1 AND (i.indisprimary OR i.indisreplident) \
-             ORDER BY i.indisprimary DESC, k.ord",
-            &[&oid],
+             WHERE i.indexrelid = $1 ORDER BY k.ord",
+            &[&key_index],
         )
         .await
         .db("reading the table's key")?;
-    let has_pk = key_rows.iter().any(|r| r.get::<_, bool>(0));
-    let pick: Vec<_> = key_rows
-        .iter()
-        .filter(|r| r.get::<_, bool>(0) == has_pk)
-        .collect();
-    if replident == "n" {
-        return Err(bad_input(format!(
-            "{schema}.{name} has REPLICA IDENTITY NOTHING: publishing its changes would make the \
-             application's UPDATEs and DELETEs fail. Set REPLICA IDENTITY DEFAULT (with a primary key) first"
-        )));
-    }
-    if pick.is_empty() || (!has_pk && replident != "i") {
-        return Err(bad_input(format!(
-            "{schema}.{name} has no primary key; wraith needs one to copy and match rows \
-             (add a primary key, or a unique index on NOT NULL columns with \
-             ALTER TABLE ... REPLICA IDENTITY USING INDEX <index>)"
-        )));
-    }
-    let key = pick.iter().map(|r| r.get::<_, String>(1)).collect();
-    let key_types = pick.iter().map(|r| r.get::<_, String>(2)).collect();
+    let key = key_rows.iter().map(|r| r.get::<_, String>(0)).collect();
+    let key_types = key_rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    let key_collations = key_rows.iter().map(|r| r.get(2)).collect();
 
     let can_read: bool = row.get(6);
     let estimated_rows = if reltuples >= 0.0 || !can_read {
@@ -147,6 +163,7 @@ pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table
         columns,
         key,
         key_types,
+        key_collations,
         estimated_rows,
         comment: row.get(5),
         sequences,
@@ -158,7 +175,8 @@ pub async fn columns_of(c: &Client, rel: &str) -> anyhow::Result<Vec<Column>> {
     let rows = c
         .query(
             "SELECT a.attnum, a.attname::text, format_type(a.atttypid, a.atttypmod), a.atttypid, \
-                    a.attnotnull, a.atthasdef, a.attgenerated <> '' \
+                    a.attnotnull, a.atthasdef, a.attgenerated <> '', \
+                    CASE WHEN a.attcollation <> 0 THEN a.attcollation::regcollation::text END \
              FROM pg_attribute a WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 \
                AND NOT a.attisdropped ORDER BY a.attnum",
             &[&rel],
@@ -175,6 +193,59 @@ pub async fn columns_of(c: &Client, rel: &str) -> anyhow::Result<Vec<Column>> {
             not_null: r.get(4),
             has_default: r.get(5),
             generated: r.get(6),
+            collation: r.get(7),
         })
         .collect())
+}
+
+/// The index whose columns are the table's key: the one PostgreSQL identifies
+/// changed rows by in the change stream, so that every decoded change carries the
+/// key (`replica_index`: what `pg_get_replica_identity_index` says; `primary`: the
+/// primary key's index if it is immediate; `has_primary`: there is one at all).
+/// Publishing a table without such an identity would make the application's own
+/// UPDATEs and DELETEs fail, so those tables are refused.
+fn key_index(
+    schema: &str,
+    name: &str,
+    replident: &str,
+    replica_index: Option<u32>,
+    primary: Option<u32>,
+    has_primary: bool,
+) -> anyhow::Result<u32> {
+    let table = crate::pg::sql::qualified(schema, name);
+    let fix = format!(
+        "create a unique index on NOT NULL columns that is not deferrable \
+         (CREATE UNIQUE INDEX CONCURRENTLY ...), then ALTER TABLE {table} REPLICA IDENTITY USING INDEX <index>"
+    );
+    let no_key = || {
+        bad_input(format!(
+            "{schema}.{name} has no primary key; wraith needs one to copy and match rows \
+             (add a primary key, or {fix})"
+        ))
+    };
+    match (replident, replica_index, primary) {
+        ("n", ..) => Err(bad_input(format!(
+            "{schema}.{name} has REPLICA IDENTITY NOTHING: publishing its changes would make the \
+             application's UPDATEs and DELETEs fail. Set REPLICA IDENTITY DEFAULT (with a primary key), \
+             or {fix}"
+        ))),
+        ("d" | "i", Some(index), _) => Ok(index),
+        ("i", None, _) => Err(bad_input(format!(
+            "{schema}.{name} has REPLICA IDENTITY USING INDEX, but that index is gone or not valid: \
+             publishing its changes would make the application's UPDATEs and DELETEs fail. \
+             Set REPLICA IDENTITY DEFAULT (with a primary key), or {fix}"
+        ))),
+        ("d", None, _) if has_primary => Err(bad_input(format!(
+            "the primary key of {schema}.{name} is DEFERRABLE, so PostgreSQL cannot identify changed \
+             rows by it: publishing the table (as wraith must, to follow its changes) would make the \
+             application's UPDATEs and DELETEs fail. Give it an immediate key: {fix}"
+        ))),
+        // FULL identifies rows by all their columns, the primary key's among them.
+        ("f", _, Some(pk)) => Ok(pk),
+        ("f", _, None) if has_primary => Err(bad_input(format!(
+            "the primary key of {schema}.{name} is DEFERRABLE, and wraith's apply needs an immediate \
+             unique key (INSERT ... ON CONFLICT cannot use a deferrable one). Give it one: {fix}"
+        ))),
+        _ => Err(no_key()),
+    }
 }

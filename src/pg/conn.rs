@@ -1,27 +1,30 @@
 //! Connections to PostgreSQL and readable errors from them.
 //!
 //! Every wraith session pins the settings that make values round-trip as text
-//! (keys travel as text between decoding and re-reading) and names itself
-//! `wraith` in `pg_stat_activity`.
+//! (keys travel as text between decoding and re-reading), names itself `wraith`
+//! in `pg_stat_activity`, and reads every row or fails: with `row_security = off`
+//! a statement that a row-level security policy would filter raises an error
+//! instead, so copy, apply and verification can never agree on a subset.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio_postgres::{Client, NoTls};
 
-use crate::error::{ConnectionLost, redact_dsn};
+use crate::dsn;
+use crate::error::ConnectionLost;
 
 /// Settings every wraith session runs with.
 const SESSION_SETUP: &str = "SET application_name = 'wraith'; SET DateStyle = 'ISO, YMD'; \
      SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; \
      SET bytea_output = 'hex'; SET statement_timeout = 0; SET lock_timeout = 0; \
-     SET idle_in_transaction_session_timeout = 0";
+     SET idle_in_transaction_session_timeout = 0; SET row_security = off";
 
 /// Opens a session; `role` names it in logs.
 pub async fn connect(dsn: &str, role: &str) -> anyhow::Result<Arc<Client>> {
     let (client, connection) = tokio_postgres::connect(dsn, NoTls)
         .await
-        .with_context(|| format!("connecting to {}", redact_dsn(dsn)))?;
+        .with_context(|| format!("connecting to {}", dsn::redacted(dsn)))?;
     let role_name = role.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

@@ -69,6 +69,20 @@ pub struct Dependents {
     pub warnings: Vec<String>,
 }
 
+/// `views(oid, depth)`: the views and materialized views over table `$1`, and over
+/// those, with the depth of their longest path to the table (the order they are
+/// recreated in).
+pub const VIEWS_OVER: &str = "WITH RECURSIVE deps(oid, depth) AS ( \
+       SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
+        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass \
+          AND d.refobjid = $1 AND r.ev_class <> $1 \
+       UNION \
+       SELECT r.ev_class, deps.depth + 1 FROM deps \
+         JOIN pg_depend d ON d.refobjid = deps.oid AND d.classid = 'pg_rewrite'::regclass \
+          AND d.refclassid = 'pg_class'::regclass \
+         JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> deps.oid AND deps.depth < 50), \
+     views AS (SELECT oid, max(depth) AS depth FROM deps GROUP BY oid)";
+
 /// Reads what depends on the table and refuses what cannot be carried over.
 /// `mapping` is the new shape: objects using dropped or renamed columns are refused.
 pub async fn read(
@@ -163,20 +177,14 @@ pub async fn read(
 
     let views = c
         .query(
-            "WITH RECURSIVE deps(oid, depth) AS ( \
-               SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
-                WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass \
-                  AND d.refobjid = $1 AND r.ev_class <> $1 \
-               UNION \
-               SELECT r.ev_class, deps.depth + 1 FROM deps \
-                 JOIN pg_depend d ON d.refobjid = deps.oid AND d.classid = 'pg_rewrite'::regclass \
-                  AND d.refclassid = 'pg_class'::regclass \
-                 JOIN pg_rewrite r ON r.oid = d.objid WHERE r.ev_class <> deps.oid AND deps.depth < 50) \
-             SELECT c.oid, c.oid::regclass::text, c.relkind = 'm', pg_get_viewdef(c.oid), \
-                    coalesce(c.reloptions, '{}'), quote_ident(pg_get_userbyid(c.relowner)), \
-                    obj_description(c.oid, 'pg_class') \
-             FROM (SELECT oid, max(depth) AS depth FROM deps GROUP BY oid) v JOIN pg_class c ON c.oid = v.oid \
-             ORDER BY v.depth, c.oid",
+            &format!(
+                "{VIEWS_OVER} \
+                 SELECT c.oid, c.oid::regclass::text, c.relkind = 'm', pg_get_viewdef(c.oid), \
+                        coalesce(c.reloptions, '{{}}'), quote_ident(pg_get_userbyid(c.relowner)), \
+                        obj_description(c.oid, 'pg_class') \
+                 FROM views v JOIN pg_class c ON c.oid = v.oid \
+                 ORDER BY v.depth, c.oid"
+            ),
             &[&oid],
         )
         .await

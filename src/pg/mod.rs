@@ -16,6 +16,7 @@ pub mod checks;
 pub mod cleanup;
 pub mod conn;
 pub mod cutover;
+pub mod definition;
 pub mod dependents;
 pub mod names;
 pub mod pgoutput;
@@ -35,7 +36,7 @@ use anyhow::Context;
 use tokio_postgres::Client;
 
 use crate::engine::checkpoint::Checkpoint;
-use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Key, KeyRange};
+use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied, Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
 use crate::plan::{MigrationSpec, Plan};
 use crate::verify::{self as verify_api};
@@ -60,6 +61,8 @@ pub struct PgBackend {
     alter: AlterText,
     sessions: Mutex<Sessions>,
     table: OnceLock<Table>,
+    /// The table's definition as preflight read it: the swap commits only over it.
+    definition: OnceLock<crate::engine::definition::Definition>,
     deps: OnceLock<dependents::Dependents>,
     server_version: OnceLock<i32>,
     shape: OnceLock<Shape>,
@@ -88,6 +91,7 @@ impl PgBackend {
                 ..Sessions::default()
             }),
             table: OnceLock::new(),
+            definition: OnceLock::new(),
             deps: OnceLock::new(),
             server_version: OnceLock::new(),
             shape: OnceLock::new(),
@@ -180,6 +184,7 @@ impl Backend for PgBackend {
             let _ = self.shape.set(checked.shape);
         }
         let _ = self.table.set(checked.table);
+        let _ = self.definition.set(checked.definition);
         let _ = self.deps.set(checked.deps);
         let _ = self.server_version.set(checked.server_version);
         Ok(checked.plan)
@@ -308,7 +313,7 @@ impl Backend for PgBackend {
         rows::next_chunk(&copy, &self.shape()?.sql, after.as_ref(), &end, rows).await
     }
 
-    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<u64> {
+    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<Copied> {
         let copy = self.session(|s| &s.copy, "copy")?;
         rows::copy_range(&copy, &self.shape()?.sql, &range).await
     }
@@ -418,6 +423,15 @@ impl Backend for PgBackend {
 
     async fn swap(&self) -> anyhow::Result<()> {
         let ctrl = self.ctrl()?;
+        // Under the lock no other session can change the table's definition: it must
+        // still be the one the shadow was built from and the dependents were read for.
+        let table = self.table()?;
+        let before = self
+            .definition
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
+        let now = definition::read(&ctrl, &self.names, table.oid).await?;
+        before.ensure_unchanged(&now, &self.names.src())?;
         let validate = cutover::swap(
             &ctrl,
             &self.names,

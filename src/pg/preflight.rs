@@ -5,10 +5,13 @@
 
 use tokio_postgres::Client;
 
+use crate::dsn;
 use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
-use crate::error::{bad_input, redact_dsn};
+use crate::engine::definition::Definition;
+use crate::error::bad_input;
 use crate::pg::catalog::{self, Table};
 use crate::pg::conn::DbResult;
+use crate::pg::definition;
 use crate::pg::dependents::{self, Dependents};
 use crate::pg::names::Names;
 use crate::pg::shadow::{self, Shape};
@@ -21,6 +24,8 @@ const MIN_VERSION: i32 = 140000;
 
 pub struct Checked {
     pub table: Table,
+    /// The table's definition before anything was built from it.
+    pub definition: Definition,
     pub deps: Dependents,
     pub shape: Shape,
     pub plan: Plan,
@@ -38,6 +43,7 @@ pub async fn run(
     let server = server_checks(c).await?;
     let table = catalog::table(c, &names.schema, &names.table).await?;
     privileges(c, names).await?;
+    let definition = definition::read(c, names, table.oid).await?;
     let earlier = leftovers(c, spec, names).await?;
     c.batch_execute(&format!(
         "BEGIN; SET LOCAL lock_timeout = {}",
@@ -83,7 +89,7 @@ pub async fn run(
         copy_sql: shape.sql.copy.next.clone(),
         apply_sql: vec![
             shape.sql.apply_delete.clone(),
-            shape.sql.apply_upsert.clone(),
+            shape.sql.apply_insert.clone(),
         ],
         cutover_steps: cutover_steps(names, &table, &deps),
         warnings,
@@ -96,6 +102,7 @@ pub async fn run(
     }
     Ok(Checked {
         table,
+        definition,
         deps,
         shape,
         plan,
@@ -173,7 +180,8 @@ async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
                     pg_has_role(current_user, t.relowner, 'MEMBER'), \
                     has_schema_privilege($1, 'CREATE'), \
                     has_database_privilege(current_database(), 'CREATE'), \
-                    pg_get_userbyid(t.relowner)::text \
+                    pg_get_userbyid(t.relowner)::text, row_security_active(t.oid), \
+                    t.relforcerowsecurity \
              FROM pg_roles r, pg_class t \
              WHERE r.rolname = current_user AND t.oid = $2::text::regclass",
             &[&names.schema, &names.src()],
@@ -188,7 +196,24 @@ async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
         bool,
         String,
     ) = (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+    let (row_security, forced): (bool, bool) = (r.get(6), r.get(7));
     let mut missing = Vec::new();
+    if row_security {
+        // Every session would see only the rows the policies let it see: the copy,
+        // the apply and verification would agree on a subset and the rest would be
+        // left behind in the old table.
+        missing.push(format!(
+            "BYPASSRLS: row-level security policies restrict what {user} sees of {}{}, so wraith \
+             could not read every row. Run wraith as a role the policies do not restrict (a superuser, \
+             or one given BYPASSRLS: ALTER ROLE {user} BYPASSRLS)",
+            names.src(),
+            if forced {
+                " (FORCE ROW LEVEL SECURITY applies them to the owner too)"
+            } else {
+                ""
+            },
+        ));
+    }
     if !replication {
         missing.push(format!(
             "REPLICATION (to create a replication slot): ALTER ROLE {user} REPLICATION"
@@ -292,7 +317,7 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
             names.slot,
             names.schema,
             names.table,
-            redact_dsn(&spec.dsn),
+            dsn::redacted(&spec.dsn),
             names.schema,
             names.table
         )));

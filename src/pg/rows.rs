@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::engine::{Applied, Key, KeyRange};
-use crate::pg::conn::{DbResult, is_transient};
+use crate::engine::{Applied, Copied, Key, KeyRange};
+use crate::pg::conn::{DbError, DbResult, db_error, describe, is_transient, sqlstate};
 use crate::pg::sql::RowSql;
 
 type Param<'a> = &'a (dyn ToSql + Sync);
@@ -44,12 +44,15 @@ pub async fn next_chunk(
     })
 }
 
-/// Copies the rows of `range` the shadow lacks; returns the rows inserted.
+/// Copies the rows of `range` the shadow lacks.
 ///
 /// No apply touches a range while its chunk is in flight, so a plain INSERT is
 /// safe when the shadow holds nothing in the range yet (the common case, and the
-/// fastest); otherwise the copy skips the keys the apply already wrote.
-pub async fn copy_range(c: &Client, sql: &RowSql, range: &KeyRange) -> anyhow::Result<u64> {
+/// fastest); otherwise the copy skips the keys the apply already wrote. A chunk
+/// whose rows conflict under a unique or exclusion constraint with older versions
+/// of other keys (rows that moved keys since) copies nothing: its keys go through
+/// the apply, which resolves such conflicts.
+pub async fn copy_range(c: &Client, sql: &RowSql, range: &KeyRange) -> anyhow::Result<Copied> {
     let mut params: Vec<Param> = range
         .after
         .as_ref()
@@ -57,12 +60,12 @@ pub async fn copy_range(c: &Client, sql: &RowSql, range: &KeyRange) -> anyhow::R
         .unwrap_or_default();
     params.extend(key_params(&range.upto));
     let lower = range.after.is_some();
-    retry_transient(|| async {
-        let merge: bool = c
-            .query_one(sql.shadow_has.pick(lower), &params)
-            .await
-            .db("looking for rows already applied in the chunk")?
-            .get(0);
+    let copied = retry_transient(|| async {
+        let merge = sql.always_merge
+            || c.query_one(sql.shadow_has.pick(lower), &params)
+                .await
+                .db("looking for rows already applied in the chunk")?
+                .get::<_, bool>(0);
         let copy = if merge {
             sql.copy_merge.pick(lower)
         } else {
@@ -70,8 +73,48 @@ pub async fn copy_range(c: &Client, sql: &RowSql, range: &KeyRange) -> anyhow::R
         };
         c.execute(copy, &params).await.db("copying a chunk")
     })
-    .await
+    .await;
+    match copied {
+        Ok(rows) => Ok(Copied {
+            rows,
+            recheck: Vec::new(),
+        }),
+        Err(e) if is_conflict(&e) => {
+            let recheck: Vec<Key> = c
+                .query(sql.chunk_keys.pick(lower), &params)
+                .await
+                .db("listing the keys of a chunk that conflicts")?
+                .iter()
+                .map(|r| {
+                    (0..range.upto.len())
+                        .map(|i| r.get::<_, String>(i))
+                        .collect()
+                })
+                .collect();
+            tracing::debug!(
+                keys = recheck.len(),
+                "{e:#}; the chunk's keys go through the apply"
+            );
+            Ok(Copied { rows: 0, recheck })
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// A unique or exclusion constraint violation.
+fn is_conflict(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<DbError>().is_some_and(|d| {
+            matches!(
+                d.code.as_deref(),
+                Some(UNIQUE_VIOLATION | EXCLUSION_VIOLATION)
+            )
+        })
+    })
+}
+
+const UNIQUE_VIOLATION: &str = "23505";
+const EXCLUSION_VIOLATION: &str = "23P01";
 
 /// Splits `keys` into those outside every range in `in_flight` and those inside one.
 async fn split_in_flight(
@@ -129,44 +172,149 @@ pub async fn apply_keys(
     in_txn: bool,
     in_flight: &[KeyRange],
 ) -> anyhow::Result<Applied> {
-    let (keys, held) = split_in_flight(c, sql, keys, in_flight).await?;
+    let (keys, mut held) = split_in_flight(c, sql, keys, in_flight).await?;
     if keys.is_empty() {
         return Ok(Applied { keys: 0, held });
     }
-    let columns = by_column(&keys);
-    let params: Vec<Param> = columns.iter().map(|c| c as Param).collect();
-    let statements = || async {
-        c.execute(&sql.apply_delete, &params)
-            .await
-            .db("deleting re-read rows from the shadow")?;
-        c.execute(&sql.apply_upsert, &params)
-            .await
-            .db("re-reading changed rows into the shadow")
-    };
-    if in_txn {
-        statements().await?;
+    let written = if in_txn {
+        write_keys(c, sql, keys.clone(), in_flight).await?
     } else {
         retry_transient(|| async {
             c.batch_execute("BEGIN")
                 .await
                 .db("starting an apply transaction")?;
-            match statements().await {
-                Ok(_) => c
-                    .batch_execute("COMMIT")
-                    .await
-                    .db("committing an apply transaction"),
+            match write_keys(c, sql, keys.clone(), in_flight).await {
+                Ok(Written::Done) => {
+                    c.batch_execute("COMMIT")
+                        .await
+                        .db("committing an apply transaction")?;
+                    Ok(Written::Done)
+                }
+                Ok(Written::Held) => {
+                    c.batch_execute("ROLLBACK")
+                        .await
+                        .db("rolling back an apply transaction")?;
+                    Ok(Written::Held)
+                }
                 Err(e) => {
                     let _ = c.batch_execute("ROLLBACK").await;
                     Err(e)
                 }
             }
         })
-        .await?;
+        .await?
+    };
+    match written {
+        Written::Done => Ok(Applied {
+            keys: keys.len() as u64,
+            held,
+        }),
+        Written::Held if !in_txn => {
+            held.extend(keys);
+            Ok(Applied { keys: 0, held })
+        }
+        Written::Held => {
+            anyhow::bail!("a re-read conflicts with a copy chunk in flight under the cutover lock")
+        }
     }
-    Ok(Applied {
-        keys: keys.len() as u64,
-        held,
-    })
+}
+
+/// What [`write_keys`] did.
+enum Written {
+    Done,
+    /// Nothing: a re-read row conflicts with a row a copy chunk in flight wrote; the
+    /// keys wait until it commits (DESIGN 2.C).
+    Held,
+}
+
+/// Rounds of conflict resolution before giving up (each round adds keys).
+const CONFLICT_ROUNDS: usize = 32;
+
+/// Deletes and re-inserts `keys` in the open transaction. A re-read row that
+/// conflicts under a unique or exclusion constraint with the shadow row of another
+/// key meets an older version of that key (the source holds both rows at once
+/// only if the constraint does not hold for the source's data): that key is
+/// re-read in the same statement, which brings its current version. A conflict
+/// no other key explains is the constraint not holding: the run stops.
+async fn write_keys(
+    c: &Client,
+    sql: &RowSql,
+    mut keys: Vec<Key>,
+    in_flight: &[KeyRange],
+) -> anyhow::Result<Written> {
+    if !sql.conflicts.is_empty() {
+        // Deferred constraints would only complain at COMMIT, past the savepoint.
+        c.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
+            .await
+            .db("checking constraints at once")?;
+    }
+    for _ in 0..CONFLICT_ROUNDS {
+        let columns = by_column(&keys);
+        let params: Vec<Param> = columns.iter().map(|c| c as Param).collect();
+        c.execute(&sql.apply_delete, &params)
+            .await
+            .db("deleting re-read rows from the shadow")?;
+        if sql.conflicts.is_empty() {
+            c.execute(&sql.apply_insert, &params)
+                .await
+                .db("re-reading changed rows into the shadow")?;
+            return Ok(Written::Done);
+        }
+        c.batch_execute("SAVEPOINT wraith_apply")
+            .await
+            .db("starting a re-read")?;
+        let e = match c.execute(&sql.apply_insert, &params).await {
+            Ok(_) => {
+                c.batch_execute("RELEASE SAVEPOINT wraith_apply")
+                    .await
+                    .db("ending a re-read")?;
+                return Ok(Written::Done);
+            }
+            Err(e) if matches!(sqlstate(&e), Some(UNIQUE_VIOLATION | EXCLUSION_VIOLATION)) => e,
+            Err(e) => return Err(db_error(e, "re-reading changed rows into the shadow")),
+        };
+        c.batch_execute("ROLLBACK TO SAVEPOINT wraith_apply")
+            .await
+            .db("undoing a conflicting re-read")?;
+        let mut older: Vec<Key> = Vec::new();
+        for conflict in &sql.conflicts {
+            for r in c
+                .query(&conflict.find, &params)
+                .await
+                .db("looking for older versions a re-read conflicts with")?
+            {
+                let k: Key = (0..r.len()).map(|i| r.get::<_, String>(i)).collect();
+                if !older.contains(&k) {
+                    older.push(k);
+                }
+            }
+        }
+        if older.is_empty() {
+            let shown: Vec<String> = keys
+                .iter()
+                .take(10)
+                .map(|k| format!("({})", k.join(", ")))
+                .collect();
+            return Err(anyhow::anyhow!(
+                "constraint {} of the new table does not hold for the rewritten rows (re-reading keys {}{}): \
+                 {}; nothing was swapped",
+                e.as_db_error().and_then(|d| d.constraint()).unwrap_or("?"),
+                shown.join(" "),
+                if keys.len() > 10 { " ..." } else { "" },
+                describe(&e)
+            ));
+        }
+        let (outside, inside) = split_in_flight(c, sql, older, in_flight).await?;
+        if !inside.is_empty() {
+            return Ok(Written::Held);
+        }
+        keys.extend(outside);
+    }
+    anyhow::bail!(
+        "re-reading changed rows into the shadow: conflicts with older versions of other keys kept \
+         coming after {CONFLICT_ROUNDS} rounds ({} keys); nothing was swapped",
+        keys.len()
+    )
 }
 
 /// Runs `f` again after a deadlock or serialization failure, a few times.

@@ -14,7 +14,7 @@ use crate::pg::catalog::{self, Table};
 use crate::pg::conn::{DbResult, describe};
 use crate::pg::dependents;
 use crate::pg::names::Names;
-use crate::pg::sql::{KeyCols, RowSql, ident, literal};
+use crate::pg::sql::{KeyCols, RowSql, UniqueIndex, ident, literal};
 use crate::plan::alter::AlterText;
 use crate::plan::{Mapping, MigrationSpec, SourceColumn, TargetColumn, mapping};
 
@@ -27,7 +27,8 @@ pub struct Shape {
     /// (shadow identity sequence, original identity sequence) names, likewise.
     pub sequence_names: Vec<(String, String)>,
     /// Secondary (non-unique) indexes, built after the copy: a sorted build beats
-    /// maintaining them row by row.
+    /// maintaining them row by row. An index that backs a constraint (EXCLUDE)
+    /// stays: the constraint cannot exist without it.
     pub deferred_indexes: Vec<String>,
     /// Foreign keys, added after the copy (`NOT VALID`, then validated in one scan):
     /// checking them row by row would slow the copy several times over.
@@ -167,7 +168,10 @@ pub async fn build(
             "SELECT quote_ident(n.nspname) || '.' || quote_ident(ic.relname), pg_get_indexdef(i.indexrelid) \
              FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = ic.relnamespace \
-             WHERE i.indrelid = $1::text::regclass AND NOT i.indisunique ORDER BY ic.relname",
+             WHERE i.indrelid = $1::text::regclass AND NOT i.indisunique \
+               AND NOT EXISTS (SELECT 1 FROM pg_constraint k \
+                                WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid) \
+             ORDER BY ic.relname",
             &[&shadow],
         )
         .await
@@ -259,23 +263,35 @@ pub async fn build(
         &table.key,
         ident,
     )?;
+    let shadow_key: Vec<String> = table
+        .key
+        .iter()
+        .map(|k| mapping.carried_name(k).unwrap_or(k).to_string())
+        .collect();
     let key = KeyCols {
         source: table.key.clone(),
-        shadow: table
-            .key
+        shadow_collations: shadow_key
             .iter()
-            .map(|k| mapping.carried_name(k).unwrap_or(k).to_string())
+            .map(|k| {
+                after
+                    .iter()
+                    .find(|a| &a.name == k)
+                    .and_then(|a| a.collation.clone())
+            })
             .collect(),
+        shadow: shadow_key,
         types: table.key_types.clone(),
+        collations: table.key_collations.clone(),
     };
-    let sql = RowSql::build(&names.src(), &shadow, &key, &mapping);
+    let uniques = unique_indexes(c, &shadow, &key.shadow).await?;
+    let mut sql = RowSql::build(&names.src(), &shadow, &key, &mapping, &uniques);
     // Parsing every statement now turns a bad transform or key change into a
     // clear error before anything is created.
     for (what, stmt) in [
         ("the copy statement", &sql.copy.next),
         ("the copy statement", &sql.copy_merge.next),
         ("the chunk boundary query", &sql.bound.next),
-        ("the apply statement", &sql.apply_upsert),
+        ("the apply statement", &sql.apply_insert),
         ("the apply delete", &sql.apply_delete),
     ] {
         c.prepare(stmt).await.map_err(|e| {
@@ -285,6 +301,20 @@ pub async fn build(
             ))
         })?;
     }
+    // A constraint whose conflicts cannot be looked up this way keeps the server's
+    // error when one happens: the run stops, nothing is lost.
+    let mut conflicts = Vec::new();
+    for conflict in std::mem::take(&mut sql.conflicts) {
+        match c.prepare(&conflict.find).await {
+            Ok(_) => conflicts.push(conflict),
+            Err(e) => tracing::debug!(
+                constraint = %conflict.constraint,
+                "no conflict lookup for this constraint: {}",
+                describe(&e)
+            ),
+        }
+    }
+    sql.conflicts = conflicts;
     Ok(Shape {
         ddl,
         index_names,
@@ -295,4 +325,70 @@ pub async fn build(
         key,
         sql,
     })
+}
+
+/// The shadow's unique indexes and exclusion constraints other than the key's
+/// index: a re-read row may conflict under them with an older version of another
+/// key that the apply has not reached yet.
+async fn unique_indexes(
+    c: &Client,
+    shadow: &str,
+    key: &[String],
+) -> anyhow::Result<Vec<UniqueIndex>> {
+    let rows = c
+        .query(
+            "SELECT ic.relname::text, \
+                    array(SELECT pg_get_indexdef(i.indexrelid, k, true) \
+                            FROM generate_series(1, i.indnkeyatts) k ORDER BY k), \
+                    array(SELECT CASE WHEN i.indcollation[k - 1] <> 0 \
+                                      THEN i.indcollation[k - 1]::regcollation::text END \
+                            FROM generate_series(1, i.indnkeyatts) k ORDER BY k), \
+                    (SELECT array(SELECT 'OPERATOR(' || quote_ident(n.nspname) || '.' || o.oprname || ')' \
+                                    FROM unnest(x.conexclop) WITH ORDINALITY u(op, ord) \
+                                    JOIN pg_operator o ON o.oid = u.op \
+                                    JOIN pg_namespace n ON n.oid = o.oprnamespace ORDER BY u.ord) \
+                       FROM pg_constraint x WHERE x.conindid = i.indexrelid AND x.contype = 'x' \
+                        AND x.conrelid = i.indrelid), \
+                    pg_get_expr(i.indpred, i.indrelid, true), \
+                    coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::bool, false), \
+                    i.indexprs IS NULL AND i.indpred IS NULL, \
+                    array(SELECT a.attname::text FROM pg_attribute a \
+                           WHERE a.attrelid = i.indrelid AND a.attnum > 0 \
+                             AND (a.attnum = ANY (i.indkey::int2[]) OR EXISTS \
+                                  (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                                      AND d.objid = i.indexrelid AND d.refclassid = 'pg_class'::regclass \
+                                      AND d.refobjid = i.indrelid AND d.refobjsubid = a.attnum))) \
+             FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid \
+             WHERE i.indrelid = $1::text::regclass \
+               AND (i.indisunique OR EXISTS (SELECT 1 FROM pg_constraint x WHERE x.conindid = i.indexrelid \
+                                              AND x.contype = 'x' AND x.conrelid = i.indrelid)) \
+             ORDER BY ic.relname",
+            &[&shadow],
+        )
+        .await
+        .db("reading the shadow's unique indexes")?;
+    let mut out = Vec::new();
+    for r in rows {
+        let plain: bool = r.get(6);
+        let columns: Vec<String> = r.get(7);
+        let operators: Option<Vec<String>> = r.get(3);
+        // The key's own index: its rows are deleted before they are written again.
+        let on_key = plain
+            && operators.is_none()
+            && columns.len() == key.len()
+            && columns.iter().all(|col| key.contains(col));
+        if on_key {
+            continue;
+        }
+        out.push(UniqueIndex {
+            name: r.get(0),
+            exprs: r.get(1),
+            collations: r.get(2),
+            operators,
+            predicate: r.get(4),
+            nulls_not_distinct: r.get(5),
+            columns,
+        });
+    }
+    Ok(out)
 }

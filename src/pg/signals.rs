@@ -26,7 +26,7 @@ impl PgSignals {
         let mut replicas = Vec::new();
         for r in replica_dsns {
             replicas.push((
-                crate::error::redact_dsn(r),
+                crate::dsn::redacted(r),
                 conn::connect(r, "replica lag").await?,
             ));
         }

@@ -57,12 +57,102 @@ pub struct RowSql {
     pub in_range: Ranged,
     /// `$1..$k` = one text[] per key column.
     pub apply_delete: String,
-    pub apply_upsert: String,
+    /// Inserts the source's rows of the keys (their shadow rows are deleted first).
+    pub apply_insert: String,
+    /// The keys of a range (a chunk whose rows go through the apply instead).
+    pub chunk_keys: Ranged,
+    /// Per unique or exclusion constraint of the shadow besides the key's: the shadow
+    /// rows (other keys) that the re-read rows of `$1..$k` would conflict with.
+    pub conflicts: Vec<Conflict>,
     /// The table's last key (the copy's end).
     pub last_key: String,
+    /// The shadow's key sorts differently from the source's: `shadow_has` would
+    /// scan the whole shadow, so every chunk takes `copy_merge`.
+    pub always_merge: bool,
 }
 
-/// Names and types of the key, in key order.
+/// A unique index or exclusion constraint of the shadow other than the key's, as
+/// the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct UniqueIndex {
+    /// The index's name (a constraint backed by it has the same name).
+    pub name: String,
+    /// Key expressions, as `pg_get_indexdef(index, k, true)` prints them (a column
+    /// name or an expression over unqualified columns).
+    pub exprs: Vec<String>,
+    /// Each expression's collation, quoted (`None`: not collatable).
+    pub collations: Vec<Option<String>>,
+    /// Exclusion operators, `OPERATOR(schema.op)`; `None`: a unique index (`=`).
+    pub operators: Option<Vec<String>>,
+    /// The index's predicate (a partial index).
+    pub predicate: Option<String>,
+    /// `UNIQUE NULLS NOT DISTINCT`: NULLs conflict too.
+    pub nulls_not_distinct: bool,
+    /// Columns the index reads.
+    pub columns: Vec<String>,
+}
+
+impl UniqueIndex {
+    /// `SELECT <key as text> FROM shadow` for the rows of other keys than `$1..$k`
+    /// that conflict under this index with one of `new_rows`. The expressions read
+    /// unqualified columns: inside the subquery they resolve to the new row (which has
+    /// the shadow's column names), outside it to the shadow's row.
+    fn finder(&self, shadow: &str, key_text: &[String], key_in: &str, new_rows: &str) -> String {
+        let pred = |p: &Option<String>| {
+            p.as_ref()
+                .map(|p| format!(" AND ({p})"))
+                .unwrap_or_default()
+        };
+        let names: Vec<String> = (1..=self.exprs.len())
+            .map(|i| format!("wraith_c{i}"))
+            .collect();
+        let conds: Vec<String> = self
+            .exprs
+            .iter()
+            .zip(&names)
+            .enumerate()
+            .map(|(i, (e, w))| {
+                let existing = match self.collations.get(i).cloned().flatten() {
+                    Some(c) => format!("(({e}) COLLATE {c})"),
+                    None => format!("({e})"),
+                };
+                match &self.operators {
+                    Some(ops) => {
+                        format!("{existing} {} {w}", ops.get(i).map_or("=", String::as_str))
+                    }
+                    None if self.nulls_not_distinct => {
+                        format!("{existing} IS NOT DISTINCT FROM {w}")
+                    }
+                    None => format!("{existing} = {w}"),
+                }
+            })
+            .collect();
+        format!(
+            "SELECT {} FROM ONLY {shadow} WHERE NOT ({key_in}){} AND EXISTS (SELECT 1 FROM \
+             (SELECT {} FROM ({new_rows}) AS wraith_row WHERE true{}) AS wraith_new({}) WHERE {})",
+            key_text.join(", "),
+            pred(&self.predicate),
+            self.exprs.join(", "),
+            pred(&self.predicate),
+            names.join(", "),
+            conds.join(" AND ")
+        )
+    }
+}
+
+/// How to find the shadow rows a re-read would conflict with, for one constraint.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    pub constraint: String,
+    pub find: String,
+}
+
+/// Names, types and collations of the key, in key order.
+///
+/// Every range test on keys compares in the source key's own type and collation
+/// (the order chunks and verification spans are cut in), never in the database's
+/// default: the bounds carry an explicit `COLLATE`, which wins over whatever the
+/// other side of the comparison has.
 #[derive(Debug, Clone)]
 pub struct KeyCols {
     /// Key columns in the source.
@@ -71,6 +161,10 @@ pub struct KeyCols {
     pub shadow: Vec<String>,
     /// Source types as `format_type` prints them.
     pub types: Vec<String>,
+    /// Source collations (`None`: not a collatable type), quoted.
+    pub collations: Vec<Option<String>>,
+    /// The shadow's collations of the same columns (the ALTER may change them).
+    pub shadow_collations: Vec<Option<String>>,
 }
 
 impl KeyCols {
@@ -78,15 +172,50 @@ impl KeyCols {
         self.source.len()
     }
 
-    /// `($a::text::T1, $b::text::T2)` with parameters numbered from `first`.
+    /// The shadow's key sorts differently from the source's (the ALTER changed a
+    /// key column's collation): range tests on the shadow cannot use its index.
+    pub fn order_differs(&self) -> bool {
+        self.collations != self.shadow_collations
+    }
+
+    /// `expr COLLATE <the source key column i's collation>`, or `expr`.
+    fn collated(&self, i: usize, expr: String) -> String {
+        match self.collations.get(i).cloned().flatten() {
+            Some(c) => format!("({expr} COLLATE {c})"),
+            None => expr,
+        }
+    }
+
+    /// `($a::text::T1, $b::text::T2)` with parameters numbered from `first`,
+    /// each in its key column's collation.
     pub fn params(&self, first: usize) -> String {
         let parts: Vec<String> = self
             .types
             .iter()
             .enumerate()
-            .map(|(i, t)| format!("${}::text::{t}", first + i))
+            .map(|(i, t)| self.collated(i, format!("${}::text::{t}", first + i)))
             .collect();
         format!("({})", parts.join(", "))
+    }
+
+    /// Equality of the shadow's key (alias `s`) with the source's, in the shadow's
+    /// collation, which its key index uses.
+    fn same_key(&self, src: &str) -> String {
+        let parts: Vec<String> = self
+            .shadow
+            .iter()
+            .zip(&self.source)
+            .enumerate()
+            .map(|(i, (s, c))| {
+                let source = format!("{src}.{}", ident(c));
+                let source = match (self.order_differs(), self.shadow_collations.get(i)) {
+                    (true, Some(Some(coll))) => format!("({source} COLLATE {coll})"),
+                    _ => source,
+                };
+                format!("s.{} = {source}", ident(s))
+            })
+            .collect();
+        parts.join(" AND ")
     }
 
     /// `$1::text[]::T1[], $2::text[]::T2[]`: the keys as one array per key column.
@@ -114,7 +243,13 @@ impl KeyCols {
 }
 
 impl RowSql {
-    pub fn build(src: &str, shadow: &str, key: &KeyCols, mapping: &Mapping) -> RowSql {
+    pub fn build(
+        src: &str,
+        shadow: &str,
+        key: &KeyCols,
+        mapping: &Mapping,
+        uniques: &[UniqueIndex],
+    ) -> RowSql {
         let written: Vec<_> = mapping.written().collect();
         let targets: Vec<String> = written.iter().map(|c| c.target.clone()).collect();
         let exprs: Vec<String> = written
@@ -150,27 +285,36 @@ impl RowSql {
             first: f(false),
             next: f(true),
         };
-        let same_key: Vec<String> = key
+        let cols: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+        // The re-read rows as the shadow stores them, under the shadow's column names.
+        let new_rows = format!(
+            "SELECT {} FROM ONLY {src} WHERE {}",
+            written
+                .iter()
+                .map(|c| format!(
+                    "CAST(({}) AS {}) AS {}",
+                    c.expr.as_deref().unwrap_or_default(),
+                    c.target_type,
+                    ident(&c.target)
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key.in_arrays(&key.source)
+        );
+        let shadow_text: Vec<String> = key
             .shadow
             .iter()
-            .zip(&key.source)
-            .map(|(s, c)| format!("s.{} = {src}.{}", ident(s), ident(c)))
+            .enumerate()
+            .map(|(i, c)| format!("{}::text AS key{i}", ident(c)))
             .collect();
-        let cols: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
-        let updates: Vec<String> = targets
+        let conflicts = uniques
             .iter()
-            .filter(|t| !key.shadow.contains(t))
-            .map(|t| format!("{0} = EXCLUDED.{0}", ident(t)))
+            .filter(|u| u.columns.iter().all(|c| targets.contains(c)))
+            .map(|u| Conflict {
+                constraint: u.name.clone(),
+                find: u.finder(shadow, &shadow_text, &key.in_arrays(&key.shadow), &new_rows),
+            })
             .collect();
-        let on_conflict = if updates.is_empty() {
-            format!("ON CONFLICT ({}) DO NOTHING", list(&key.shadow))
-        } else {
-            format!(
-                "ON CONFLICT ({}) DO UPDATE SET {}",
-                list(&key.shadow),
-                updates.join(", ")
-            )
-        };
         RowSql {
             bound: ranged(&|lower| {
                 let offset = if lower { 2 * n + 1 } else { n + 1 };
@@ -186,7 +330,7 @@ impl RowSql {
                 format!(
                     "{insert} WHERE {} AND NOT EXISTS (SELECT 1 FROM ONLY {shadow} s WHERE {})",
                     range(&src_key, 1, lower),
-                    same_key.join(" AND ")
+                    key.same_key(src)
                 )
             }),
             shadow_has: ranged(&|lower| {
@@ -211,10 +355,15 @@ impl RowSql {
                 "DELETE FROM ONLY {shadow} WHERE {}",
                 key.in_arrays(&key.shadow)
             ),
-            apply_upsert: format!(
-                "{insert} WHERE {} {on_conflict}",
-                key.in_arrays(&key.source)
-            ),
+            apply_insert: format!("{insert} WHERE {}", key.in_arrays(&key.source)),
+            chunk_keys: ranged(&|lower| {
+                format!(
+                    "SELECT {} FROM ONLY {src} WHERE {}",
+                    text_cols.join(", "),
+                    range(&src_key, 1, lower)
+                )
+            }),
+            conflicts,
             last_key: format!(
                 "SELECT {} FROM ONLY {src} ORDER BY {} LIMIT 1",
                 text_cols.join(", "),
@@ -224,6 +373,7 @@ impl RowSql {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+            always_merge: key.order_differs(),
         }
     }
 }
@@ -274,12 +424,15 @@ mod tests {
             source: vec!["id".into()],
             shadow: vec!["id".into()],
             types: vec!["integer".into()],
+            collations: vec![None],
+            shadow_collations: vec![None],
         };
         let s = RowSql::build(
             "\"public\".\"t\"",
             "\"public\".\"_t_new\"",
             &key,
             &mapping(),
+            &[],
         );
         assert_eq!(
             s.copy.next,
@@ -306,9 +459,10 @@ mod tests {
             s.apply_delete,
             "DELETE FROM ONLY \"public\".\"_t_new\" WHERE \"id\" = ANY($1::text[]::integer[])"
         );
-        assert!(s.apply_upsert.ends_with(
-            "WHERE \"id\" = ANY($1::text[]::integer[]) ON CONFLICT (\"id\") DO UPDATE SET \"body\" = EXCLUDED.\"body\""
-        ));
+        assert!(
+            s.apply_insert
+                .ends_with("FROM ONLY \"public\".\"t\" WHERE \"id\" = ANY($1::text[]::integer[])")
+        );
     }
 
     #[test]
@@ -317,15 +471,17 @@ mod tests {
             source: vec!["a".into(), "b".into()],
             shadow: vec!["a".into(), "b2".into()],
             types: vec!["integer".into(), "text".into()],
+            collations: vec![None, Some("\"default\"".into())],
+            shadow_collations: vec![None, Some("\"default\"".into())],
         };
-        let s = RowSql::build("s", "sh", &key, &mapping());
-        assert!(s.bound.next.contains("WHERE (\"a\", \"b\") > ($1::text::integer, $2::text::text) AND (\"a\", \"b\") <= ($3::text::integer, $4::text::text)"), "{}", s.bound.next);
+        let s = RowSql::build("s", "sh", &key, &mapping(), &[]);
+        assert!(s.bound.next.contains("WHERE (\"a\", \"b\") > ($1::text::integer, ($2::text::text COLLATE \"default\")) AND (\"a\", \"b\") <= ($3::text::integer, ($4::text::text COLLATE \"default\"))"), "{}", s.bound.next);
         assert!(s.bound.next.ends_with("OFFSET $5"));
         assert!(s.bound.first.ends_with("OFFSET $3"));
         assert!(
-            s.in_range
-                .first
-                .ends_with("WHERE (k0, k1) <= ($3::text::integer, $4::text::text)"),
+            s.in_range.first.ends_with(
+                "WHERE (k0, k1) <= ($3::text::integer, ($4::text::text COLLATE \"default\"))"
+            ),
             "{}",
             s.in_range.first
         );

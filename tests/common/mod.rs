@@ -2,6 +2,8 @@
 //! migration run through the library, the `wraith` binary, and catalog probes.
 #![allow(dead_code)]
 
+pub mod env;
+
 use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -117,6 +119,27 @@ pub fn wraith_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Runs the `wraith` binary off the async runtime, so the test's own connections
+/// keep being served.
+pub async fn wraith_async(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        wraith(&args)
+    })
+    .await
+    .unwrap()
+}
+
+/// What a run printed and how it ended, for assertion messages.
+pub fn show(out: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 pub async fn scalar_i64(c: &Client, sql: &str) -> i64 {
