@@ -789,3 +789,233 @@ async fn pg_ddl_during_the_run_is_never_lost() {
         );
     }
 }
+
+// --- MariaDB ------------------------------------------------------------------
+
+use mysql_async::prelude::Queryable;
+
+/// An index, a trigger and another table's foreign key to the source created
+/// after preflight: the RENAME would leave the trigger and the foreign key with
+/// the old table and the index behind. The swap refuses, naming each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_ddl_during_the_run_is_never_lost() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;
+         CREATE TABLE child (id int PRIMARY KEY, t_id int NOT NULL);",
+    )
+    .await
+    .unwrap();
+    let other = db.dsn("app");
+    let mut opts = execute();
+    opts.fault_points = FaultPoints(Some(Arc::new(move |point| {
+        let other = other.clone();
+        Box::pin(async move {
+            if point != "before-verify" {
+                return;
+            }
+            let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&other).unwrap())
+                .await
+                .unwrap();
+            c.query_drop(
+                "CREATE INDEX t_v ON t (v);
+                 CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v;
+                 ALTER TABLE child ADD CONSTRAINT child_t FOREIGN KEY (t_id) REFERENCES t (id);",
+            )
+            .await
+            .unwrap();
+        })
+    })));
+    let err = my_migrate(spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], opts))
+        .await
+        .expect_err("the swap must not lose the DDL");
+    let msg = format!("{err:#}");
+    assert_eq!(exit_code(&err), 1, "{msg}");
+    for needle in ["t_v", "t_bi", "child_t"] {
+        assert!(msg.contains(needle), "the error names {needle}: {msg}");
+    }
+    assert_eq!(
+        my_tables(&mut c).await,
+        vec!["child".to_string(), "t".to_string()],
+        "nothing was swapped or left behind"
+    );
+    let v_type: String = c
+        .query_first("SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_NAME = 't' AND COLUMN_NAME = 'v'")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v_type, "int");
+    db.stop().await;
+}
+
+/// A key in `utf8mb4_general_ci` (`x00001 < X00002 < x00003`...) that the ALTER
+/// gives a binary collation (all `X` before all `x`), over more than one
+/// verification range: the migration verifies, where ranges cut in the source's
+/// order used to differ on the new table's side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_keys_compare_in_their_own_collation() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(
+        "CREATE TABLE k (k varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY, v int NOT NULL);
+         INSERT INTO k SELECT CONCAT(IF(seq % 2, 'x', 'X'), LPAD(seq, 6, '0')), seq FROM seq_1_to_60000;",
+    )
+    .await
+    .unwrap();
+    let outcome = my_migrate(spec(
+        &dsn,
+        "k",
+        "CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        &[],
+        execute(),
+    ))
+    .await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    let sums: Vec<(i64, String)> = c
+        .query(
+            "SELECT COUNT(*), CAST(SUM(CRC32(CONCAT(k, ':', v))) AS CHAR) FROM k \
+             UNION ALL SELECT COUNT(*), CAST(SUM(CRC32(CONCAT(k, ':', v))) AS CHAR) FROM k_wraith_old",
+        )
+        .await
+        .unwrap();
+    assert_eq!(sums[0], sums[1], "the new table holds the old one's rows");
+    assert_eq!(sums[0].0, 60000);
+    db.stop().await;
+}
+
+/// A unique key the ALTER adds that the data does not satisfy: the copy used to
+/// skip the duplicates silently (`--verify off` swapped in a table with rows
+/// missing). Now the run stops before the swap, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_a_new_unique_key_that_does_not_hold_stops_the_run() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(
+        "CREATE TABLE g (id int PRIMARY KEY, email varchar(20) NOT NULL);
+         INSERT INTO g SELECT seq, CONCAT('e', seq % 900) FROM seq_1_to_1000;",
+    )
+    .await
+    .unwrap();
+    let out = migrate_cli(
+        &dsn,
+        "g",
+        "ADD UNIQUE KEY g_email (email)",
+        &["--execute", "--verify", "off"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("g_email"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(my_tables(&mut c).await, vec!["g".to_string()]);
+    let n: i64 = c
+        .query_first("SELECT COUNT(*) FROM g")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 1000);
+    db.stop().await;
+}
+
+/// The writer of the PostgreSQL test above on MariaDB: rows move keys under a
+/// unique `email` through the whole migration; the table equals its mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_unique_keys_under_key_moves_equal_the_mirror() {
+    let (db, dsn, mut c) = my_sandbox().await;
+    c.query_drop(
+        "CREATE TABLE u (id int PRIMARY KEY, email varchar(20) NOT NULL UNIQUE, v int NOT NULL);
+         INSERT INTO u SELECT seq, CONCAT('e', seq), seq FROM seq_1_to_20000;
+         CREATE TABLE u_mirror (id int PRIMARY KEY, email varchar(20) NOT NULL, v bigint NOT NULL);
+         INSERT INTO u_mirror SELECT * FROM u;",
+    )
+    .await
+    .unwrap();
+    let mut opts = execute();
+    opts.max_rows_per_sec = Some(8000);
+    opts.apply_batch_keys = 3;
+    let stop = Arc::new(AtomicBool::new(false));
+    let moves = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn(my_move_keys(
+        db.connect("app").await.unwrap(),
+        stop.clone(),
+        moves.clone(),
+    ));
+    let outcome = my_migrate(spec(&dsn, "u", "MODIFY v bigint NOT NULL", &[], opts)).await;
+    stop.store(true, Relaxed);
+    writer.await.unwrap();
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    assert!(
+        moves.load(Relaxed) > 100,
+        "the writer moved rows during the run"
+    );
+    let diff: i64 = c
+        .query_first(
+            "SELECT COUNT(*) FROM (SELECT id FROM (SELECT id, email, v FROM u UNION ALL \
+             SELECT id, email, v FROM u_mirror) x GROUP BY id, email, v HAVING COUNT(*) <> 2) d",
+        )
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    let rows: (i64, i64) = c
+        .query_first("SELECT (SELECT COUNT(*) FROM u), (SELECT COUNT(*) FROM u_mirror)")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((diff, rows.0), (0, rows.1), "the table equals its mirror");
+    db.stop().await;
+}
+
+async fn my_move_keys(mut c: mysql_async::Conn, stop: Arc<AtomicBool>, moves: Arc<AtomicU64>) {
+    let mut next = 1_000_000i64;
+    let mut i = 0i64;
+    while !stop.load(Relaxed) {
+        i += 1;
+        next += 1;
+        let old = (i * 7919) % 20_000 + 1;
+        let mut tx = c
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .unwrap();
+        let row: Option<(i64, String, i64)> = tx
+            .exec_first(
+                "SELECT id, email, v FROM u WHERE id >= ? ORDER BY id LIMIT 1 FOR UPDATE",
+                (old,),
+            )
+            .await
+            .unwrap();
+        if let Some((id, email, v)) = row {
+            let stmts: Vec<(String, Vec<mysql_async::Value>)> = if i % 2 == 0 {
+                vec![
+                    (
+                        "UPDATE u SET id = ? WHERE id = ?".into(),
+                        vec![next.into(), id.into()],
+                    ),
+                    (
+                        "UPDATE u_mirror SET id = ? WHERE id = ?".into(),
+                        vec![next.into(), id.into()],
+                    ),
+                ]
+            } else {
+                vec![
+                    ("DELETE FROM u WHERE id = ?".into(), vec![id.into()]),
+                    (
+                        "INSERT INTO u VALUES (?, ?, ?)".into(),
+                        vec![next.into(), email.clone().into(), (v + 1).into()],
+                    ),
+                    ("DELETE FROM u_mirror WHERE id = ?".into(), vec![id.into()]),
+                    (
+                        "INSERT INTO u_mirror VALUES (?, ?, ?)".into(),
+                        vec![next.into(), email.into(), (v + 1).into()],
+                    ),
+                ]
+            };
+            for (sql, params) in stmts {
+                tx.exec_drop(sql, params).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        moves.fetch_add(1, Relaxed);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -20,7 +20,9 @@ pub fn opts(dsn: &str) -> anyhow::Result<Opts> {
 
 /// Opens a session for `purpose` (named in errors) with wraith's session settings.
 pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
-    let mut c = Conn::new(opts(dsn)?).await.map_err(|e| {
+    // Affected rows count changed rows only: a copy chunk tells skipped rows by them.
+    let opts = mysql_async::OptsBuilder::from_opts(opts(dsn)?).client_found_rows(false);
+    let mut c = Conn::new(opts).await.map_err(|e| {
         error(
             &e,
             format!(

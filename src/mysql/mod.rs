@@ -13,6 +13,7 @@ pub mod binlog;
 pub mod capture;
 pub mod conn;
 pub mod cutover;
+pub mod definition;
 pub mod names;
 pub mod preflight;
 pub mod rows;
@@ -65,6 +66,8 @@ pub struct MyBackend {
     s: Sessions,
     server: OnceLock<Server>,
     table: OnceLock<Table>,
+    /// The table's definition as preflight read it: the swap happens only over it.
+    definition: OnceLock<crate::engine::definition::Definition>,
     shape: OnceLock<Shape>,
     reader: OnceLock<capture::Reader>,
     verifier: OnceLock<verify::Verifier>,
@@ -111,6 +114,7 @@ impl MyBackend {
             },
             server: OnceLock::new(),
             table: OnceLock::new(),
+            definition: OnceLock::new(),
             shape: OnceLock::new(),
             reader: OnceLock::new(),
             verifier: OnceLock::new(),
@@ -393,6 +397,9 @@ impl Backend for MyBackend {
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
         check_key_types(&table, &self.names.src())?;
+        let _ = self
+            .definition
+            .set(definition::read(&mut ctrl, &self.names).await?);
         let (warnings, resume) = self.leftovers(&mut ctrl).await?;
         let shape = shadow::build(
             &mut ctrl,
@@ -630,6 +637,15 @@ impl Backend for MyBackend {
     }
 
     async fn swap(&self) -> anyhow::Result<()> {
+        // The lock keeps other sessions' DDL out: the definition must still be the one
+        // the shadow was built from (read on a session outside LOCK TABLES).
+        let before = self
+            .definition
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
+        let now =
+            definition::read(&mut *take(&self.s.killer, "killer").await?, &self.names).await?;
+        before.ensure_unchanged(&now, &self.names.src())?;
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         match self.flavor() {
             Flavor::MariaDb => {
@@ -700,6 +716,7 @@ impl MyBackend {
             &shape.key,
             &shape.key_target,
             &shape.mapping,
+            shape.key_order_differs,
         ));
     }
 

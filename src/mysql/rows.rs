@@ -23,7 +23,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
 use crate::engine::{Copied, Key, KeyRange};
-use crate::mysql::conn::{describe, error};
+use crate::mysql::conn::{MyResult, describe, error};
 use crate::mysql::names::q;
 
 /// Keys per apply statement; the last batch is padded so the statement text (and
@@ -43,6 +43,33 @@ pub struct RowSql {
     /// The shadow's written columns and the source expressions that fill them.
     pub columns: String,
     pub exprs: String,
+    /// `expr AS column` for each written column: the re-read rows as the shadow names them.
+    new_rows: String,
+    /// The shadow's collation of each key column where it differs from the source's.
+    key_collations: Vec<Option<String>>,
+    /// The shadow's unique keys other than the key: older versions of other keys may
+    /// conflict under them with a re-read row.
+    pub uniques: Vec<UniqueKey>,
+}
+
+/// A unique key of the shadow: its parts (column, prefix length, the column's
+/// collation) as `SHOW INDEX` and `SHOW FULL COLUMNS` describe them.
+#[derive(Debug, Clone)]
+pub struct UniqueKey {
+    pub name: String,
+    pub parts: Vec<(String, Option<u64>, Option<String>)>,
+}
+
+/// `expr` as a value of a column with `collation` (a string in another character
+/// set or collation compares as the column's values do), or `expr` itself.
+fn as_collated(expr: &str, collation: Option<&str>) -> String {
+    match collation {
+        Some(c) => {
+            let charset = c.split('_').next().unwrap_or(c);
+            format!("CONVERT({expr} USING {charset}) COLLATE {c}")
+        }
+        None => expr.to_string(),
+    }
 }
 
 /// `(a > ?) OR (a = ? AND b > ?)`: keys after a key (`strict`), or up to one
@@ -111,8 +138,17 @@ impl RowSql {
         key_src: &[String],
         key_dst: &[String],
         written: &[(String, String)],
+        key_collations: Vec<Option<String>>,
+        uniques: Vec<UniqueKey>,
     ) -> RowSql {
         RowSql {
+            new_rows: written
+                .iter()
+                .map(|(t, e)| format!("{e} AS {}", q(t)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_collations,
+            uniques,
             src,
             shadow,
             key_src: key_src.iter().map(|c| q(c)).collect(),
@@ -185,6 +221,84 @@ impl RowSql {
             "DELETE FROM {} WHERE {}",
             self.shadow,
             key_in(&self.key_dst, n)
+        )
+    }
+
+    /// The keys of `(after, upto]` the shadow lacks after a copy chunk skipped rows
+    /// (parameters: after, upto).
+    pub fn missing(&self, after: bool) -> String {
+        let mut conds = Vec::new();
+        if after {
+            conds.push(key_cmp(&self.key_src, true));
+        }
+        conds.push(key_cmp(&self.key_src, false));
+        let same: Vec<String> = self
+            .key_dst
+            .iter()
+            .zip(&self.key_src)
+            .zip(&self.key_collations)
+            .map(|((d, s), c)| format!("sh.{d} = {}", as_collated(&format!("s.{s}"), c.as_deref())))
+            .collect();
+        format!(
+            "SELECT {} FROM {} s WHERE {} AND NOT EXISTS (SELECT 1 FROM {} sh WHERE {})",
+            self.key_src
+                .iter()
+                .map(|k| format!("s.{k}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.src,
+            conds.join(" AND "),
+            self.shadow,
+            same.join(" AND ")
+        )
+    }
+
+    /// For `unique`: the shadow's keys, other than the `n` keys given (twice: for
+    /// the shadow, then for the source), whose rows conflict under it with the
+    /// source's rows of those keys.
+    ///
+    /// The shadow and the source appear under their own names: under `LOCK TABLES`
+    /// (the cutover) a table may only be read by the name it was locked under.
+    pub fn conflicting(&self, unique: &UniqueKey, n: usize) -> String {
+        let part =
+            |new_row: bool, (col, prefix, collation): &(String, Option<u64>, Option<String>)| {
+                let value = if new_row {
+                    as_collated(&format!("n.{}", q(col)), collation.as_deref())
+                } else {
+                    q(col)
+                };
+                match prefix {
+                    Some(p) => format!("LEFT({value}, {p})"),
+                    None => value,
+                }
+            };
+        let on = |new_row: bool| {
+            unique
+                .parts
+                .iter()
+                .map(|p| part(new_row, p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {} FROM {} WHERE NOT ({}) AND ({}) IN (SELECT {} FROM (SELECT {} FROM {} WHERE {}) n)",
+            self.key_dst.join(", "),
+            self.shadow,
+            key_in(&self.key_dst, n),
+            on(false),
+            on(true),
+            self.new_rows,
+            self.src,
+            key_in(&self.key_src, n)
+        )
+    }
+
+    /// How many of `n` keys the source holds (the apply's locking read holds them).
+    pub fn count_source(&self, n: usize) -> String {
+        format!(
+            "SELECT COUNT(*) FROM {} WHERE {}",
+            self.src,
+            key_in(&self.key_src, n)
         )
     }
 
@@ -286,19 +400,18 @@ pub async fn next_chunk(
     })
 }
 
+/// Copies the missing rows of a range. A row skipped because another unique key
+/// of the shadow already holds its value (an older version of a key that moved,
+/// or a new unique key the data does not satisfy) is handed to the apply, which
+/// tells the two apart: skipping it silently would lose it.
 pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow::Result<Copied> {
     let stmt = sql.copy(range.after.is_some());
+    let mut values = range.after.as_ref().map(key_cmp_params).unwrap_or_default();
+    values.extend(key_cmp_params(&range.upto));
     let mut attempt = 1;
     loop {
-        let mut values = range.after.as_ref().map(key_cmp_params).unwrap_or_default();
-        values.extend(key_cmp_params(&range.upto));
-        match c.exec_drop(stmt.as_str(), to_params(values)).await {
-            Ok(()) => {
-                return Ok(Copied {
-                    rows: c.affected_rows(),
-                    recheck: Vec::new(),
-                });
-            }
+        match c.exec_drop(stmt.as_str(), to_params(values.clone())).await {
+            Ok(()) => break,
             Err(e) if attempt < TRANSIENT_ATTEMPTS && is_transient(&e) => {
                 tracing::warn!(attempt, "copy chunk: {}; retrying", describe(&e));
                 tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
@@ -321,6 +434,30 @@ pub async fn copy_range(c: &mut Conn, sql: &RowSql, range: &KeyRange) -> anyhow:
             }
         }
     }
+    let rows = c.affected_rows();
+    // A skipped row changed nothing, so it is in "Records" but not in the affected rows.
+    let skipped = records(&c.info()).is_none_or(|r| r > rows);
+    let mut recheck = Vec::new();
+    if skipped && !sql.uniques.is_empty() {
+        let missing: Vec<Row> = c
+            .exec(sql.missing(range.after.is_some()), to_params(values))
+            .await
+            .my("listing the rows a copy chunk skipped")?;
+        for r in &missing {
+            recheck.push(row_key(r, sql.key_src.len())?);
+        }
+    }
+    Ok(Copied { rows, recheck })
+}
+
+/// `Records: N` of a statement's info text.
+fn records(info: &str) -> Option<u64> {
+    info.split("Records:")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Makes the shadow rows of `keys` equal to the source rows: delete, then insert
@@ -333,30 +470,45 @@ pub async fn apply_keys(
     in_txn: bool,
 ) -> anyhow::Result<()> {
     for batch in keys.chunks(APPLY_BATCH) {
-        let mut values: Vec<Value> = Vec::with_capacity(APPLY_BATCH * sql.key_src.len());
-        for i in 0..APPLY_BATCH {
-            let k = batch.get(i).unwrap_or(&batch[batch.len() - 1]);
-            values.extend(k.iter().map(|v| Value::from(v.as_str())));
-        }
-        let (delete, insert) = (sql.apply_delete(APPLY_BATCH), sql.apply_insert(APPLY_BATCH));
         let mut attempt = 1;
         loop {
             let result = async {
                 if !in_txn {
                     c.query_drop("BEGIN").await?;
                 }
-                c.exec_drop(delete.as_str(), Params::Positional(values.clone()))
-                    .await?;
-                c.exec_drop(insert.as_str(), Params::Positional(values.clone()))
-                    .await?;
-                if !in_txn {
+                let written = write_batch(c, sql, batch).await?;
+                if !in_txn && written == Written::Done {
                     c.query_drop("COMMIT").await?;
                 }
-                Ok::<(), mysql_async::Error>(())
+                Ok::<Written, mysql_async::Error>(written)
             }
             .await;
             match result {
-                Ok(()) => break,
+                Ok(Written::Done) => break,
+                Ok(Written::Evicted) => {
+                    if !in_txn {
+                        let _ = c.query_drop("ROLLBACK").await;
+                    }
+                    // Another session may have written a conflicting row meanwhile (a copy
+                    // chunk, a source row that changed): once more. Rows that still
+                    // collide are the new table's unique key not holding for the data.
+                    if !in_txn && attempt < TRANSIENT_ATTEMPTS {
+                        attempt += 1;
+                        continue;
+                    }
+                    anyhow::bail!(
+                        "re-reading {} changed keys (first: {}) into the shadow: their rows collide under \
+                         a unique key of the new table ({}), so it does not hold for the rewritten rows; \
+                         nothing was swapped",
+                        batch.len(),
+                        batch[0].join(", "),
+                        sql.uniques
+                            .iter()
+                            .map(|u| u.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
                 Err(e) => {
                     if !in_txn {
                         let _ = c.query_drop("ROLLBACK").await;
@@ -381,6 +533,94 @@ pub async fn apply_keys(
         }
     }
     Ok(())
+}
+
+/// What [`write_batch`] did.
+#[derive(Debug, PartialEq)]
+enum Written {
+    Done,
+    /// The REPLACE removed rows of other keys than the re-read ones: nothing may be
+    /// committed.
+    Evicted,
+}
+
+/// Rounds of looking for older versions of other keys before giving up.
+const CONFLICT_ROUNDS: usize = 32;
+
+/// Deletes `batch`'s shadow rows and writes the source's. A re-read row that a
+/// unique key of the shadow says conflicts with another key's row meets an older
+/// version of that key (the source holds both at once only if the new unique key
+/// does not hold for its data): that key is re-read in the same statement, which
+/// brings its current version. Whatever the REPLACE still has to remove is then
+/// a collision among the re-read rows themselves, or a row written meanwhile.
+async fn write_batch(
+    c: &mut Conn,
+    sql: &RowSql,
+    batch: &[Key],
+) -> Result<Written, mysql_async::Error> {
+    if sql.uniques.is_empty() {
+        // The last batch is padded so the statements stay the same.
+        let mut values: Vec<Value> = Vec::with_capacity(APPLY_BATCH * sql.key_src.len());
+        for i in 0..APPLY_BATCH {
+            let k = batch.get(i).unwrap_or(&batch[batch.len() - 1]);
+            values.extend(k.iter().map(|v| Value::from(v.as_str())));
+        }
+        c.exec_drop(
+            sql.apply_delete(APPLY_BATCH),
+            Params::Positional(values.clone()),
+        )
+        .await?;
+        c.exec_drop(sql.apply_insert(APPLY_BATCH), Params::Positional(values))
+            .await?;
+        return Ok(Written::Done);
+    }
+    let params = |keys: &[Key], times: usize| {
+        let one: Vec<Value> = keys
+            .iter()
+            .flat_map(|k| k.iter().map(|v| Value::from(v.as_str())))
+            .collect();
+        Params::Positional((0..times).flat_map(|_| one.clone()).collect())
+    };
+    let mut keys: Vec<Key> = batch.to_vec();
+    for _ in 0..CONFLICT_ROUNDS {
+        c.exec_drop(sql.apply_delete(keys.len()), params(&keys, 1))
+            .await?;
+        let mut older: Vec<Key> = Vec::new();
+        for u in &sql.uniques {
+            let rows: Vec<Row> = c
+                .exec(sql.conflicting(u, keys.len()), params(&keys, 2))
+                .await?;
+            for r in &rows {
+                let Ok(k) = row_key(r, sql.key_dst.len()) else {
+                    continue;
+                };
+                if !keys.contains(&k) && !older.contains(&k) {
+                    older.push(k);
+                }
+            }
+        }
+        if older.is_empty() {
+            break;
+        }
+        keys.extend(older);
+    }
+    c.exec_drop(sql.apply_insert(keys.len()), params(&keys, 1))
+        .await?;
+    // Each row the REPLACE removed counts once more in the affected rows.
+    let affected = c.affected_rows();
+    let read = match records(&c.info()) {
+        Some(r) => r,
+        None => c
+            .exec_first::<u64, _, _>(sql.count_source(keys.len()), params(&keys, 1))
+            .await?
+            .unwrap_or(0),
+    };
+    let evicted = affected > read;
+    Ok(if evicted {
+        Written::Evicted
+    } else {
+        Written::Done
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::error::bad_input;
 use crate::mysql::conn::{MyResult, describe};
 use crate::mysql::names::{Names, q};
 use crate::mysql::preflight::Table;
-use crate::mysql::rows::RowSql;
+use crate::mysql::rows::{RowSql, UniqueKey};
 use crate::plan::MigrationSpec;
 use crate::plan::alter::{AlterText, split_top_level};
 use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
@@ -26,6 +26,8 @@ pub struct Shape {
     /// Key columns in the source and their names in the shadow.
     pub key: Vec<String>,
     pub key_target: Vec<String>,
+    /// The ALTER changed a key column's collation: the tables sort keys differently.
+    pub key_order_differs: bool,
     pub sql: RowSql,
     /// The statements that create the shadow.
     pub ddl: Vec<String>,
@@ -43,6 +45,8 @@ struct Column {
     nullable: bool,
     default: Option<String>,
     extra: String,
+    /// `None`: not a string column.
+    collation: Option<String>,
 }
 
 /// Where the shape is built.
@@ -339,17 +343,68 @@ async fn shape_of(
         .written()
         .map(|m| (m.target.clone(), m.expr.clone().unwrap_or_default()))
         .collect();
+    let collation = |cols: &[Column], name: &str| {
+        cols.iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .and_then(|c| c.collation.clone())
+    };
+    let source_columns = self::columns(c, &names.src()).await?;
+    // The shadow's key collations where the ALTER changed them: keys then sort (and
+    // compare) differently in the two tables.
+    let key_collations: Vec<Option<String>> = table
+        .key
+        .iter()
+        .zip(&key_target)
+        .map(|(s, d)| {
+            let shadow = collation(&columns, d);
+            (shadow != collation(&source_columns, s))
+                .then_some(shadow)
+                .flatten()
+        })
+        .collect();
+    let key_order_differs = key_collations.iter().any(Option::is_some);
+    let uniques = indexes
+        .iter()
+        .filter(|u| u.unique && !u.functional)
+        .filter(|u| {
+            // The key's own index: its rows are deleted before they are written again.
+            !(u.columns.len() == key_target.len()
+                && u.prefixes.iter().all(Option::is_none)
+                && u.columns
+                    .iter()
+                    .all(|c| key_target.iter().any(|k| k.eq_ignore_ascii_case(c))))
+        })
+        // A part the copy does not write (a generated column, a default) cannot be
+        // compared on the re-read rows: such a key keeps the server's error.
+        .filter(|u| {
+            u.columns
+                .iter()
+                .all(|c| written.iter().any(|(t, _)| t.eq_ignore_ascii_case(c)))
+        })
+        .map(|u| UniqueKey {
+            name: u.name.clone(),
+            parts: u
+                .columns
+                .iter()
+                .zip(&u.prefixes)
+                .map(|(col, prefix)| (col.clone(), *prefix, collation(&columns, col)))
+                .collect(),
+        })
+        .collect();
     let sql = RowSql::new(
         names.src(),
         names.shadow_q(),
         &table.key,
         &key_target,
         &written,
+        key_collations,
+        uniques,
     );
     Ok(Shape {
         mapping,
         key: table.key.clone(),
         key_target,
+        key_order_differs,
         sql,
         ddl: Vec::new(),
         deferred_indexes: Vec::new(),
@@ -374,6 +429,7 @@ async fn columns(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Column>> {
                 nullable: text("Null").is_some_and(|n| n == "YES"),
                 default: text("Default"),
                 extra: text("Extra").unwrap_or_default(),
+                collation: text("Collation"),
             })
         })
         .collect()
@@ -387,6 +443,10 @@ pub struct Index {
     /// A B-tree (not FULLTEXT or SPATIAL).
     pub btree: bool,
     pub columns: Vec<String>,
+    /// Each part's prefix length (`Sub_part`).
+    pub prefixes: Vec<Option<u64>>,
+    /// A part is an expression (MySQL's functional key parts), not a column.
+    pub functional: bool,
 }
 
 /// The table's indexes, in the server's order.
@@ -398,18 +458,28 @@ pub async fn indexes(c: &mut Conn, table: &str) -> anyhow::Result<Vec<Index>> {
     let mut out: Vec<Index> = Vec::new();
     for r in rows {
         let name: String = r.get("Key_name").unwrap_or_default();
-        let column: String = r.get("Column_name").unwrap_or_default();
-        match out.iter_mut().find(|i| i.name == name) {
-            Some(i) => i.columns.push(column),
-            None => out.push(Index {
-                name,
-                unique: r.get::<i64, _>("Non_unique") == Some(0),
-                btree: r
-                    .get::<String, _>("Index_type")
-                    .is_some_and(|k| k.eq_ignore_ascii_case("BTREE")),
-                columns: vec![column],
-            }),
-        }
+        let column: Option<String> = r.get_opt("Column_name").and_then(|v| v.ok()).flatten();
+        let prefix: Option<u64> = r.get_opt("Sub_part").and_then(|v| v.ok()).flatten();
+        let index = match out.iter_mut().position(|i| i.name == name) {
+            Some(i) => &mut out[i],
+            None => {
+                out.push(Index {
+                    name,
+                    unique: r.get::<i64, _>("Non_unique") == Some(0),
+                    btree: r
+                        .get::<String, _>("Index_type")
+                        .is_some_and(|k| k.eq_ignore_ascii_case("BTREE")),
+                    columns: Vec::new(),
+                    prefixes: Vec::new(),
+                    functional: false,
+                });
+                let last = out.len() - 1;
+                &mut out[last]
+            }
+        };
+        index.functional |= column.is_none();
+        index.columns.push(column.unwrap_or_default());
+        index.prefixes.push(prefix);
     }
     Ok(out)
 }
