@@ -63,7 +63,7 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         execute: true,
         ..RunOptions::default()
     };
-    let spec = orders::migration()?.into_spec(&dsn, options.clone());
+    let spec = orders::migration()?.into_spec(&dsn, options.clone())?;
     println!(
         "\nPlan (what `wraith migrate --spec scenarios/orders/migration.toml` prints without --execute):\n"
     );
@@ -209,7 +209,7 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
             chunk_time: crate::mysql::DEFAULT_CHUNK_TIME,
             ..RunOptions::default()
         },
-    );
+    )?;
     println!(
         "\nPlan (what `wraith migrate --spec scenarios/orders/migration.mysql.toml` prints without --execute):\n"
     );

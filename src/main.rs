@@ -61,7 +61,9 @@ struct TableArgs {
     /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
     dsn: String,
-    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's database on MySQL).
+    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's
+    /// database on MySQL). Quote parts that hold dots or quotes: '"Sales Dept"."q""t"'
+    /// (backticks on MySQL).
     #[arg(long)]
     table: String,
 }
@@ -71,7 +73,9 @@ struct MigrateArgs {
     /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
     dsn: String,
-    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's database on MySQL).
+    /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's
+    /// database on MySQL). Quote parts that hold dots or quotes: '"Sales Dept"."q""t"'
+    /// (backticks on MySQL).
     #[arg(long, required_unless_present = "spec")]
     table: Option<String>,
     /// ALTER TABLE actions applied verbatim to the shadow table; several statements may be separated by ';'.
@@ -526,7 +530,7 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
         ..RunOptions::default()
     };
     if let Some(path) = &args.spec {
-        return Ok(SpecFile::read(path)?.into_spec(&args.dsn, options));
+        return SpecFile::read(path)?.into_spec(&args.dsn, options);
     }
     let transforms = args
         .transforms
@@ -544,7 +548,7 @@ fn spec_from(args: &MigrateArgs) -> anyhow::Result<MigrationSpec> {
         checks: vec![],
         options,
     };
-    spec.set_table(args.table.as_deref().unwrap_or_default());
+    spec.set_table(args.table.as_deref().unwrap_or_default())?;
     Ok(spec)
 }
 
@@ -665,7 +669,7 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
         checks: vec![],
         options: RunOptions::default(),
     };
-    spec.set_table(&args.table);
+    spec.set_table(&args.table)?;
     let removed = if wraith::dsn::is_mysql(&spec.dsn) {
         wraith::mysql::cleanup_command(&spec).await?
     } else {
@@ -689,9 +693,12 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         .map(|t| Transform::parse(t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let split = |name: &str| -> anyhow::Result<(String, String)> {
-        let (schema, table) = split_table(name);
-        if !mysql || name.contains('.') {
+        let (schema, table) = wraith::plan::split_table_name(name, if mysql { '`' } else { '"' })?;
+        if let Some(schema) = schema {
             return Ok((schema, table));
+        }
+        if !mysql {
+            return Ok(("public".to_string(), table));
         }
         let db = wraith::mysql::conn::opts(&args.dsn)?
             .db_name()
@@ -713,7 +720,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
         (None, Some(s), Some(t)) => {
             let (schema, source) = split(s)?;
-            (schema, source, t.clone())
+            (schema, source, split(t)?.1)
         }
         _ => return Err(bad_input("give --table, or --source and --target")),
     };
@@ -765,13 +772,4 @@ fn dsn_database(dsn: &str) -> String {
         .find_map(|kv| kv.strip_prefix("dbname="))
         .unwrap_or_default()
         .to_string()
-}
-
-fn split_table(name: &str) -> (String, String) {
-    match name.split_once('.') {
-        Some((s, t)) if !s.is_empty() && !t.is_empty() && !name.contains('"') => {
-            (s.to_string(), t.to_string())
-        }
-        _ => ("public".to_string(), name.to_string()),
-    }
 }

@@ -1019,3 +1019,216 @@ async fn my_move_keys(mut c: mysql_async::Conn, stop: Arc<AtomicBool>, moves: Ar
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
+
+// --- 8. Passwords ------------------------------------------------------------
+
+/// Every spelling of a password reaches no message: in the URL's user part (with
+/// a raw `/` too), as `?password=`, as `password = x` or `password='a b'` in a
+/// key/value string, on both engines, in text and JSON logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passwords_are_never_printed() {
+    // Nothing listens on port 1: every run fails to connect, and says where to.
+    let dsns = [
+        "postgres://bob:Sup3rSecret@127.0.0.1:1/app",
+        "postgres://bob:Sup3r/Secret@127.0.0.1:1/app",
+        "postgres://bob@127.0.0.1:1/app?password=Sup3rSecret",
+        "host=127.0.0.1 port=1 user=bob password = Sup3rSecret dbname=app",
+        "host=127.0.0.1 port=1 user=bob password='Sup3r Secret' dbname=app",
+        "mysql://bob:Sup3rSecret@127.0.0.1:1/app",
+        "mysql://bob:Sup3r/Secret@127.0.0.1:1/app",
+        "mysql://bob@127.0.0.1:1/app?password=Sup3rSecret",
+        "mariadb://bob:Sup3rSecret@127.0.0.1:1/app",
+    ];
+    for dsn in dsns {
+        for args in [
+            vec![
+                "migrate",
+                "--dsn",
+                dsn,
+                "--table",
+                "t",
+                "--alter",
+                "x",
+                "--execute",
+            ],
+            vec![
+                "--log-format",
+                "json",
+                "migrate",
+                "--dsn",
+                dsn,
+                "--table",
+                "t",
+                "--alter",
+                "x",
+            ],
+            vec!["cleanup", "--dsn", dsn, "--table", "t"],
+            vec!["verify", "--dsn", dsn, "--table", "t"],
+        ] {
+            let out = wraith_async(args.iter().map(|s| s.to_string()).collect()).await;
+            let printed = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_ne!(out.status.code(), Some(0), "{dsn}: {printed}");
+            for secret in ["Sup3rSecret", "Secret", "Sup3r"] {
+                assert!(
+                    !printed.contains(secret),
+                    "{args:?} printed the password: {printed}"
+                );
+            }
+        }
+    }
+}
+
+// --- 9. Diagnostics -----------------------------------------------------------
+
+/// A prepared transaction holds an XID that no session shows: the dry run warns
+/// that slot creation will wait for it, and the run that times out names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_a_prepared_transaction_blocking_the_slot_is_named() {
+    let db = db_with(wraith::sandbox::PgOptions {
+        extra_conf: vec![("max_prepared_transactions".into(), "5".into())],
+        ..Default::default()
+    })
+    .await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;
+             CREATE TABLE other (id int);",
+        )
+        .await
+        .unwrap();
+    db.client
+        .batch_execute("BEGIN; INSERT INTO other VALUES (1); PREPARE TRANSACTION 'billing-42';")
+        .await
+        .unwrap();
+    let out = migrate_cli(&db.dsn, "t", "ALTER COLUMN v TYPE bigint", &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stdout.contains("'billing-42'") && stdout.contains("ROLLBACK PREPARED"),
+        "{}",
+        show(&out)
+    );
+    let mut opts = execute();
+    opts.slot_create_timeout = Duration::from_secs(1);
+    let err = migrate(spec(&db.dsn, "t", "ALTER COLUMN v TYPE bigint", &[], opts))
+        .await
+        .expect_err("slot creation waits for the prepared transaction");
+    let msg = format!("{err:#}");
+    for needle in [
+        "pg_prepared_xacts",
+        "'billing-42'",
+        "COMMIT PREPARED 'billing-42'",
+    ] {
+        assert!(msg.contains(needle), "{needle}: {msg}");
+    }
+    assert!(leftovers(&db.client).await.is_empty());
+    db.client
+        .batch_execute("ROLLBACK PREPARED 'billing-42'")
+        .await
+        .unwrap();
+}
+
+/// Two roles, each owning a table of the same schema: the second one's runs use
+/// the record of completed migrations the first one created, and a record that
+/// is not shared is refused before anything is built, naming the GRANT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_every_migrating_role_can_use_the_record() {
+    let db = db().await;
+    let a = migrating_role(&db, "mig_a").await;
+    let b = migrating_role(&db, "mig_b").await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE t1 (id int PRIMARY KEY, v int NOT NULL); ALTER TABLE t1 OWNER TO mig_a;
+             CREATE TABLE t2 (id int PRIMARY KEY, v int NOT NULL); ALTER TABLE t2 OWNER TO mig_b;
+             INSERT INTO t1 VALUES (1, 1); INSERT INTO t2 VALUES (1, 1);",
+        )
+        .await
+        .unwrap();
+    let alter = "ALTER COLUMN v TYPE bigint";
+    for (dsn, table) in [(&a, "t1"), (&b, "t2")] {
+        let out = migrate_cli(dsn, table, alter, &["--execute"]).await;
+        assert_eq!(out.status.code(), Some(0), "{table}: {}", show(&out));
+    }
+    let again = migrate_cli(&b, "t2", alter, &["--execute"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already applied"),
+        "{}",
+        show(&again)
+    );
+    // A record created without the grant (by an earlier version of wraith).
+    db.client
+        .batch_execute("REVOKE ALL ON wraith_history FROM PUBLIC")
+        .await
+        .unwrap();
+    let out = migrate_cli(&b, "t2", "ALTER COLUMN v TYPE numeric", &["--execute"]).await;
+    assert_refused(
+        &out,
+        "a record only its creator may use",
+        &["GRANT SELECT, INSERT ON", "mig_a"],
+    );
+    assert!(leftovers(&db.client).await.is_empty());
+}
+
+/// A schema and a table whose names hold a space, a dot and a quote are named
+/// with SQL quoting, for `migrate`, `verify` and `cleanup` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_quoted_table_names() {
+    let db = db().await;
+    db.client
+        .batch_execute(
+            "CREATE SCHEMA \"Sales Dept\";
+             CREATE TABLE \"Sales Dept\".\"q\"\"t.x\" (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO \"Sales Dept\".\"q\"\"t.x\" SELECT g, g FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    let name = "\"Sales Dept\".\"q\"\"t.x\"";
+    let out = migrate_cli(&db.dsn, name, "ALTER COLUMN v TYPE bigint", &["--execute"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(
+        scalar_i64(
+            &db.client,
+            "SELECT count(*) FROM \"Sales Dept\".\"q\"\"t.x\" WHERE pg_typeof(v) = 'bigint'::regtype"
+        )
+        .await,
+        500
+    );
+    let verify = wraith_async(
+        [
+            "verify",
+            "--dsn",
+            &db.dsn,
+            "--source",
+            "\"Sales Dept\".\"_q\"\"t.x_old\"",
+            "--target",
+            "\"q\"\"t.x\"",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert_eq!(verify.status.code(), Some(0), "{}", show(&verify));
+    let cleanup = wraith_async(
+        ["cleanup", "--dsn", &db.dsn, "--table", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    )
+    .await;
+    assert_eq!(cleanup.status.code(), Some(0), "{}", show(&cleanup));
+    let bad = migrate_cli(
+        &db.dsn,
+        "\"Sales Dept\".\"open",
+        "ALTER COLUMN v TYPE bigint",
+        &[],
+    )
+    .await;
+    assert_refused(&bad, "unterminated quote", &["unterminated quote"]);
+}

@@ -21,13 +21,16 @@ async fn orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter() {
         .unwrap();
     orders_mysql::create_mirror(&mut c).await.unwrap();
 
-    let spec = orders_mysql::migration().unwrap().into_spec(
-        &dsn,
-        RunOptions {
-            execute: true,
-            ..RunOptions::default()
-        },
-    );
+    let spec = orders_mysql::migration()
+        .unwrap()
+        .into_spec(
+            &dsn,
+            RunOptions {
+                execute: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
     let outcome = my_migrate(spec).await.expect("the migration runs");
     assert!(matches!(outcome, Outcome::Migrated(..)), "{outcome:?}");
 

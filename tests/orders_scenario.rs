@@ -103,7 +103,13 @@ async fn orders_migration_under_the_scenario_workload() {
         chunk_time: Duration::from_millis(50),
         ..RunOptions::default()
     };
-    let outcome = migrate(orders::migration().unwrap().into_spec(&db.dsn, options)).await;
+    let outcome = migrate(
+        orders::migration()
+            .unwrap()
+            .into_spec(&db.dsn, options)
+            .unwrap(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let wl = load.stop().await;
     let Outcome::Migrated(_, summary) = outcome.expect("migration succeeds") else {
@@ -268,7 +274,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
     let db = db().await;
     orders::load(&db.client, 5_000, 3).await.unwrap();
     let spec: wraith::plan::SpecFile = toml::from_str(orders::CUSTOMERS_MIGRATION).unwrap();
-    migrate(spec.clone().into_spec(&db.dsn, execute()))
+    migrate(spec.clone().into_spec(&db.dsn, execute()).unwrap())
         .await
         .expect("customers migrate");
     let diff = workload::diff_count(
@@ -302,7 +308,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
     )
     .await
     .unwrap();
-    let err = migrate(spec.into_spec(&dup, execute()))
+    let err = migrate(spec.into_spec(&dup, execute()).unwrap())
         .await
         .expect_err("duplicates stop the run");
     assert!(

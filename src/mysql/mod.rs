@@ -412,6 +412,13 @@ impl Backend for MyBackend {
         .await?;
         let mut plan = self.plan(&server, &table, &shape);
         plan.warnings = warnings;
+        if shape.key_order_differs {
+            plan.warnings.push(
+                "the ALTER changes the collation of a key column, so the two tables sort keys \
+                 differently: verification compares them in one range instead of many in parallel"
+                    .to_string(),
+            );
+        }
         if let Some(cp) = resume {
             checkpoint::check_shape(&cp, &plan, &self.names.src())?;
             if self.spec.options.execute {

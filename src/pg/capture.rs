@@ -98,6 +98,7 @@ pub async fn create(
     match created {
         Ok(row) => Ok(row.get(0)),
         Err(e) if sqlstate(&e) == Some("57014") => {
+            let prepared = prepared_transactions(ctrl).await?;
             let blockers = ctrl
                 .query(
                     "SELECT pid, coalesce(state, ''), coalesce(now() - xact_start, '0'::interval)::text, \
@@ -118,13 +119,14 @@ pub async fn create(
                         r.get::<_, String>(3)
                     )
                 })
+                .chain(prepared)
                 .collect();
             Err(anyhow::anyhow!(
                 "creating the replication slot waits for transactions that were open when it started, \
                  and they did not finish within {timeout:?}: {}. End them (or wait for a quieter moment) \
                  and run again",
                 if list.is_empty() {
-                    "none left now".to_string()
+                    "they have all ended since".to_string()
                 } else {
                     list.join("; ")
                 }
@@ -135,6 +137,34 @@ pub async fn create(
             describe(&e)
         )),
     }
+}
+
+/// Prepared transactions (two-phase commit): each holds an XID, so creating a
+/// logical slot waits for it until someone commits or rolls it back, and no
+/// session shows it in `pg_stat_activity`. One line each, with what ends it.
+pub async fn prepared_transactions(c: &Client) -> anyhow::Result<Vec<String>> {
+    Ok(c.query(
+        "SELECT gid, owner::text, database::text, date_trunc('second', now() - prepared)::text \
+             FROM pg_prepared_xacts ORDER BY prepared",
+        &[],
+    )
+    .await
+    .db("listing prepared transactions")?
+    .iter()
+    .map(|r| {
+        let gid: String = r.get(0);
+        format!(
+            "prepared transaction {} (pg_prepared_xacts: database {}, owner {}, prepared {} ago): \
+                 COMMIT PREPARED {} or ROLLBACK PREPARED {} ends it",
+            crate::pg::sql::literal(&gid),
+            r.get::<_, String>(2),
+            r.get::<_, String>(1),
+            r.get::<_, String>(3),
+            crate::pg::sql::literal(&gid),
+            crate::pg::sql::literal(&gid)
+        )
+    })
+    .collect())
 }
 
 /// A resumed run takes up the interrupted run's persistent slot: returns the

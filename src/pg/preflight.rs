@@ -19,6 +19,11 @@ use crate::pg::{checks, cleanup};
 use crate::plan::alter::AlterText;
 use crate::plan::{MigrationSpec, Plan};
 
+/// The plan's note when the ALTER changes the key's collation.
+pub const KEY_ORDER_WARNING: &str = "the ALTER changes the collation of a key column, so the two \
+     tables sort keys differently: copy chunks look for applied rows key by key, and verification \
+     compares the tables in one range instead of many in parallel";
+
 /// Oldest server wraith supports: logical messages in pgoutput need 14.
 const MIN_VERSION: i32 = 140000;
 
@@ -67,6 +72,16 @@ pub async fn run(
     let findings = checks::run(c, names, &table, &spec.checks).await?;
     let mut warnings = deps.warnings.clone();
     warnings.extend(earlier.warning);
+    if shape.key.order_differs() {
+        warnings.push(KEY_ORDER_WARNING.to_string());
+    }
+    // Slot creation would wait for them, up to the slot creation timeout.
+    warnings.extend(
+        crate::pg::capture::prepared_transactions(c)
+            .await?
+            .into_iter()
+            .map(|p| format!("creating the replication slot will wait for {p}")),
+    );
 
     let plan = Plan {
         target: format!("{}.{}", names.schema, names.table),

@@ -2,6 +2,8 @@
 //! control session for the whole run), and a record of completed migrations in
 //! `wraith_history`, written in the swap's own transaction so that it exists if and
 //! only if the swap committed. A rerun of a completed spec finds it and does nothing.
+//! Any role may read and add to the record (it is granted to PUBLIC), so the role
+//! that migrates one table does not lock others out of migrating theirs.
 
 use tokio_postgres::Client;
 
@@ -60,13 +62,27 @@ pub async fn completed(
     fingerprint: &str,
 ) -> anyhow::Result<Option<String>> {
     let history = qualified(&names.schema, HISTORY);
-    let exists: bool = c
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&history])
+    let found = c
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    has_table_privilege(to_regclass($1), 'SELECT') AND has_table_privilege(to_regclass($1), 'INSERT'), \
+                    (SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = to_regclass($1))",
+            &[&history],
+        )
         .await
-        .db("looking for wraith's history")?
-        .get(0);
+        .db("looking for wraith's history")?;
+    let (exists, usable): (bool, Option<bool>) = (found.get(0), found.get(1));
     if !exists {
         return Ok(None);
+    }
+    if usable != Some(true) {
+        // Found before anything is built: the swap writes its record there.
+        let owner: Option<String> = found.get(2);
+        return Err(bad_input(format!(
+            "{history}, where wraith records completed migrations, was created by role {} and this role \
+             cannot read and write it. As its owner: GRANT SELECT, INSERT ON {history} TO PUBLIC",
+            owner.unwrap_or_default()
+        )));
     }
     // The record names the table that the swap put in place: a table recreated or
     // swapped back since is not the migrated one.
@@ -88,9 +104,14 @@ pub async fn completed(
 pub fn record(names: &Names, fingerprint: &str, alter: &str) -> Vec<String> {
     let history = qualified(&names.schema, HISTORY);
     vec![
+        // Every role that may migrate a table of the schema reads and writes it, not
+        // only the one that happened to create it.
         format!(
-            "CREATE TABLE IF NOT EXISTS {history} (table_name text NOT NULL, fingerprint text NOT NULL, \
-             relid oid NOT NULL, alter_text text NOT NULL, finished_at timestamptz NOT NULL DEFAULT now())"
+            "DO $wraith$ BEGIN IF to_regclass({}) IS NULL THEN \
+             CREATE TABLE {history} (table_name text NOT NULL, fingerprint text NOT NULL, \
+             relid oid NOT NULL, alter_text text NOT NULL, finished_at timestamptz NOT NULL DEFAULT now()); \
+             GRANT SELECT, INSERT ON {history} TO PUBLIC; END IF; END $wraith$",
+            literal(&history)
         ),
         format!(
             "INSERT INTO {history} (table_name, fingerprint, relid, alter_text) VALUES ({}, {}, {}::regclass::oid, {})",

@@ -15,5 +15,5 @@ pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};
 pub use report::{Finding, Plan};
 pub use spec::{
     Check, CheckAction, FaultPoints, MigrationSpec, RunOptions, SpecFile, ThrottleOptions,
-    Transform, fnv1a, parse_duration,
+    Transform, fnv1a, parse_duration, split_table_name,
 };

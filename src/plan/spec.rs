@@ -127,7 +127,7 @@ impl SpecFile {
     }
 
     /// The migration it describes, on `dsn`.
-    pub fn into_spec(self, dsn: &str, options: RunOptions) -> MigrationSpec {
+    pub fn into_spec(self, dsn: &str, options: RunOptions) -> anyhow::Result<MigrationSpec> {
         let mut spec = MigrationSpec {
             dsn: dsn.to_string(),
             schema: None,
@@ -143,21 +143,26 @@ impl SpecFile {
             checks: self.checks,
             options,
         };
-        spec.set_table(&self.table);
-        spec
+        spec.set_table(&self.table)?;
+        Ok(spec)
     }
 }
 
 impl MigrationSpec {
-    /// Splits `schema.table` when the user passed a qualified name.
-    pub fn set_table(&mut self, name: &str) {
-        match name.split_once('.') {
-            Some((s, t)) if !s.is_empty() && !t.is_empty() && !name.contains('"') => {
-                self.schema = Some(s.to_string());
-                self.table = t.to_string();
-            }
-            _ => self.table = name.to_string(),
+    /// Sets the table from `--table`: `table`, `schema.table`, or SQL-quoted parts
+    /// (`"Sales Dept"."q""t"`; backticks on MySQL) for names holding dots or quotes.
+    pub fn set_table(&mut self, name: &str) -> anyhow::Result<()> {
+        let quote = if crate::dsn::is_mysql(&self.dsn) {
+            '`'
+        } else {
+            '"'
+        };
+        let (schema, table) = split_table_name(name, quote)?;
+        if schema.is_some() {
+            self.schema = schema;
         }
+        self.table = table;
+        Ok(())
     }
 
     pub fn schema(&self) -> &str {
@@ -187,6 +192,71 @@ impl MigrationSpec {
                 (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
             });
         format!("{h:016x}")
+    }
+}
+
+/// `[schema.]table` as (schema, table). Unquoted parts are taken as written;
+/// a part in `quote`s may hold dots, and a doubled quote stands for one.
+pub fn split_table_name(name: &str, quote: char) -> anyhow::Result<(Option<String>, String)> {
+    let bad = |why: &str| {
+        bad_input(format!(
+            "--table {name:?} {why}: give table, schema.table, or quote the parts that hold dots \
+             or quotes ({quote}Sales Dept{quote}.{quote}q{quote}{quote}t{quote})"
+        ))
+    };
+    if !name.contains(quote) {
+        return Ok(match name.split_once('.') {
+            Some((s, t)) if !s.is_empty() && !t.is_empty() => (Some(s.to_string()), t.to_string()),
+            _ if name.is_empty() => return Err(bad("is empty")),
+            _ => (None, name.to_string()),
+        });
+    }
+    let mut parts = Vec::new();
+    let mut chars = name.trim().chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&quote) {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some(c) if c == quote && chars.peek() == Some(&quote) => {
+                        chars.next();
+                        part.push(quote);
+                    }
+                    Some(c) if c == quote => break,
+                    Some(c) => part.push(c),
+                    None => return Err(bad("has an unterminated quote")),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                if c == quote {
+                    return Err(bad("has a quote inside an unquoted name"));
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return Err(bad("has an empty part"));
+        }
+        parts.push(part);
+        match chars.next() {
+            None => break,
+            Some('.') => {}
+            Some(_) => return Err(bad("has text after a quoted part")),
+        }
+    }
+    match parts.len() {
+        1 => Ok((None, parts.remove(0))),
+        2 => {
+            let table = parts.remove(1);
+            Ok((Some(parts.remove(0)), table))
+        }
+        _ => Err(bad("has more than two parts")),
     }
 }
 
@@ -385,11 +455,30 @@ mod tests {
             checks: vec![],
             options: RunOptions::default(),
         };
-        s.set_table("sales.orders");
+        s.set_table("sales.orders").unwrap();
         assert_eq!((s.schema(), s.table.as_str()), ("sales", "orders"));
         s.schema = None;
-        s.set_table("orders");
+        s.set_table("orders").unwrap();
         assert_eq!((s.schema(), s.table.as_str()), ("public", "orders"));
+        s.set_table("\"Sales Dept\".\"q\"\"t.x\"").unwrap();
+        assert_eq!((s.schema(), s.table.as_str()), ("Sales Dept", "q\"t.x"));
+        s.schema = None;
+        s.set_table("\"a.b\"").unwrap();
+        assert_eq!((s.schema(), s.table.as_str()), ("public", "a.b"));
+        for bad in [
+            "\"open",
+            "a\"b",
+            "\"a\"x",
+            "a.b.c\"",
+            "\"a\".\"b\".\"c\"",
+            "",
+            "\"\"",
+        ] {
+            assert!(s.set_table(bad).is_err(), "{bad:?}");
+        }
+        s.dsn = "mysql://u@h/db".into();
+        s.set_table("`app`.`my``t`").unwrap();
+        assert_eq!((s.schema(), s.table.as_str()), ("app", "my`t"));
     }
 
     #[test]
@@ -409,7 +498,8 @@ mod tests {
                     execute,
                     ..RunOptions::default()
                 },
-            );
+            )
+            .unwrap();
             s.dsn = format!("{execute}");
             s.fingerprint()
         };

@@ -58,7 +58,7 @@ pub fn spec(
         checks: vec![],
         options,
     };
-    s.set_table(table);
+    s.set_table(table).expect("a valid table name");
     s
 }
 
