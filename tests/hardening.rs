@@ -807,26 +807,13 @@ async fn mariadb_ddl_during_the_run_is_never_lost() {
     )
     .await
     .unwrap();
-    let other = db.dsn("app");
     let mut opts = execute();
-    opts.fault_points = FaultPoints(Some(Arc::new(move |point| {
-        let other = other.clone();
-        Box::pin(async move {
-            if point != "before-verify" {
-                return;
-            }
-            let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&other).unwrap())
-                .await
-                .unwrap();
-            c.query_drop(
-                "CREATE INDEX t_v ON t (v);
-                 CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v;
-                 ALTER TABLE child ADD CONSTRAINT child_t FOREIGN KEY (t_id) REFERENCES t (id);",
-            )
-            .await
-            .unwrap();
-        })
-    })));
+    opts.fault_points = my_ddl_before_verify(
+        db.dsn("app"),
+        "CREATE INDEX t_v ON t (v);
+         CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v;
+         ALTER TABLE child ADD CONSTRAINT child_t FOREIGN KEY (t_id) REFERENCES t (id);",
+    );
     let err = my_migrate(spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], opts))
         .await
         .expect_err("the swap must not lose the DDL");
@@ -846,7 +833,42 @@ async fn mariadb_ddl_during_the_run_is_never_lost() {
         .unwrap()
         .unwrap();
     assert_eq!(v_type, "int");
+
+    // A foreign key from a table of another database, which is looked for right
+    // before the lock rather than under it.
+    c.query_drop(
+        "CREATE TABLE t2 (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t2 VALUES (1, 1);
+         CREATE DATABASE other; CREATE TABLE other.kid (id int PRIMARY KEY, t2_id int NOT NULL);",
+    )
+    .await
+    .unwrap();
+    let mut opts = execute();
+    opts.fault_points = my_ddl_before_verify(
+        db.dsn("app"),
+        "ALTER TABLE other.kid ADD CONSTRAINT kid_t2 FOREIGN KEY (t2_id) REFERENCES app.t2 (id)",
+    );
+    let err = my_migrate(spec(&dsn, "t2", "MODIFY v bigint NOT NULL", &[], opts))
+        .await
+        .expect_err("the swap must not lose the foreign key");
+    assert!(format!("{err:#}").contains("kid_t2"), "{err:#}");
+    assert!(!my_tables(&mut c).await.iter().any(|t| t.contains("wraith")));
     db.stop().await;
+}
+
+/// Runs `sql` on another session when the migration reaches verification.
+fn my_ddl_before_verify(dsn: String, sql: &'static str) -> FaultPoints {
+    FaultPoints(Some(Arc::new(move |point| {
+        let dsn = dsn.clone();
+        Box::pin(async move {
+            if point != "before-verify" {
+                return;
+            }
+            let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&dsn).unwrap())
+                .await
+                .unwrap();
+            c.query_drop(sql).await.unwrap();
+        })
+    })))
 }
 
 /// A key in `utf8mb4_general_ci` (`x00001 < X00002 < x00003`...) that the ALTER

@@ -3,7 +3,8 @@
 //! comments), the table's triggers (they stay with the old table at a RENAME) and
 //! the foreign keys of other tables that reference it (InnoDB re-points them at
 //! the old table). Read in preflight and again while the cutover's lock keeps
-//! every other session's DDL out. Grants and views bind by name and follow the
+//! every other session's DDL out (see [`read_other_databases`] for the one part
+//! read just before it). Grants and views bind by name and follow the
 //! swap by themselves.
 
 use mysql_async::Conn;
@@ -46,20 +47,35 @@ pub async fn read(c: &mut Conn, names: &Names) -> anyhow::Result<Definition> {
                 )
             }),
     );
-    let referencing: Vec<(String, String, String)> = c
+    lines.extend(referencing(c, names, "=").await?);
+    Ok(Definition::new(lines))
+}
+
+/// Foreign keys of tables in other databases that reference the table. Finding
+/// them scans the definition of every table on the server, too slow to do while
+/// the cutover's lock blocks the application: they are compared right before it
+/// (a key created in the milliseconds until the lock is granted is not seen).
+pub async fn read_other_databases(c: &mut Conn, names: &Names) -> anyhow::Result<Definition> {
+    Ok(Definition::new(referencing(c, names, "<>").await?))
+}
+
+/// Foreign keys referencing the table from tables whose database is (`=`) or is
+/// not (`<>`) the table's own; a filter on the database keeps the first fast.
+async fn referencing(c: &mut Conn, names: &Names, op: &str) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String, String, String)> = c
         .exec(
-            "SELECT CONSTRAINT_NAME, CONSTRAINT_SCHEMA, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
-             WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?",
-            (&names.schema, &names.table),
+            format!(
+                "SELECT CONSTRAINT_NAME, CONSTRAINT_SCHEMA, TABLE_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA {op} ? AND UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?"
+            ),
+            (&names.schema, &names.schema, &names.table),
         )
         .await
         .my("reading the foreign keys that reference the table")?;
-    lines.extend(
-        referencing
-            .into_iter()
-            .map(|(name, schema, table)| format!("foreign key {name} of {schema}.{table}")),
-    );
-    Ok(Definition::new(lines))
+    Ok(rows
+        .into_iter()
+        .map(|(name, schema, table)| format!("foreign key {name} of {schema}.{table}"))
+        .collect())
 }
 
 /// A `SHOW CREATE TABLE` line without `AUTO_INCREMENT=n`, which every insert moves.

@@ -68,6 +68,8 @@ pub struct MyBackend {
     table: OnceLock<Table>,
     /// The table's definition as preflight read it: the swap happens only over it.
     definition: OnceLock<crate::engine::definition::Definition>,
+    /// Foreign keys from other databases to the table, as preflight read them.
+    referenced_from: OnceLock<crate::engine::definition::Definition>,
     shape: OnceLock<Shape>,
     reader: OnceLock<capture::Reader>,
     verifier: OnceLock<verify::Verifier>,
@@ -115,6 +117,7 @@ impl MyBackend {
             server: OnceLock::new(),
             table: OnceLock::new(),
             definition: OnceLock::new(),
+            referenced_from: OnceLock::new(),
             shape: OnceLock::new(),
             reader: OnceLock::new(),
             verifier: OnceLock::new(),
@@ -400,6 +403,9 @@ impl Backend for MyBackend {
         let _ = self
             .definition
             .set(definition::read(&mut ctrl, &self.names).await?);
+        let _ = self
+            .referenced_from
+            .set(definition::read_other_databases(&mut ctrl, &self.names).await?);
         let (warnings, resume) = self.leftovers(&mut ctrl).await?;
         let shape = shadow::build(
             &mut ctrl,
@@ -612,6 +618,11 @@ impl Backend for MyBackend {
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
+        if let Some(before) = self.referenced_from.get() {
+            let mut ctrl = take(&self.s.ctrl, "control").await?;
+            let now = definition::read_other_databases(&mut ctrl, &self.names).await?;
+            before.ensure_unchanged(&now, &self.names.src())?;
+        }
         let sentry = self.flavor() == Flavor::MariaDb;
         if sentry {
             take(&self.s.ctrl, "control")
