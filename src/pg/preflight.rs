@@ -20,7 +20,7 @@ use crate::plan::alter::AlterText;
 use crate::plan::{MigrationSpec, Plan};
 
 /// The plan's note when the ALTER changes the key's collation.
-pub const KEY_ORDER_WARNING: &str = "the ALTER changes the collation of a key column, so the two \
+const KEY_ORDER_WARNING: &str = "the ALTER changes the collation of a key column, so the two \
      tables sort keys differently: copy chunks look for applied rows key by key, and verification \
      compares the tables in one range instead of many in parallel";
 

@@ -268,21 +268,7 @@ pub async fn build(
         .iter()
         .map(|k| mapping.carried_name(k).unwrap_or(k).to_string())
         .collect();
-    let key = KeyCols {
-        source: table.key.clone(),
-        shadow_collations: shadow_key
-            .iter()
-            .map(|k| {
-                after
-                    .iter()
-                    .find(|a| &a.name == k)
-                    .and_then(|a| a.collation.clone())
-            })
-            .collect(),
-        shadow: shadow_key,
-        types: table.key_types.clone(),
-        collations: table.key_collations.clone(),
-    };
+    let key = KeyCols::new(table, shadow_key, &after);
     let uniques = unique_indexes(c, &shadow, &key.shadow).await?;
     let mut sql = RowSql::build(&names.src(), &shadow, &key, &mapping, &uniques);
     // Parsing every statement now turns a bad transform or key change into a

@@ -4,6 +4,7 @@
 //! DDL (comments) where [`literal`] quotes them. Keys travel as text and are cast
 //! back to the key column's type on the server (`$1::text[]::integer[]`).
 
+use crate::pg::catalog::{Column, Table};
 use crate::plan::Mapping;
 
 /// `"name"`, with embedded quotes doubled.
@@ -168,6 +169,25 @@ pub struct KeyCols {
 }
 
 impl KeyCols {
+    /// The key of `table`, named `shadow` in a table with `shadow_columns`.
+    pub fn new(table: &Table, shadow: Vec<String>, shadow_columns: &[Column]) -> KeyCols {
+        KeyCols {
+            source: table.key.clone(),
+            shadow_collations: shadow
+                .iter()
+                .map(|k| {
+                    shadow_columns
+                        .iter()
+                        .find(|c| &c.name == k)
+                        .and_then(|c| c.collation.clone())
+                })
+                .collect(),
+            shadow,
+            types: table.key_types.clone(),
+            collations: table.key_collations.clone(),
+        }
+    }
+
     fn len(&self) -> usize {
         self.source.len()
     }

@@ -373,22 +373,7 @@ pub async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifi
             None => skipped.push(col.name.clone()),
         }
     }
-    let key = KeyCols {
-        source: source.key.clone(),
-        shadow: source.key.clone(),
-        types: source.key_types.clone(),
-        collations: source.key_collations.clone(),
-        shadow_collations: source
-            .key
-            .iter()
-            .map(|k| {
-                target
-                    .iter()
-                    .find(|c| &c.name == k)
-                    .and_then(|c| c.collation.clone())
-            })
-            .collect(),
-    };
+    let key = KeyCols::new(&source, source.key.clone(), &target);
     Ok((
         Verifier::new(dsn, qualified(&t.schema, &t.source), target_q, key, pairs),
         skipped,
