@@ -558,38 +558,35 @@ async fn write_batch(
     sql: &RowSql,
     batch: &[Key],
 ) -> Result<Written, mysql_async::Error> {
-    if sql.uniques.is_empty() {
-        // The last batch is padded so the statements stay the same.
-        let mut values: Vec<Value> = Vec::with_capacity(APPLY_BATCH * sql.key_src.len());
-        for i in 0..APPLY_BATCH {
-            let k = batch.get(i).unwrap_or(&batch[batch.len() - 1]);
-            values.extend(k.iter().map(|v| Value::from(v.as_str())));
-        }
-        c.exec_drop(
-            sql.apply_delete(APPLY_BATCH),
-            Params::Positional(values.clone()),
+    // Key lists are padded to a multiple of APPLY_BATCH (the last key repeated) so
+    // the statements, and their prepared forms, stay few.
+    let padded = |keys: &[Key], times: usize| {
+        let n = keys.len().div_ceil(APPLY_BATCH) * APPLY_BATCH;
+        let one: Vec<Value> = (0..n)
+            .flat_map(|i| {
+                let k = keys.get(i).unwrap_or(&keys[keys.len() - 1]);
+                k.iter().map(|v| Value::from(v.as_str()))
+            })
+            .collect();
+        (
+            n,
+            Params::Positional((0..times).flat_map(|_| one.clone()).collect()),
         )
-        .await?;
-        c.exec_drop(sql.apply_insert(APPLY_BATCH), Params::Positional(values))
-            .await?;
+    };
+    if sql.uniques.is_empty() {
+        let (n, params) = padded(batch, 1);
+        c.exec_drop(sql.apply_delete(n), params.clone()).await?;
+        c.exec_drop(sql.apply_insert(n), params).await?;
         return Ok(Written::Done);
     }
-    let params = |keys: &[Key], times: usize| {
-        let one: Vec<Value> = keys
-            .iter()
-            .flat_map(|k| k.iter().map(|v| Value::from(v.as_str())))
-            .collect();
-        Params::Positional((0..times).flat_map(|_| one.clone()).collect())
-    };
     let mut keys: Vec<Key> = batch.to_vec();
     for _ in 0..CONFLICT_ROUNDS {
-        c.exec_drop(sql.apply_delete(keys.len()), params(&keys, 1))
-            .await?;
+        let (n, params) = padded(&keys, 1);
+        c.exec_drop(sql.apply_delete(n), params).await?;
         let mut older: Vec<Key> = Vec::new();
         for u in &sql.uniques {
-            let rows: Vec<Row> = c
-                .exec(sql.conflicting(u, keys.len()), params(&keys, 2))
-                .await?;
+            let (n, params) = padded(&keys, 2);
+            let rows: Vec<Row> = c.exec(sql.conflicting(u, n), params).await?;
             for r in &rows {
                 let Ok(k) = row_key(r, sql.key_dst.len()) else {
                     continue;
@@ -604,14 +601,14 @@ async fn write_batch(
         }
         keys.extend(older);
     }
-    c.exec_drop(sql.apply_insert(keys.len()), params(&keys, 1))
-        .await?;
+    let (n, params) = padded(&keys, 1);
+    c.exec_drop(sql.apply_insert(n), params.clone()).await?;
     // Each row the REPLACE removed counts once more in the affected rows.
     let affected = c.affected_rows();
     let read = match records(&c.info()) {
         Some(r) => r,
         None => c
-            .exec_first::<u64, _, _>(sql.count_source(keys.len()), params(&keys, 1))
+            .exec_first::<u64, _, _>(sql.count_source(n), params)
             .await?
             .unwrap_or(0),
     };
