@@ -4,14 +4,15 @@
 
 use std::time::Duration;
 
-use wraith::bench::report::{BenchConfig, BenchEngine, BenchScenario, run};
+use wraith::Engine;
+use wraith::bench::report::{BenchConfig, BenchScenario, run};
 
 fn main() -> anyhow::Result<()> {
     if !std::env::args().any(|a| a == "--bench") {
         return Ok(());
     }
     tokio::runtime::Runtime::new()?.block_on(run(BenchConfig {
-        engine: BenchEngine::Postgres,
+        engine: Engine::Postgres,
         scenario: BenchScenario::Orders,
         rows: 100_000,
         tps: 500,

@@ -21,14 +21,14 @@ pub const COMMANDS: &str =
 
 /// The default socket of a migration: one per server, database and table (the
 /// hash tells apart servers whose databases share a name).
-pub fn default_socket(dsn: &str, database: &str, table: &str) -> PathBuf {
+pub fn default_socket(dsn: &crate::dsn::Dsn, database: &str, table: &str) -> PathBuf {
     let clean = |s: &str| -> String {
         s.chars()
             .take(40)
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect()
     };
-    let server = fnv1a(&crate::dsn::redacted(dsn));
+    let server = fnv1a(&dsn.to_string());
     std::env::temp_dir().join(format!(
         "wraith-{}-{}-{server:08x}.sock",
         clean(database),

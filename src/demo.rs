@@ -3,47 +3,83 @@
 //! for row against a mirror at the end.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use crate::Engine;
 use crate::bench::workload::{self, Workload, WorkloadStats};
+use crate::dsn::Dsn;
+use crate::engine::RunContext;
 use crate::engine::migration::Outcome;
 use crate::engine::progress::Reporter;
-use crate::engine::{self, Backend, Stats};
-use crate::pg::PgBackend;
+use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
 use crate::plan::{MigrationSpec, Plan, RunOptions};
-use crate::sandbox::PgSandbox;
+use crate::sandbox::Scratch;
 use crate::scenario::orders;
 
 /// Options of `wraith demo`.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
+    /// The scratch server's engine (with `dsn`, the DSN decides).
+    pub engine: Engine,
     /// Orders to generate.
     pub rows: i64,
     /// Workload transactions per second.
     pub tps: u64,
     /// Use this database instead of a scratch server (it must not hold the scenario's tables).
-    pub dsn: Option<String>,
+    pub dsn: Option<Dsn>,
     /// Leave the scratch server running at the end.
     pub keep: bool,
     /// Load the scenario with its dirt (see [`orders::add_dirt`]).
     pub dirty: bool,
 }
 
-/// The orders migration on a scratch PostgreSQL (or `--dsn`), under the scenario's
+/// The orders migration on a scratch server (or `--dsn`), under the scenario's
 /// workload, checked against the mirror at the end.
 pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
-    let (pg, dsn) = match &cfg.dsn {
+    let engine = cfg.dsn.as_ref().map_or(cfg.engine, Engine::of);
+    if engine == Engine::MySql && cfg.dirty {
+        return Err(bad_input(
+            "--dirty shows the orders scenario's dirt: PostgreSQL only",
+        ));
+    }
+    let (server, dsn) = match &cfg.dsn {
         Some(dsn) => (None, dsn.clone()),
         None => {
-            println!("Starting a scratch PostgreSQL (wal_level=logical)...");
-            let pg = PgSandbox::start().await?;
-            let dsn = pg.create_database("demo").await?;
-            (Some(pg), dsn)
+            let server = Scratch::start(engine).await?;
+            let dsn = server.create_database("demo").await?;
+            (Some(server), dsn)
         }
     };
-    let c = conn::connect(&dsn, "demo").await?;
+    let checked = match engine {
+        Engine::Postgres => run_postgres(&cfg, &dsn).await,
+        Engine::MySql => run_mariadb(&cfg, &dsn).await,
+    };
+    match server {
+        Some(server) if cfg.keep => {
+            println!(
+                "\nThe server keeps running: {}  (stop it with Ctrl-C)",
+                server.client_command("demo")
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            server.stop().await;
+        }
+        Some(server) => server.stop().await,
+        None => {}
+    }
+    checked
+}
+
+/// A dry run: the plan `wraith migrate` prints without `--execute`.
+async fn plan(spec: &MigrationSpec) -> anyhow::Result<Outcome> {
+    let opts = RunOptions::for_engine(Engine::of(&spec.dsn));
+    let cx = RunContext::new(&opts);
+    Engine::migrate(spec.clone(), opts, cx).await
+}
+
+async fn run_postgres(cfg: &DemoConfig, dsn: &Dsn) -> anyhow::Result<()> {
+    let c = conn::connect(dsn, "demo").await?;
     let rows = cfg.rows;
     println!(
         "Loading the orders scenario: {rows} orders, {} customers (and a mirror the workload also writes)...",
@@ -59,28 +95,11 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
     }
     orders::create_mirror(&c).await?;
 
-    let options = RunOptions {
-        execute: true,
-        ..RunOptions::default()
-    };
-    let spec = orders::migration()?.into_spec(&dsn, options.clone())?;
+    let spec = orders::migration()?.into_spec(dsn)?;
     println!(
         "\nPlan (what `wraith migrate --spec scenarios/orders/migration.toml` prints without --execute):\n"
     );
-    let dry = MigrationSpec {
-        options: RunOptions::default(),
-        ..spec.clone()
-    };
-    let dry_run = || async {
-        engine::run(
-            Arc::new(PgBackend::connect(dry.clone()).await?),
-            RunOptions::default(),
-            Arc::new(Stats::default()),
-            Arc::new(AtomicBool::new(false)),
-        )
-        .await
-    };
-    let planned = match dry_run().await {
+    let planned = match plan(&spec).await {
         Err(refused) if cfg.dirty => {
             println!("wraith refuses, and changes nothing: {refused:#}\n");
             println!(
@@ -94,7 +113,7 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
                 println!("  {t}: {n} orders re-rooted");
             }
             println!("\nThe plan, again:\n");
-            dry_run().await?
+            plan(&spec).await?
         }
         other => other?,
     };
@@ -102,10 +121,9 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         println!("{plan}");
     }
 
-    let backend = PgBackend::connect(spec).await?;
     announce_workload(cfg.tps);
-    let load = Workload::start(workload::orders_workload(&dsn, rows, 4, cfg.tps)).await?;
-    let (plan, wl) = migrate_under_load(backend, options, load).await?;
+    let load = Workload::start(workload::orders_workload(dsn.expose(), rows, 4, cfg.tps)).await?;
+    let (plan, wl) = migrate_under_load(spec, load).await?;
     if !plan.findings.is_empty() {
         println!(
             "data checks (source rows at preflight):\n{}",
@@ -113,17 +131,7 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         );
     }
     let diff = workload::diff_count(&c, orders::EXPECTED, orders::ACTUAL).await?;
-    let checked = verdict("orders", &wl, diff as u64);
-    match pg {
-        Some(pg) if cfg.keep => {
-            println!("\nThe server keeps running: psql '{dsn}'  (stop it with Ctrl-C)");
-            let _ = tokio::signal::ctrl_c().await;
-            pg.stop().await;
-        }
-        Some(pg) => pg.stop().await,
-        None => {}
-    }
-    checked
+    verdict("orders", &wl, diff as u64)
 }
 
 fn announce_workload(tps: u64) {
@@ -134,22 +142,19 @@ fn announce_workload(tps: u64) {
 
 /// Migrates with progress while `load` writes, lets the application write on a
 /// little after the swap, stops the workload and prints the summary.
-async fn migrate_under_load<B: Backend>(
-    backend: B,
-    options: RunOptions,
+async fn migrate_under_load(
+    spec: MigrationSpec,
     load: Workload,
 ) -> anyhow::Result<(Plan, Arc<WorkloadStats>)> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     println!("Migrating while the workload runs...\n");
-    let stats = Arc::new(Stats::default());
-    let reporter = Reporter::start(stats.clone());
-    let outcome = engine::run(
-        Arc::new(backend),
-        options,
-        stats,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await;
+    let opts = RunOptions {
+        execute: true,
+        ..RunOptions::for_engine(Engine::of(&spec.dsn))
+    };
+    let cx = RunContext::new(&opts);
+    let reporter = Reporter::start(cx.stats.clone());
+    let outcome = Engine::migrate(spec, opts, cx).await;
     reporter.finish().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped = load.stop().await;
@@ -178,23 +183,13 @@ fn verdict(table: &str, load: &WorkloadStats, differ: u64) -> anyhow::Result<()>
 }
 
 /// `wraith demo --engine mariadb`: the orders normalization in MySQL types
-/// (`scenarios/orders/migration.mysql.toml`) on a scratch MariaDB (or `--dsn`),
-/// under the scenario's workload with a mirror, checked row for row at the end.
-pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
+/// (`scenarios/orders/migration.mysql.toml`), under the scenario's workload with
+/// a mirror, checked row for row at the end.
+async fn run_mariadb(cfg: &DemoConfig, dsn: &Dsn) -> anyhow::Result<()> {
     use crate::bench::mysql_workload as wl;
-    use crate::sandbox::MariaDbSandbox;
     use crate::scenario::orders_mysql;
 
-    let (server, dsn) = match &cfg.dsn {
-        Some(dsn) => (None, dsn.clone()),
-        None => {
-            println!("Starting a scratch MariaDB (binary log ROW, full row images)...");
-            let db = MariaDbSandbox::start().await?;
-            let dsn = db.create_database("demo").await?;
-            (Some(db), dsn)
-        }
-    };
-    let mut c = crate::mysql::conn::connect(&dsn, "demo").await?;
+    let mut c = crate::mysql::conn::connect(dsn, "demo").await?;
     let rows = cfg.rows;
     println!(
         "Loading the orders scenario in MySQL types: {rows} orders, {} customers (and a mirror the workload also writes)...",
@@ -202,49 +197,16 @@ pub async fn run_mariadb(cfg: DemoConfig) -> anyhow::Result<()> {
     );
     orders_mysql::load(&mut c, rows, 1).await?;
     orders_mysql::create_mirror(&mut c).await?;
-    let spec = orders_mysql::migration()?.into_spec(
-        &dsn,
-        RunOptions {
-            execute: true,
-            chunk_time: crate::mysql::DEFAULT_CHUNK_TIME,
-            ..RunOptions::default()
-        },
-    )?;
+    let spec = orders_mysql::migration()?.into_spec(dsn)?;
     println!(
         "\nPlan (what `wraith migrate --spec scenarios/orders/migration.mysql.toml` prints without --execute):\n"
     );
-    let dry = MigrationSpec {
-        options: RunOptions::default(),
-        ..spec.clone()
-    };
-    let planned = engine::run(
-        Arc::new(crate::mysql::MyBackend::connect(dry).await?),
-        RunOptions::default(),
-        Arc::new(Stats::default()),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await?;
-    if let Outcome::Planned(plan) = planned {
+    if let Outcome::Planned(plan) = plan(&spec).await? {
         println!("{plan}");
     }
-    let options = spec.options.clone();
-    let backend = crate::mysql::MyBackend::connect(spec).await?;
     announce_workload(cfg.tps);
-    let load = wl::start(workload::orders_workload(&dsn, rows, 4, cfg.tps)).await?;
-    let (_, stopped) = migrate_under_load(backend, options, load).await?;
+    let load = wl::start(workload::orders_workload(dsn.expose(), rows, 4, cfg.tps)).await?;
+    let (_, stopped) = migrate_under_load(spec, load).await?;
     let differing = wl::diff(&mut c, orders_mysql::EXPECTED, orders_mysql::ACTUAL).await?;
-    let checked = verdict("orders", &stopped, differing.len() as u64);
-    match server {
-        Some(db) if cfg.keep => {
-            println!(
-                "\nThe server keeps running: mariadb -h127.0.0.1 -P{} -uroot demo  (stop it with Ctrl-C)",
-                db.port()
-            );
-            let _ = tokio::signal::ctrl_c().await;
-            db.stop().await;
-        }
-        Some(db) => db.stop().await,
-        None => {}
-    }
-    checked
+    verdict("orders", &stopped, differing.len() as u64)
 }

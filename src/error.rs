@@ -28,14 +28,11 @@ pub struct Stopped(pub String);
 #[error("{0} (the connection to the server was lost)")]
 pub struct ConnectionLost(pub String);
 
-/// The error, or one of its causes, is a lost connection.
+/// The error, or one of its causes, is a lost connection (each backend turns its
+/// driver's lost-connection errors into [`ConnectionLost`]).
 pub fn is_connection_lost(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.is::<ConnectionLost>()
-            || e.is::<std::io::Error>()
-            || e.downcast_ref::<tokio_postgres::Error>()
-                .is_some_and(crate::pg::conn::is_lost)
-    })
+    err.chain()
+        .any(|e| e.is::<ConnectionLost>() || e.is::<std::io::Error>())
 }
 
 /// Builds a [`BadInput`] error.

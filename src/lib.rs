@@ -7,18 +7,24 @@
 //! - [`mysql`]: the MySQL/MariaDB backend (preflight, binary log capture, apply, sentry cutover).
 //! - [`verify`]: checksums of key ranges, narrowed to the keys that differ.
 //! - [`ctl`]: the control socket of a running migration and the `wraith ctl` client.
-//! - [`dsn`]: connection strings, shown without their passwords.
+//! - [`dsn`]: connection strings, parsed once and shown without their passwords.
+//! - [`database`]: the [`Engine`] a DSN names and what differs by engine outside the phases.
+//! - [`key`]: keys and key ranges, shared by every part.
 //! - [`sandbox`]: throwaway database servers for tests, the demo and benchmarks.
 
 pub mod bench;
 pub mod ctl;
+pub mod database;
 pub mod demo;
 pub mod dsn;
 pub mod engine;
 pub mod error;
+pub mod key;
 pub mod mysql;
 pub mod pg;
 pub mod plan;
 pub mod sandbox;
 pub mod scenario;
 pub mod verify;
+
+pub use database::Engine;

@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use common::*;
 use tokio_postgres::Client;
+use wraith::Engine;
+use wraith::engine::faults::Point;
 use wraith::engine::migration::Outcome;
-use wraith::engine::{self, ApplyOn, Backend, KeyRange, Phase, Stats};
+use wraith::engine::{ApplyOn, Backend, Phase, Stats};
 use wraith::error::exit_code;
+use wraith::key::KeyRange;
 use wraith::pg::PgBackend;
-use wraith::plan::{FaultPoints, MigrationSpec};
 
 fn key(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| p.to_string()).collect()
@@ -167,18 +169,13 @@ async fn pg_row_level_security_never_hides_rows() {
 }
 
 /// Starts a PostgreSQL migration in the background, with `stats` to watch it.
-async fn start_pg(
-    spec: MigrationSpec,
-    stats: Arc<Stats>,
-) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-    let opts = spec.options.clone();
-    let backend = Arc::new(PgBackend::connect(spec).await.unwrap());
-    tokio::spawn(engine::run(
-        backend,
-        opts,
-        stats,
-        Arc::new(AtomicBool::new(false)),
-    ))
+async fn start_pg(job: Job, stats: Arc<Stats>) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
+    tokio::spawn(migrate_with(job, stats))
+}
+
+/// The PostgreSQL backend of `job`, connected, for driving its steps by hand.
+async fn pg_backend(job: Job) -> anyhow::Result<PgBackend> {
+    PgBackend::connect(job.spec.clone(), job.backend_options()).await
 }
 
 async fn wait_for(ok: impl Fn() -> bool, what: &str) {
@@ -335,7 +332,7 @@ async fn pg_exclusion_constraints_are_kept_and_older_versions_do_not_conflict() 
         )
         .await
         .unwrap();
-    let b = PgBackend::connect(spec(
+    let b = pg_backend(spec(
         &db.dsn,
         "booking",
         "ALTER COLUMN room TYPE bigint",
@@ -409,7 +406,7 @@ async fn pg_keys_compare_in_their_own_collation() {
         )
         .await
         .unwrap();
-    let b = PgBackend::connect(spec(
+    let b = pg_backend(spec(
         &db.dsn,
         "k",
         "ALTER COLUMN v TYPE bigint",
@@ -438,7 +435,7 @@ async fn pg_keys_compare_in_their_own_collation() {
     // The ALTER gives the key another collation: a key applied before its chunk is
     // copied is skipped by the chunk, and the whole run verifies.
     let alter = "ALTER COLUMN k TYPE text COLLATE \"C\"";
-    let b = PgBackend::connect(spec(&db.dsn, "k", alter, &[], execute()))
+    let b = pg_backend(spec(&db.dsn, "k", alter, &[], execute()))
         .await
         .unwrap();
     b.preflight().await.expect("preflight");
@@ -503,7 +500,7 @@ async fn pg_older_versions_never_conflict_on_a_unique_key() {
         .await
         .unwrap();
     let alter = "ALTER COLUMN v TYPE bigint";
-    let b = PgBackend::connect(spec(&db.dsn, "u", alter, &[], execute()))
+    let b = pg_backend(spec(&db.dsn, "u", alter, &[], execute()))
         .await
         .unwrap();
     b.preflight().await.expect("preflight");
@@ -702,33 +699,21 @@ async fn pg_ddl_during_the_run_is_never_lost() {
         )
         .await
         .unwrap();
-    let dsn = db.dsn.clone();
-    let mut opts = execute();
-    opts.fault_points = FaultPoints(Some(Arc::new(move |point| {
-        let dsn = dsn.clone();
-        Box::pin(async move {
-            if point != "before-verify" {
-                return;
-            }
-            let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            c.batch_execute(
-                "GRANT SELECT ON t TO app_ro;
-                 CREATE INDEX t_v ON t (v);
-                 CREATE TRIGGER t_audit BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION t_audit();
-                 ALTER TABLE t ADD CONSTRAINT t_v_positive CHECK (v > 0);
-                 COMMENT ON COLUMN t.v IS 'the value';
-                 ALTER TABLE t ADD COLUMN note text;",
-            )
-            .await
-            .unwrap();
-        })
-    })));
-    let err = migrate(spec(&db.dsn, "t", "ALTER COLUMN v TYPE bigint", &[], opts))
-        .await
-        .expect_err("the swap must not lose the DDL");
+    let faults = sql_at(
+        Point::BeforeVerify,
+        &db.dsn,
+        "GRANT SELECT ON t TO app_ro;
+         CREATE INDEX t_v ON t (v);
+         CREATE TRIGGER t_audit BEFORE UPDATE ON t FOR EACH ROW EXECUTE FUNCTION t_audit();
+         ALTER TABLE t ADD CONSTRAINT t_v_positive CHECK (v > 0);
+         COMMENT ON COLUMN t.v IS 'the value';
+         ALTER TABLE t ADD COLUMN note text;",
+    );
+    let err = migrate(
+        spec(&db.dsn, "t", "ALTER COLUMN v TYPE bigint", &[], execute()).with_faults(faults),
+    )
+    .await
+    .expect_err("the swap must not lose the DDL");
     let msg = format!("{err:#}");
     assert_eq!(exit_code(&err), 1, "{msg}");
     for needle in [
@@ -807,14 +792,15 @@ async fn mariadb_ddl_during_the_run_is_never_lost() {
     )
     .await
     .unwrap();
-    let mut opts = execute();
-    opts.fault_points = my_ddl_before_verify(
-        db.dsn("app"),
+    let faults = sql_at(
+        Point::BeforeVerify,
+        &dsn,
         "CREATE INDEX t_v ON t (v);
          CREATE TRIGGER t_bi BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.v;
          ALTER TABLE child ADD CONSTRAINT child_t FOREIGN KEY (t_id) REFERENCES t (id);",
     );
-    let err = my_migrate(spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], opts))
+    let opts = execute_on(Engine::MySql);
+    let err = migrate(spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], opts).with_faults(faults))
         .await
         .expect_err("the swap must not lose the DDL");
     let msg = format!("{err:#}");
@@ -842,33 +828,18 @@ async fn mariadb_ddl_during_the_run_is_never_lost() {
     )
     .await
     .unwrap();
-    let mut opts = execute();
-    opts.fault_points = my_ddl_before_verify(
-        db.dsn("app"),
+    let faults = sql_at(
+        Point::BeforeVerify,
+        &dsn,
         "ALTER TABLE other.kid ADD CONSTRAINT kid_t2 FOREIGN KEY (t2_id) REFERENCES app.t2 (id)",
     );
-    let err = my_migrate(spec(&dsn, "t2", "MODIFY v bigint NOT NULL", &[], opts))
+    let opts = execute_on(Engine::MySql);
+    let err = migrate(spec(&dsn, "t2", "MODIFY v bigint NOT NULL", &[], opts).with_faults(faults))
         .await
         .expect_err("the swap must not lose the foreign key");
     assert!(format!("{err:#}").contains("kid_t2"), "{err:#}");
     assert!(!my_tables(&mut c).await.iter().any(|t| t.contains("wraith")));
     db.stop().await;
-}
-
-/// Runs `sql` on another session when the migration reaches verification.
-fn my_ddl_before_verify(dsn: String, sql: &'static str) -> FaultPoints {
-    FaultPoints(Some(Arc::new(move |point| {
-        let dsn = dsn.clone();
-        Box::pin(async move {
-            if point != "before-verify" {
-                return;
-            }
-            let mut c = mysql_async::Conn::new(mysql_async::Opts::from_url(&dsn).unwrap())
-                .await
-                .unwrap();
-            c.query_drop(sql).await.unwrap();
-        })
-    })))
 }
 
 /// A key in `utf8mb4_general_ci` (`x00001 < X00002 < x00003`...) that the ALTER
@@ -884,12 +855,12 @@ async fn mariadb_keys_compare_in_their_own_collation() {
     )
     .await
     .unwrap();
-    let outcome = my_migrate(spec(
+    let outcome = migrate(spec(
         &dsn,
         "k",
         "CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
         &[],
-        execute(),
+        execute_on(Engine::MySql),
     ))
     .await;
     assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
@@ -953,7 +924,7 @@ async fn mariadb_unique_keys_under_key_moves_equal_the_mirror() {
     )
     .await
     .unwrap();
-    let mut opts = execute();
+    let mut opts = execute_on(Engine::MySql);
     opts.max_rows_per_sec = Some(8000);
     opts.apply_batch_keys = 3;
     let stop = Arc::new(AtomicBool::new(false));
@@ -963,7 +934,7 @@ async fn mariadb_unique_keys_under_key_moves_equal_the_mirror() {
         stop.clone(),
         moves.clone(),
     ));
-    let outcome = my_migrate(spec(&dsn, "u", "MODIFY v bigint NOT NULL", &[], opts)).await;
+    let outcome = migrate(spec(&dsn, "u", "MODIFY v bigint NOT NULL", &[], opts)).await;
     stop.store(true, Relaxed);
     writer.await.unwrap();
     assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");

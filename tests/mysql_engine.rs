@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use mysql_async::prelude::Queryable;
+use wraith::Engine;
 use wraith::engine::Stats;
 use wraith::engine::migration::Outcome;
 use wraith::error::exit_code;
@@ -34,12 +35,12 @@ async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
 
     // A transform whose value does not fit the ENUM: strict mode makes it an error
     // naming the keys; nothing is swapped or left behind.
-    let err = my_migrate(spec(
+    let err = migrate(spec(
         &dsn,
         "shapes",
         alter,
         &[("st", "CONCAT(TRIM(st), 'x')")],
-        execute(),
+        execute_on(Engine::MySql),
     ))
     .await
     .expect_err("'Ax' is not an enum value");
@@ -50,12 +51,12 @@ async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
     );
     assert_eq!(my_tables(&mut c).await, vec!["shapes"]);
 
-    let outcome = my_migrate(spec(
+    let outcome = migrate(spec(
         &dsn,
         "shapes",
         alter,
         &[("st", "LOWER(TRIM(st))")],
-        execute(),
+        execute_on(Engine::MySql),
     ))
     .await
     .expect("migration succeeds");
@@ -141,21 +142,23 @@ async fn verification_finds_every_kind_of_difference_and_the_migration_repairs_i
     let (db, dsn, mut c) = my_sandbox().await;
     c.query_drop(VERIFY_SETUP).await.unwrap();
     // Just before verification, the shadow is corrupted.
-    let mut options = execute();
-    let hook_dsn = dsn.clone();
-    options.fault_points = wraith::plan::FaultPoints(Some(Arc::new(move |point| {
-        let dsn = hook_dsn.clone();
-        Box::pin(async move {
-            if point == "before-verify" {
-                let mut c = mysql_async::Conn::from_url(dsn).await.unwrap();
-                c.query_drop(corrupt_v("v_wraith_new")).await.unwrap();
-                c.disconnect().await.unwrap();
-            }
-        })
-    })));
-    let outcome = my_migrate(spec(&dsn, "v", "MODIFY n bigint NOT NULL", &[], options))
-        .await
-        .expect("repaired and swapped");
+    let faults = sql_at(
+        wraith::engine::faults::Point::BeforeVerify,
+        &dsn,
+        corrupt_v("v_wraith_new"),
+    );
+    let outcome = migrate(
+        spec(
+            &dsn,
+            "v",
+            "MODIFY n bigint NOT NULL",
+            &[],
+            execute_on(Engine::MySql),
+        )
+        .with_faults(faults),
+    )
+    .await
+    .expect("repaired and swapped");
     let Outcome::Migrated(_, summary) = outcome else {
         panic!("dry run")
     };
@@ -204,12 +207,12 @@ async fn verification_finds_every_kind_of_difference_and_the_migration_repairs_i
     // run stops before the swap and keeps the shadow for inspection.
     c.query_drop("DROP TABLE v, v_wraith_old").await.unwrap();
     c.query_drop(VERIFY_SETUP).await.unwrap();
-    let err = my_migrate(spec(
+    let err = migrate(spec(
         &dsn,
         "v",
         "MODIFY n bigint NOT NULL",
         &[("a", "CONCAT(LEFT(a, 3), FLOOR(RAND() * 1000))")],
-        execute(),
+        execute_on(Engine::MySql),
     ))
     .await
     .expect_err("verification must fail");
@@ -272,7 +275,7 @@ async fn secondary_indexes_are_built_after_the_copy_exactly_as_the_alter_defines
         !plan.contains("DROP INDEX `u_uq`"),
         "unique keys stay: {plan}"
     );
-    let outcome = my_migrate(spec(&dsn, "ix", alter, &[], execute()))
+    let outcome = migrate(spec(&dsn, "ix", alter, &[], execute_on(Engine::MySql)))
         .await
         .expect("migration succeeds");
     assert!(matches!(outcome, Outcome::Migrated(..)));
@@ -307,9 +310,15 @@ async fn secondary_indexes_are_built_after_the_copy_exactly_as_the_alter_defines
     // The plan was built on a scratch table (a temporary one cannot hold a
     // FULLTEXT index), dropped again.
     assert!(!my_tables(&mut c).await.contains(&"_ft_plan".to_string()));
-    my_migrate(spec(&dsn, "ft", "MODIFY a bigint", &[], execute()))
-        .await
-        .expect("migration succeeds");
+    migrate(spec(
+        &dsn,
+        "ft",
+        "MODIFY a bigint",
+        &[],
+        execute_on(Engine::MySql),
+    ))
+    .await
+    .expect("migration succeeds");
     assert_eq!(
         index_lines(&mut c, "ft").await,
         index_lines(&mut c, "ft_reference").await
@@ -358,9 +367,9 @@ async fn cutover_waits_out_a_long_transaction_with_bounded_retries() {
         execute: true,
         cutover_lock_timeout: Duration::from_millis(200),
         cutover_attempts: 40,
-        ..RunOptions::default()
+        ..RunOptions::for_engine(Engine::MySql)
     };
-    let outcome = my_migrate_with(
+    let outcome = migrate_with(
         spec(&dsn, "t", "MODIFY v bigint NOT NULL", &[], options),
         stats.clone(),
     )
@@ -404,9 +413,15 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
         ("audited", "trigger audited_bump"),
         ("missing", "does not exist"),
     ] {
-        let err = my_migrate(spec(&dsn, table, "ADD COLUMN x int", &[], execute()))
-            .await
-            .expect_err("refused");
+        let err = migrate(spec(
+            &dsn,
+            table,
+            "ADD COLUMN x int",
+            &[],
+            execute_on(Engine::MySql),
+        ))
+        .await
+        .expect_err("refused");
         assert_eq!(exit_code(&err), 2, "{err:#}");
         assert!(format!("{err:#}").contains(needle), "{err:#}");
     }
@@ -417,9 +432,9 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
         execute: true,
         initial_chunk_rows: 100,
         max_rows_per_sec: Some(2_000),
-        ..RunOptions::default()
+        ..RunOptions::for_engine(Engine::MySql)
     };
-    let run = tokio::spawn(my_migrate(spec(
+    let run = tokio::spawn(migrate(spec(
         &dsn,
         "t",
         "MODIFY v bigint NOT NULL",
@@ -457,9 +472,15 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
     c.query_drop("CREATE TABLE t (id int PRIMARY KEY)")
         .await
         .unwrap();
-    let err = my_migrate(spec(&dsn, "t", "ADD COLUMN x int", &[], execute()))
-        .await
-        .expect_err("refused");
+    let err = migrate(spec(
+        &dsn,
+        "t",
+        "ADD COLUMN x int",
+        &[],
+        execute_on(Engine::MySql),
+    ))
+    .await
+    .expect_err("refused");
     assert_eq!(exit_code(&err), 2);
     assert!(format!("{err:#}").contains("binary log is off"), "{err:#}");
     assert_eq!(my_tables(&mut c).await, vec!["t"]);

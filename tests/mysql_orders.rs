@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
+use wraith::Engine;
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
 use wraith::scenario::orders_mysql;
@@ -21,17 +22,15 @@ async fn orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter() {
         .unwrap();
     orders_mysql::create_mirror(&mut c).await.unwrap();
 
-    let spec = orders_mysql::migration()
-        .unwrap()
-        .into_spec(
-            &dsn,
-            RunOptions {
-                execute: true,
-                ..RunOptions::default()
-            },
-        )
-        .unwrap();
-    let outcome = my_migrate(spec).await.expect("the migration runs");
+    let spec = job_of(
+        orders_mysql::migration().unwrap(),
+        &dsn,
+        RunOptions {
+            execute: true,
+            ..RunOptions::for_engine(Engine::MySql)
+        },
+    );
+    let outcome = migrate(spec).await.expect("the migration runs");
     assert!(matches!(outcome, Outcome::Migrated(..)), "{outcome:?}");
 
     let differing =

@@ -9,7 +9,8 @@ use wraith::sandbox::MariaDbSandbox;
 
 /// Runs preflight on `table`; on failure returns the message, checking it is bad input.
 async fn check(dsn: &str, table: &str) -> Result<Vec<String>, String> {
-    let mut c = connect(dsn, "test").await.expect("connect");
+    let dsn = wraith::dsn::Dsn::parse(dsn).expect("a valid DSN");
+    let mut c = connect(&dsn, "test").await.expect("connect");
     match preflight::run(&mut c, "app", table).await {
         Ok((_, t)) => Ok(t.key),
         Err(e) => {

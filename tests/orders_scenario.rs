@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
+use wraith::Engine;
 use wraith::bench::workload::{self, Scenario, Workload, WorkloadConfig};
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
@@ -101,15 +102,9 @@ async fn orders_migration_under_the_scenario_workload() {
         execute: true,
         initial_chunk_rows: 500,
         chunk_time: Duration::from_millis(50),
-        ..RunOptions::default()
+        ..RunOptions::for_engine(Engine::Postgres)
     };
-    let outcome = migrate(
-        orders::migration()
-            .unwrap()
-            .into_spec(&db.dsn, options)
-            .unwrap(),
-    )
-    .await;
+    let outcome = migrate(job_of(orders::migration().unwrap(), &db.dsn, options)).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     let wl = load.stop().await;
     let Outcome::Migrated(_, summary) = outcome.expect("migration succeeds") else {
@@ -274,7 +269,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
     let db = db().await;
     orders::load(&db.client, 5_000, 3).await.unwrap();
     let spec: wraith::plan::SpecFile = toml::from_str(orders::CUSTOMERS_MIGRATION).unwrap();
-    migrate(spec.clone().into_spec(&db.dsn, execute()).unwrap())
+    migrate(job_of(spec.clone(), &db.dsn, execute()))
         .await
         .expect("customers migrate");
     let diff = workload::diff_count(
@@ -308,7 +303,7 @@ async fn customers_spec_rounds_balances_and_makes_emails_unique() {
     )
     .await
     .unwrap();
-    let err = migrate(spec.into_spec(&dup, execute()).unwrap())
+    let err = migrate(job_of(spec, &dup, execute()))
         .await
         .expect_err("duplicates stop the run");
     assert!(

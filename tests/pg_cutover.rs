@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use common::*;
+use wraith::Engine;
 use wraith::bench::workload;
 use wraith::bench::workload::{ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED};
 use wraith::engine::migration::Outcome;
@@ -36,7 +37,7 @@ async fn cutover_retries_while_a_transaction_holds_the_table() {
         execute: true,
         cutover_lock_timeout: Duration::from_millis(100),
         cutover_attempts: 200,
-        ..RunOptions::default()
+        ..RunOptions::for_engine(Engine::Postgres)
     };
     let outcome = migrate(spec(&db.dsn, "items", ITEMS_ALTER, &[], options)).await;
     released.await.unwrap();
@@ -87,7 +88,7 @@ async fn gives_up_cleanly_when_the_lock_never_comes() {
         execute: true,
         cutover_lock_timeout: Duration::from_millis(50),
         cutover_attempts: 3,
-        ..RunOptions::default()
+        ..RunOptions::for_engine(Engine::Postgres)
     };
     let err = migrate(spec(&db.dsn, "t", "ADD COLUMN w int", &[], options))
         .await

@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::*;
+use wraith::engine::faults::Point;
 use wraith::engine::migration::Outcome;
-use wraith::plan::FaultPoints;
 
 /// A source with json, float, text and NULLs, and a target of the migrated shape.
 const SETUP: &str = "
@@ -80,27 +78,16 @@ async fn wraith_verify_flags_exactly_the_real_differences() {
 async fn migration_repairs_a_corrupted_shadow_before_the_swap() {
     let db = db().await;
     db.client.batch_execute(SETUP).await.unwrap();
-    let dsn = db.dsn.clone();
-    let mut options = execute();
-    options.fault_points = FaultPoints(Some(Arc::new(move |point| {
-        let dsn = dsn.clone();
-        Box::pin(async move {
-            if point == "before-verify" {
-                let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                c.batch_execute(&corrupt("_v_new")).await.unwrap();
-            }
-        })
-    })));
-    let outcome = migrate(spec(
-        &db.dsn,
-        "v",
-        "ALTER COLUMN id TYPE bigint, ALTER COLUMN j TYPE jsonb USING j::jsonb",
-        &[],
-        options,
-    ))
+    let outcome = migrate(
+        spec(
+            &db.dsn,
+            "v",
+            "ALTER COLUMN id TYPE bigint, ALTER COLUMN j TYPE jsonb USING j::jsonb",
+            &[],
+            execute(),
+        )
+        .with_faults(sql_at(Point::BeforeVerify, &db.dsn, corrupt("_v_new"))),
+    )
     .await
     .expect("repaired and swapped");
     let Outcome::Migrated(_, summary) = outcome else {
@@ -158,23 +145,15 @@ async fn a_difference_repair_cannot_fix_stops_the_swap() {
 async fn a_truncate_of_the_source_during_the_run_aborts_cleanly() {
     let db = db().await;
     db.client.batch_execute(SETUP).await.unwrap();
-    let dsn = db.dsn.clone();
-    let mut options = execute();
-    options.fault_points = FaultPoints(Some(Arc::new(move |point| {
-        let dsn = dsn.clone();
-        Box::pin(async move {
-            if point == "before-verify" {
-                let (c, conn) = tokio_postgres::connect(&dsn, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                c.batch_execute("TRUNCATE v").await.unwrap();
-            }
-        })
-    })));
-    let err = migrate(spec(&db.dsn, "v", "ADD COLUMN w int", &[], options))
-        .await
-        .expect_err("a TRUNCATE must abort the run");
+    let err = migrate(
+        spec(&db.dsn, "v", "ADD COLUMN w int", &[], execute()).with_faults(sql_at(
+            Point::BeforeVerify,
+            &db.dsn,
+            "TRUNCATE v",
+        )),
+    )
+    .await
+    .expect_err("a TRUNCATE must abort the run");
     assert!(format!("{err:#}").contains("TRUNCATE"), "{err:#}");
     assert!(
         scalar_bool(&db.client, "SELECT to_regclass('_v_old') IS NULL").await,

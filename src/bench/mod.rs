@@ -6,9 +6,13 @@
 //!   of a migration can be checked row for row.
 //! - [`mysql_workload`]: the same on MySQL/MariaDB.
 //! - [`mysql_bench`]: `wraith bench`'s MySQL/MariaDB data and baselines.
-//! - [`report`]: `wraith bench`.
+//! - [`report`]: `wraith bench`: the measurements and the JSON report.
+//! - [`print`]: the report as text.
+//! - [`child`]: each migration run as a child `wraith migrate`.
 
+pub mod child;
 pub mod mysql_bench;
 pub mod mysql_workload;
+pub mod print;
 pub mod report;
 pub mod workload;

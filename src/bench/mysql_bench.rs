@@ -9,17 +9,17 @@ use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
 use crate::bench::mysql_workload;
-use crate::dsn;
+use crate::dsn::Dsn;
 use crate::error::bad_input;
 use crate::mysql::conn::{self, MyResult, describe};
-use crate::mysql::names::q;
+use crate::mysql::sql::q;
 use crate::scenario::orders_mysql;
 
 /// The pt-online-schema-change binary.
 pub const PT_OSC: &str = "pt-online-schema-change";
 
 /// Drops and creates database `db` through `dsn`.
-pub async fn create_database(dsn: &str, db: &str) -> anyhow::Result<()> {
+pub async fn create_database(dsn: &Dsn, db: &str) -> anyhow::Result<()> {
     let mut c = conn::connect(dsn, "bench").await?;
     for stmt in [
         format!("DROP DATABASE IF EXISTS {}", q(db)),
@@ -27,8 +27,7 @@ pub async fn create_database(dsn: &str, db: &str) -> anyhow::Result<()> {
     ] {
         c.query_drop(&stmt).await.map_err(|e| {
             bad_input(format!(
-                "bench: cannot create database {db} on {}: {} (does the account have CREATE and DROP?)",
-                dsn::redacted(dsn),
+                "bench: cannot create database {db} on {dsn}: {} (does the account have CREATE and DROP?)",
                 describe(&e)
             ))
         })?;
@@ -37,7 +36,7 @@ pub async fn create_database(dsn: &str, db: &str) -> anyhow::Result<()> {
 }
 
 /// Drops database `db` through `dsn`, logging a failure.
-pub async fn drop_database(dsn: &str, db: &str) {
+pub async fn drop_database(dsn: &Dsn, db: &str) {
     let dropped = match conn::connect(dsn, "bench").await {
         Ok(mut c) => c
             .query_drop(format!("DROP DATABASE IF EXISTS {}", q(db)))
@@ -52,7 +51,7 @@ pub async fn drop_database(dsn: &str, db: &str) {
 
 /// Loads the orders scenario (and its mirror when `mirror`) and returns the
 /// size of the orders table's data in bytes.
-pub async fn load_orders(dsn: &str, rows: i64, mirror: bool) -> anyhow::Result<u64> {
+pub async fn load_orders(dsn: &Dsn, rows: i64, mirror: bool) -> anyhow::Result<u64> {
     let mut c = conn::connect(dsn, "bench").await?;
     orders_mysql::load(&mut c, rows, 1).await?;
     if mirror {
@@ -69,7 +68,7 @@ pub async fn load_orders(dsn: &str, rows: i64, mirror: bool) -> anyhow::Result<u
 }
 
 /// Rows of the migrated orders that differ from the mirror.
-pub async fn diff_orders(dsn: &str) -> anyhow::Result<i64> {
+pub async fn diff_orders(dsn: &Dsn) -> anyhow::Result<i64> {
     let mut c = conn::connect(dsn, "bench").await?;
     let differing =
         mysql_workload::diff(&mut c, orders_mysql::EXPECTED, orders_mysql::ACTUAL).await?;
@@ -77,7 +76,7 @@ pub async fn diff_orders(dsn: &str) -> anyhow::Result<i64> {
 }
 
 /// The spec's ALTER as one offline `ALTER TABLE ... ALGORITHM=COPY`.
-pub async fn offline_copy(dsn: &str, table: &str, alter: &str) -> anyhow::Result<Duration> {
+pub async fn offline_copy(dsn: &Dsn, table: &str, alter: &str) -> anyhow::Result<Duration> {
     let mut c = conn::connect(dsn, "bench").await?;
     let t = Instant::now();
     c.query_drop(format!("ALTER TABLE {} {alter}, ALGORITHM=COPY", q(table)))
@@ -98,18 +97,17 @@ pub fn pt_osc_installed() -> bool {
 
 /// The ALTER run by pt-online-schema-change with its defaults (chunks of about
 /// half a second, triggers, an atomic RENAME), on database `dsn`'s `table`.
-pub async fn pt_osc(dsn: &str, table: &str, alter: &str) -> anyhow::Result<Duration> {
-    let opts = conn::opts(dsn)?;
+pub async fn pt_osc(dsn: &Dsn, table: &str, alter: &str) -> anyhow::Result<Duration> {
     let mut target = format!(
         "h={},P={},u={},D={},t={table}",
-        opts.ip_or_hostname(),
-        opts.tcp_port(),
-        opts.user().unwrap_or("root"),
-        opts.db_name().unwrap_or_default(),
+        dsn.host(),
+        dsn.port(),
+        dsn.user().unwrap_or("root"),
+        dsn.database().unwrap_or_default(),
     );
     // The password goes through an option file, not the command line `ps` shows.
     let defaults = tempfile::NamedTempFile::new().context("writing pt-osc's option file")?;
-    if let Some(password) = opts.pass() {
+    if let Some(password) = dsn.password() {
         std::fs::write(defaults.path(), format!("[client]\npassword={password}\n"))
             .context("writing pt-osc's option file")?;
         target.push_str(&format!(",F={}", defaults.path().display()));

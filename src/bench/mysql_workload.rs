@@ -114,7 +114,7 @@ pub async fn start(cfg: WorkloadConfig) -> anyhow::Result<Workload> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..cfg.clients.max(1) {
-        let c = conn::connect(&cfg.dsn, "workload").await?;
+        let c = conn::connect(&crate::dsn::Dsn::parse(&cfg.dsn)?, "workload").await?;
         let c = Arc::new(tokio::sync::Mutex::new(c));
         let (cfg, stop, stats, next_id) =
             (cfg.clone(), stop.clone(), stats.clone(), next_id.clone());

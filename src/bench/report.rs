@@ -14,9 +14,12 @@ use anyhow::Context;
 
 use hdrhistogram::Histogram;
 
+use crate::Engine;
+use crate::bench::child::migrate_child;
 use crate::bench::mysql_bench;
+use crate::bench::print::print_report;
 use crate::bench::workload::{self, Workload, WorkloadConfig};
-use crate::dsn;
+use crate::dsn::Dsn;
 use crate::engine::migration::unix_us;
 use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
@@ -24,25 +27,6 @@ use crate::pg::sql::ident;
 use crate::plan::SpecFile;
 use crate::sandbox::{MariaDbSandbox, PgSandbox};
 use crate::scenario::{orders, orders_mysql};
-
-/// Which database the benchmark runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BenchEngine {
-    Postgres,
-    /// MySQL or MariaDB (a scratch MariaDB, or `--dsn mysql://...`).
-    MySql,
-}
-
-impl BenchEngine {
-    /// The engine a connection string names.
-    pub fn of_dsn(dsn: &str) -> BenchEngine {
-        if crate::dsn::is_mysql(dsn) {
-            BenchEngine::MySql
-        } else {
-            BenchEngine::Postgres
-        }
-    }
-}
 
 /// What the benchmark migrates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,15 +58,15 @@ impl BenchScenario {
         }
     }
 
-    fn spec_toml(&self, engine: BenchEngine) -> anyhow::Result<String> {
+    fn spec_toml(&self, engine: Engine) -> anyhow::Result<String> {
         Ok(match (self, engine) {
-            (BenchScenario::Orders, BenchEngine::Postgres) => orders::MIGRATION.to_string(),
-            (BenchScenario::Orders, BenchEngine::MySql) => orders_mysql::MIGRATION.to_string(),
-            (BenchScenario::Table { .. }, BenchEngine::Postgres) => format!(
+            (BenchScenario::Orders, Engine::Postgres) => orders::MIGRATION.to_string(),
+            (BenchScenario::Orders, Engine::MySql) => orders_mysql::MIGRATION.to_string(),
+            (BenchScenario::Table { .. }, Engine::Postgres) => format!(
                 "table = \"items\"\nalter = \"\"\"{}\"\"\"\n",
                 workload::ITEMS_ALTER
             ),
-            (BenchScenario::Table { .. }, BenchEngine::MySql) => {
+            (BenchScenario::Table { .. }, Engine::MySql) => {
                 return Err(bad_input(
                     "bench: --scenario table runs on PostgreSQL only; on MySQL/MariaDB use --scenario orders",
                 ));
@@ -94,12 +78,12 @@ impl BenchScenario {
     /// returns the table's size in bytes.
     async fn load(
         &self,
-        engine: BenchEngine,
-        dsn: &str,
+        engine: Engine,
+        dsn: &Dsn,
         rows: i64,
         mirror: bool,
     ) -> anyhow::Result<u64> {
-        if engine == BenchEngine::MySql {
+        if engine == Engine::MySql {
             return mysql_bench::load_orders(dsn, rows, mirror).await;
         }
         let c = conn::connect(dsn, "bench").await?;
@@ -127,30 +111,31 @@ impl BenchScenario {
     /// Starts the scenario's workload on `dsn`.
     async fn start_workload(
         &self,
-        engine: BenchEngine,
-        dsn: &str,
+        engine: Engine,
+        dsn: &Dsn,
         cfg: &BenchConfig,
     ) -> anyhow::Result<Workload> {
         let wl = self.workload(dsn, cfg);
         match engine {
-            BenchEngine::Postgres => Workload::start(wl).await,
-            BenchEngine::MySql => crate::bench::mysql_workload::start(wl).await,
+            Engine::Postgres => Workload::start(wl).await,
+            Engine::MySql => crate::bench::mysql_workload::start(wl).await,
         }
     }
 
     /// Rows of the migrated table that differ from the workload's mirror.
-    async fn diff(&self, engine: BenchEngine, dsn: &str) -> anyhow::Result<i64> {
+    async fn diff(&self, engine: Engine, dsn: &Dsn) -> anyhow::Result<i64> {
         match engine {
-            BenchEngine::Postgres => {
+            Engine::Postgres => {
                 let c = conn::connect(dsn, "bench").await?;
                 let (expected, actual) = self.oracle();
                 workload::diff_count(&c, expected, actual).await
             }
-            BenchEngine::MySql => mysql_bench::diff_orders(dsn).await,
+            Engine::MySql => mysql_bench::diff_orders(dsn).await,
         }
     }
 
-    fn workload(&self, dsn: &str, cfg: &BenchConfig) -> WorkloadConfig {
+    fn workload(&self, dsn: &Dsn, cfg: &BenchConfig) -> WorkloadConfig {
+        let dsn = dsn.expose();
         match self {
             BenchScenario::Orders => workload::orders_workload(dsn, cfg.rows, cfg.clients, cfg.tps),
             BenchScenario::Table { .. } => {
@@ -170,7 +155,7 @@ impl BenchScenario {
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
     /// The scratch server's engine; `dsn`, when given, decides instead.
-    pub engine: BenchEngine,
+    pub engine: Engine,
     pub scenario: BenchScenario,
     /// Rows (orders) in the table.
     pub rows: i64,
@@ -184,16 +169,10 @@ pub struct BenchConfig {
     /// Extra `wraith migrate` arguments for the loaded run (rate cap, throttle limits).
     pub migrate_args: Vec<String>,
     /// An existing server instead of a scratch one.
-    pub dsn: Option<String>,
+    pub dsn: Option<Dsn>,
     pub json: bool,
     /// The `wraith` binary that runs the migrations (default: this process's own).
     pub wraith: Option<std::path::PathBuf>,
-}
-
-/// One `wraith migrate` child run.
-struct ChildRun {
-    summary: serde_json::Value,
-    peak_rss_kb: u64,
 }
 
 /// Where the benchmark's databases live.
@@ -202,17 +181,17 @@ enum Server {
     MariaDb(MariaDbSandbox),
     /// An existing server: databases are created through `dsn` and dropped at the end.
     Existing {
-        dsn: String,
+        dsn: Dsn,
         created: Vec<String>,
     },
 }
 
 impl Server {
-    fn engine(&self) -> BenchEngine {
+    fn engine(&self) -> Engine {
         match self {
-            Server::Sandbox(_) => BenchEngine::Postgres,
-            Server::MariaDb(_) => BenchEngine::MySql,
-            Server::Existing { dsn, .. } => BenchEngine::of_dsn(dsn),
+            Server::Sandbox(_) => Engine::Postgres,
+            Server::MariaDb(_) => Engine::MySql,
+            Server::Existing { dsn, .. } => Engine::of(dsn),
         }
     }
 
@@ -223,19 +202,19 @@ impl Server {
                 "MariaDB sandbox (binlog ROW, innodb_flush_log_at_trx_commit=2), same machine"
                     .to_string()
             }
-            Server::Existing { dsn, .. } => dsn::redacted(dsn),
+            Server::Existing { dsn, .. } => dsn.to_string(),
         }
     }
 
-    async fn database(&mut self, name: &str) -> anyhow::Result<String> {
+    async fn database(&mut self, name: &str) -> anyhow::Result<Dsn> {
         match self {
-            Server::Sandbox(pg) => pg.create_database(name).await,
-            Server::MariaDb(my) => my.create_database(name).await,
-            Server::Existing { dsn, created } if BenchEngine::of_dsn(dsn) == BenchEngine::MySql => {
+            Server::Sandbox(pg) => Dsn::parse(&pg.create_database(name).await?),
+            Server::MariaDb(my) => Dsn::parse(&my.create_database(name).await?),
+            Server::Existing { dsn, created } if dsn.is_mysql() => {
                 let db = format!("wraith_bench_{name}");
                 mysql_bench::create_database(dsn, &db).await?;
                 created.push(db.clone());
-                with_dbname(dsn, &db)
+                dsn.with_database(&db)
             }
             Server::Existing { dsn, created } => {
                 let db = format!("wraith_bench_{name}");
@@ -247,14 +226,13 @@ impl Server {
                 ] {
                     c.batch_execute(&stmt).await.map_err(|e| {
                         bad_input(format!(
-                            "bench: cannot create database {db} on {}: {} (does the role have CREATEDB?)",
-                            dsn::redacted(dsn),
+                            "bench: cannot create database {db} on {dsn}: {} (does the role have CREATEDB?)",
                             conn::describe(&e)
                         ))
                     })?;
                 }
                 created.push(db.clone());
-                with_dbname(dsn, &db)
+                dsn.with_database(&db)
             }
         }
     }
@@ -263,9 +241,7 @@ impl Server {
         match self {
             Server::Sandbox(pg) => pg.stop().await,
             Server::MariaDb(my) => my.stop().await,
-            Server::Existing { dsn, created }
-                if BenchEngine::of_dsn(&dsn) == BenchEngine::MySql =>
-            {
+            Server::Existing { dsn, created } if dsn.is_mysql() => {
                 for db in created {
                     mysql_bench::drop_database(&dsn, &db).await;
                 }
@@ -287,42 +263,6 @@ impl Server {
             }
         }
     }
-}
-
-/// The DSN with its database replaced (URL or key=value form).
-fn with_dbname(dsn: &str, db: &str) -> anyhow::Result<String> {
-    if let Some(rest) = dsn
-        .strip_prefix("postgres://")
-        .or_else(|| dsn.strip_prefix("postgresql://"))
-        .or_else(|| dsn.strip_prefix("mysql://"))
-        .or_else(|| dsn.strip_prefix("mariadb://"))
-    {
-        let scheme = &dsn[..dsn.len() - rest.len()];
-        let (main, query) = match rest.split_once('?') {
-            Some((m, q)) => (m, Some(q)),
-            None => (rest, None),
-        };
-        let authority = main.split_once('/').map_or(main, |(a, _)| a);
-        let mut out = format!("{scheme}{authority}/{db}");
-        if let Some(q) = query {
-            out.push('?');
-            out.push_str(q);
-        }
-        return Ok(out);
-    }
-    if dsn.contains('=') || dsn.trim().is_empty() {
-        let mut parts: Vec<&str> = dsn
-            .split_whitespace()
-            .filter(|p| !p.starts_with("dbname="))
-            .collect();
-        let db = format!("dbname={db}");
-        parts.push(&db);
-        return Ok(parts.join(" "));
-    }
-    Err(bad_input(format!(
-        "bench: {} is neither a postgres:// or mysql:// URL nor key=value pairs",
-        dsn::redacted(dsn)
-    )))
 }
 
 fn latency(h: &Histogram<u64>, window: Duration) -> serde_json::Value {
@@ -355,7 +295,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         }
     };
     let scenario = cfg.scenario;
-    let engine = cfg.dsn.as_deref().map_or(cfg.engine, BenchEngine::of_dsn);
+    let engine = cfg.dsn.as_ref().map_or(cfg.engine, Engine::of);
     let spec_text = scenario.spec_toml(engine)?;
     let migration: SpecFile = toml::from_str(&spec_text).context("the benchmark's spec")?;
     let spec = tempfile::NamedTempFile::new().context("writing the migration spec")?;
@@ -364,13 +304,13 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
 
     let mut server = match &cfg.dsn {
         Some(dsn) => {
-            say(&format!("bench: on {}", dsn::redacted(dsn)));
+            say(&format!("bench: on {dsn}"));
             Server::Existing {
                 dsn: dsn.clone(),
                 created: vec![],
             }
         }
-        None if engine == BenchEngine::MySql => {
+        None if engine == Engine::MySql => {
             say("bench: starting a scratch MariaDB");
             Server::MariaDb(MariaDbSandbox::start().await?)
         }
@@ -419,16 +359,16 @@ async fn measure(
         let dsn = server.database("offline").await?;
         scenario.load(engine, &dsn, cfg.rows, false).await?;
         Some(match engine {
-            BenchEngine::Postgres => {
+            Engine::Postgres => {
                 let c = conn::connect(&dsn, "bench").await?;
                 offline_alter(&c, table, migration).await?
             }
-            BenchEngine::MySql => mysql_bench::offline_copy(&dsn, table, &migration.alter).await?,
+            Engine::MySql => mysql_bench::offline_copy(&dsn, table, &migration.alter).await?,
         })
     } else {
         None
     };
-    let pt_osc = if cfg.offline_baseline && engine == BenchEngine::MySql {
+    let pt_osc = if cfg.offline_baseline && engine == Engine::MySql {
         if mysql_bench::pt_osc_installed() {
             say("bench: the same ALTER with pt-online-schema-change");
             let dsn = server.database("ptosc").await?;
@@ -502,8 +442,8 @@ async fn measure(
         "table_mb": bytes as f64 / 1048576.0,
         "server": server.describe(),
         "offline_alter": match engine {
-            BenchEngine::Postgres => "offline ALTER TABLE",
-            BenchEngine::MySql => "ALTER ... ALGORITHM=COPY",
+            Engine::Postgres => "offline ALTER TABLE",
+            Engine::MySql => "ALTER ... ALGORITHM=COPY",
         },
         "offline_alter_ms": offline.map(|o| ms(o).round()),
         "pt_osc_ms": pt_osc.map(|o| ms(o).round()),
@@ -615,223 +555,4 @@ async fn offline_alter(
             .db("offline: validating")?;
     }
     Ok(t.elapsed())
-}
-
-fn print_report(r: &serde_json::Value) {
-    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
-    let lat = |v: &serde_json::Value| {
-        format!(
-            "p50 {:.2} ms, p99 {:.2} ms, max {:.0} ms, {:.0} tx/s",
-            f(&v["p50_ms"]),
-            f(&v["p99_ms"]),
-            f(&v["max_ms"]),
-            f(&v["tps"])
-        )
-    };
-    let (idle, l) = (&r["idle"], &r["loaded"]);
-    println!(
-        "wraith bench: {} ({:.0} MB), {}",
-        r["scenario"].as_str().unwrap_or(""),
-        f(&r["table_mb"]),
-        r["server"].as_str().unwrap_or("")
-    );
-    if r["offline_alter_ms"].is_number() {
-        println!(
-            "  {:<30}{:>8.0} ms",
-            format!(
-                "{}:",
-                r["offline_alter"].as_str().unwrap_or("offline ALTER TABLE")
-            ),
-            f(&r["offline_alter_ms"])
-        );
-        if r["pt_osc_ms"].is_number() {
-            println!(
-                "  pt-online-schema-change:      {:>8.0} ms",
-                f(&r["pt_osc_ms"])
-            );
-        }
-        println!(
-            "  wraith at idle:               {:>8.0} ms = {:.2}x offline ({:.2}x without verification), peak memory {} MB",
-            f(&idle["total_ms"]),
-            f(&r["idle_ratio_vs_offline"]),
-            f(&r["idle_ratio_without_verification"]),
-            r["idle_peak_rss_mb"]
-        );
-        if r["idle_ratio_vs_pt_osc"].is_number() {
-            println!(
-                "                                          = {:.2}x pt-online-schema-change",
-                f(&r["idle_ratio_vs_pt_osc"])
-            );
-        }
-    } else {
-        println!(
-            "  wraith at idle:               {:>8.0} ms, peak memory {} MB",
-            f(&idle["total_ms"]),
-            r["idle_peak_rss_mb"]
-        );
-    }
-    println!(
-        "  wraith under {} tx/s:         {:>8.0} ms; copy {:.0} rows/s ({:.1} MB/s); apply {:.0} keys/s; peak memory {} MB",
-        r["workload_tps_target"],
-        f(&l["total_ms"]),
-        f(&r["copy_rows_per_sec"]),
-        f(&r["copy_mb_per_sec"]),
-        f(&r["apply_keys_per_sec"]),
-        r["loaded_peak_rss_mb"]
-    );
-    if !r["loaded_migrate_args"]
-        .as_str()
-        .unwrap_or_default()
-        .is_empty()
-    {
-        println!(
-            "  loaded run options:           {}; copy paused {:.1} s by throttling",
-            r["loaded_migrate_args"].as_str().unwrap_or_default(),
-            f(&l["throttled_ms"]) / 1000.0
-        );
-    }
-    println!(
-        "  apply lag (heartbeats):       p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        f(&r["apply_lag_p50_ms"]),
-        f(&r["apply_lag_p99_ms"]),
-        f(&r["apply_lag_max_ms"])
-    );
-    println!(
-        "  verification:                 {:>8.0} ms ({:.0}% of the copy time)",
-        f(&r["verification_ms"]),
-        100.0 * f(&r["verification_ms"]) / f(&l["copy_ms"]).max(1.0)
-    );
-    println!(
-        "  cutover write stall:          {:>8.0} ms (lock wait {} ms, writes blocked {} ms, {} retries)",
-        f(&r["cutover_write_stall_ms"]),
-        l["cutover_lock_wait_ms"],
-        l["cutover_hold_ms"],
-        l["cutover_retries"]
-    );
-    println!(
-        "  workload before:              {}",
-        lat(&r["workload_before"])
-    );
-    println!(
-        "  workload during copy:         {} (p99 {:.2}x)",
-        lat(&r["workload_during_copy"]),
-        f(&r["workload_p99_ratio"])
-    );
-    println!(
-        "  workload during cutover:      {}",
-        lat(&r["workload_during_cutover"])
-    );
-    println!(
-        "  workload after:               {}",
-        lat(&r["workload_after"])
-    );
-    println!(
-        "  workload errors:              {}; rows differing from the mirror: {}",
-        r["workload_failed"], r["rows_differing_from_mirror"]
-    );
-    let pt = &r["pt_osc_loaded"];
-    if pt.is_object() {
-        match pt["ms"].as_f64() {
-            Some(ms) => println!(
-                "  pt-online-schema-change under {} tx/s: {ms:.0} ms; rows differing from the mirror: {}",
-                r["workload_tps_target"], pt["rows_differing_from_mirror"]
-            ),
-            None => println!(
-                "  pt-online-schema-change under {} tx/s failed: {}",
-                r["workload_tps_target"],
-                pt["error"].as_str().unwrap_or("")
-            ),
-        }
-        println!(
-            "    workload meanwhile:         {}; {} transactions failed",
-            lat(&pt["workload_during"]),
-            pt["workload_failed"]
-        );
-        if let Some(first) = pt["workload_errors"].as_array().and_then(|e| e.first()) {
-            println!(
-                "    first workload error:       {}",
-                first.as_str().unwrap_or("")
-            );
-        }
-    }
-}
-
-/// Runs `wraith migrate --execute --json` as a child, watching its peak memory.
-async fn migrate_child(
-    wraith: Option<&std::path::Path>,
-    dsn: &str,
-    spec: &str,
-    extra: &[String],
-) -> anyhow::Result<ChildRun> {
-    let exe = match wraith {
-        Some(path) => path.to_path_buf(),
-        None => std::env::current_exe().context("locating the wraith binary")?,
-    };
-    let mut args: Vec<String> = [
-        "migrate",
-        "--dsn",
-        dsn,
-        "--spec",
-        spec,
-        "--execute",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().cloned());
-    let mut child = tokio::process::Command::new(exe)
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("starting wraith migrate")?;
-    let pid = child.id().unwrap_or_default();
-    let mut peak = 0u64;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let out_task = tokio::spawn(read_all(stdout));
-    let err_task = tokio::spawn(read_all(stderr));
-    let status = loop {
-        peak = peak.max(peak_rss_kb(pid));
-        tokio::select! {
-            s = child.wait() => break s.context("waiting for wraith migrate")?,
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-        }
-    };
-    let out = out_task.await.unwrap_or_default();
-    let err = err_task.await.unwrap_or_default();
-    if !status.success() {
-        anyhow::bail!("wraith migrate failed ({status}):\n{err}");
-    }
-    if std::env::var_os("WRAITH_BENCH_LOG").is_some() {
-        eprintln!("{err}");
-    }
-    let summary =
-        serde_json::from_str(out.trim()).with_context(|| format!("reading the summary: {out}"))?;
-    Ok(ChildRun {
-        summary,
-        peak_rss_kb: peak,
-    })
-}
-
-async fn read_all<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut s = String::new();
-    if let Some(mut r) = r {
-        let _ = r.read_to_string(&mut s).await;
-    }
-    s
-}
-
-/// VmHWM (peak resident memory) of a running process, from /proc.
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }

@@ -15,11 +15,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::engine::checkpoint::Checkpoint;
+use crate::key::{Key, KeyRange};
 use crate::plan::Plan;
 use crate::verify::Checksums;
-
-/// A primary-key value: each key column's value in the database's text form.
-pub type Key = Vec<String>;
 
 /// What one poll of the change stream found.
 #[derive(Debug, Default, Clone)]
@@ -38,13 +36,6 @@ pub struct ChangeBatch {
     pub heartbeats: Vec<i64>,
     /// The poll reached the end of the stream.
     pub caught_up: bool,
-}
-
-/// Keys after `after` (exclusive; `None`: from the start) up to `upto` (inclusive).
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeyRange {
-    pub after: Option<Key>,
-    pub upto: Key,
 }
 
 /// What one copy chunk did.
@@ -116,7 +107,7 @@ pub trait Backend: Checksums {
     /// Opens the signals session (and one per replica DSN, for the lag).
     fn signals(
         &self,
-        replica_dsns: Vec<String>,
+        replica_dsns: Vec<crate::dsn::Dsn>,
     ) -> impl Future<Output = anyhow::Result<Self::Signals>> + Send;
     /// Read-only checks and the plan; the shadow shape is validated without leaving anything behind.
     fn preflight(&self) -> impl Future<Output = anyhow::Result<Plan>> + Send;

@@ -13,10 +13,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::dsn;
-use crate::engine::Key;
+use crate::dsn::Dsn;
 use crate::error::bad_input;
-use crate::plan::{Plan, RunOptions, fnv1a};
+use crate::key::Key;
+use crate::plan::{BackendOptions, Plan, RunOptions, fnv1a};
 
 /// How often a checkpoint is saved.
 pub const EVERY: Duration = Duration::from_secs(2);
@@ -114,10 +114,10 @@ pub enum Decision {
 /// both ways on), and lets a real run clear one that cannot be resumed.
 pub fn decide(
     left: Leftover,
-    opts: &RunOptions,
+    opts: &BackendOptions,
     fingerprint: &str,
     target: &str,
-    dsn: &str,
+    dsn: &Dsn,
 ) -> anyhow::Result<Decision> {
     if left.found.is_empty() {
         return Ok(Decision::Fresh);
@@ -145,10 +145,7 @@ pub fn decide(
             "{what} (its change stream cannot be continued: {why})"
         )));
     }
-    let cleanup = format!(
-        "wraith cleanup --dsn '{}' --table {target}",
-        dsn::redacted(dsn)
-    );
+    let cleanup = format!("wraith cleanup --dsn '{dsn}' --table {target}");
     if cp.fingerprint != fingerprint {
         return Err(bad_input(format!(
             "an interrupted migration of {target} with a different ALTER or transforms is waiting to \
@@ -167,6 +164,57 @@ pub fn decide(
         )));
     }
     Ok(Decision::Resume(cp))
+}
+
+/// What preflight made of an earlier run's leftovers.
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// For the plan: what waits, and what a real run does about it.
+    pub warning: Option<String>,
+    /// The interrupted run to continue.
+    pub resume: Option<Checkpoint>,
+    /// `remove` ran: nothing of the earlier run is left.
+    pub removed: bool,
+}
+
+/// [`decide`], then acts on it: a leftover that cannot be continued is removed
+/// by a real run (`remove` lists what it dropped) and named in a dry run's plan.
+pub async fn settle(
+    left: Leftover,
+    opts: &BackendOptions,
+    fingerprint: &str,
+    target: &str,
+    dsn: &Dsn,
+    remove: impl AsyncFnOnce() -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<Settled> {
+    Ok(match decide(left, opts, fingerprint, target, dsn)? {
+        Decision::Fresh => Settled::default(),
+        Decision::Resume(cp) => Settled {
+            warning: Some(format!(
+                "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
+                cp.describe()
+            )),
+            resume: Some(cp),
+            removed: false,
+        },
+        Decision::StartOver(what) if opts.execute => {
+            let removed = remove().await?;
+            tracing::warn!(
+                "removed what an earlier attempt left behind on {target}: {}; starting over ({what})",
+                removed.join(", ")
+            );
+            Settled {
+                removed: true,
+                ..Settled::default()
+            }
+        }
+        Decision::StartOver(what) => Settled {
+            warning: Some(format!(
+                "an earlier attempt that did not finish left {what}: --execute removes them and starts over"
+            )),
+            ..Settled::default()
+        },
+    })
 }
 
 /// A resumed run's shadow must have the shape the checkpoint was saved for.
@@ -195,21 +243,22 @@ mod tests {
 
     #[test]
     fn leftovers_resume_refuse_or_start_over() {
-        let resume = RunOptions {
+        let run = RunOptions {
             execute: true,
-            resume: true,
-            ..RunOptions::default()
+            ..RunOptions::for_engine(crate::Engine::Postgres)
         };
-        let plain = RunOptions {
-            execute: true,
-            ..RunOptions::default()
+        let plain = run.backend(Default::default());
+        let resume = BackendOptions {
+            resume: true,
+            ..plain.clone()
         };
         let cp = Checkpoint {
             resumable: true,
             fingerprint: "f".into(),
             ..Checkpoint::default()
         };
-        let d = |l, o: &RunOptions, f: &str| decide(l, o, f, "public.t", "postgres://u:pw@h/db");
+        let dsn = Dsn::parse("postgres://u:pw@h/db").unwrap();
+        let d = |l, o: &BackendOptions, f: &str| decide(l, o, f, "public.t", &dsn);
         assert!(matches!(
             d(Leftover::default(), &plain, "f").unwrap(),
             Decision::Fresh

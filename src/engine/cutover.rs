@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::engine::faults::Point;
 use crate::engine::migration::{Run, unix_us};
 use crate::engine::pacing::cutover_backoff;
 use crate::engine::{ApplyOn, Backend, Blocker, Phase, Signals};
@@ -138,8 +139,10 @@ impl<B: Backend> Run<B> {
             }
             let lock_wait = t0.elapsed();
             let held = Instant::now();
+            self.faults.hit(Point::AfterCutoverLock).await;
             match self.drain_and_swap(attempt, held).await {
                 Ok(()) => {
+                    self.faults.hit(Point::AfterSwapCommit).await;
                     let hold = held.elapsed();
                     self.record_stall(t0);
                     self.backend.after_swap().await;
@@ -195,6 +198,7 @@ impl<B: Backend> Run<B> {
     async fn drain_and_swap(&mut self, attempt: u32, held: Instant) -> anyhow::Result<()> {
         self.drain_to_fence(&format!("cutover-{attempt}"), held)
             .await?;
+        self.faults.hit(Point::AfterFence).await;
         self.collect_waiting();
         let keys = self.dirty.snapshot();
         let n = keys.len() as u64;

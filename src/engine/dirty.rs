@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use crate::engine::{Key, KeyRange};
+use crate::key::{Key, KeyRange};
 
 /// Serializes "a chunk registers its range" against "an apply runs".
 pub type Gate = tokio::sync::Mutex<()>;

@@ -12,10 +12,11 @@ use anyhow::Context;
 
 use crate::engine::checkpoint::{self, Checkpoint};
 use crate::engine::control::Control;
+use crate::engine::copy;
 use crate::engine::dirty::{ChunkTracker, CopyMark, DirtyKeys, Gate, Held};
-use crate::engine::hooks::HookEvent;
-use crate::engine::pacing::{ChunkSizer, rate_wait};
-use crate::engine::throttle::{self, pace_wait, wait_while_paused};
+use crate::engine::faults::{Faults, Point};
+use crate::engine::hooks::{HookEvent, Hooks};
+use crate::engine::throttle;
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
 use crate::error::{Aborted, Stopped, bad_input, is_connection_lost};
 use crate::plan::{Plan, RunOptions};
@@ -37,13 +38,46 @@ pub enum Outcome {
     AlreadyDone(Plan),
 }
 
-/// Runs a migration through every phase. `abort` is checked at every safe point.
+/// What a caller hands a run besides its options: the live counters it reads,
+/// the knobs `wraith ctl` turns (the caller serves the control socket over them)
+/// with the abort flag, the hooks and the fault points.
+#[derive(Clone)]
+pub struct RunContext {
+    pub stats: Arc<Stats>,
+    pub control: Arc<Control>,
+    pub hooks: Hooks,
+    pub faults: Faults,
+}
+
+impl RunContext {
+    /// Fresh counters and knobs, no hooks, no fault points.
+    pub fn new(opts: &RunOptions) -> RunContext {
+        RunContext::with_abort(opts, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Like [`RunContext::new`], stopped when `abort` is set (Ctrl-C).
+    pub fn with_abort(opts: &RunOptions, abort: Arc<AtomicBool>) -> RunContext {
+        RunContext {
+            stats: Arc::new(Stats::default()),
+            control: Arc::new(Control::new(opts, abort)),
+            hooks: Hooks::default(),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Runs a migration through every phase. The abort flag is checked at every safe point.
 pub async fn run<B: Backend>(
     backend: Arc<B>,
     opts: RunOptions,
-    stats: Arc<Stats>,
-    abort: Arc<AtomicBool>,
+    cx: RunContext,
 ) -> anyhow::Result<Outcome> {
+    let RunContext {
+        stats,
+        control,
+        hooks,
+        faults,
+    } = cx;
     stats.set_phase(Phase::Preflight);
     let plan = backend.preflight().await.context("preflight")?;
     stats.rows_estimate.store(plan.estimated_rows, Relaxed);
@@ -55,19 +89,6 @@ pub async fn run<B: Backend>(
     }
     tracing::debug!("plan:\n{plan}");
 
-    let control = Arc::new(Control::new(&opts, abort));
-    let _listener = match &opts.control_socket {
-        Some(path) => {
-            let l = crate::ctl::listen(path, control.clone(), stats.clone()).await?;
-            tracing::info!(
-                "control socket: {} (try `wraith ctl {} status`)",
-                path.display(),
-                path.display()
-            );
-            Some(l)
-        }
-        None => None,
-    };
     let signals = Arc::new(
         backend
             .signals(opts.throttle.replica_dsns.clone())
@@ -87,7 +108,6 @@ pub async fn run<B: Backend>(
             ))
         })?;
     }
-    let hooks = opts.hooks.clone();
     hooks
         .run(HookEvent::Start, &stats, None)
         .await
@@ -106,6 +126,8 @@ pub async fn run<B: Backend>(
         stats: stats.clone(),
         control,
         signals,
+        hooks: hooks.clone(),
+        faults,
         dirty: DirtyKeys::default(),
         held: Held::default(),
         tracker: Arc::new(ChunkTracker::default()),
@@ -165,6 +187,8 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) control: Arc<Control>,
     /// Server readings: throttle signals and cutover blockers.
     pub(crate) signals: Arc<B::Signals>,
+    hooks: Hooks,
+    pub(crate) faults: Faults,
     pub(crate) dirty: DirtyKeys,
     pub(crate) held: Held,
     pub(crate) tracker: Arc<ChunkTracker>,
@@ -192,6 +216,7 @@ impl<B: Backend> Run<B> {
         self.stats.set_phase(Phase::Prepare);
         let start = self.backend.prepare().await.context("prepare")?;
         self.start_from_checkpoint(start).await?;
+        self.faults.hit(Point::AfterPrepare).await;
         self.check_abort()?;
         let _heartbeats = AbortOnDrop(tokio::spawn(heartbeats(self.backend.clone())));
         let _throttle = AbortOnDrop(tokio::spawn(throttle::monitor(
@@ -202,13 +227,14 @@ impl<B: Backend> Run<B> {
         )));
 
         self.stats.set_phase(Phase::Copy);
-        let mut copy = AbortOnDrop(tokio::spawn(copy_all(
+        let mut copy = AbortOnDrop(tokio::spawn(copy::copy_all(
             self.backend.clone(),
             self.tracker.clone(),
             self.gate.clone(),
             self.stats.clone(),
             self.opts.clone(),
             self.control.clone(),
+            self.faults.clone(),
         )));
         loop {
             self.check_abort()?;
@@ -242,7 +268,7 @@ impl<B: Backend> Run<B> {
             .context("before cutover")?;
         self.catch_up().await?;
         self.check_abort()?;
-        self.opts.fault_points.hit("before-verify").await;
+        self.faults.hit(Point::BeforeVerify).await;
         self.verify().await?;
         self.check_abort()?;
         self.hook(HookEvent::Verified).await?;
@@ -255,7 +281,7 @@ impl<B: Backend> Run<B> {
 
     /// Runs a hook before the swap: its failure stops the run (nothing changed).
     async fn hook(&mut self, event: HookEvent) -> anyhow::Result<()> {
-        let (hooks, stats) = (self.opts.hooks.clone(), self.stats.clone());
+        let (hooks, stats) = (self.hooks.clone(), self.stats.clone());
         self.applying_during(hooks.run(event, &stats, None))
             .await?
             .context("a hook stopped the run before the swap")
@@ -488,102 +514,6 @@ impl<B: Backend> Run<B> {
         }
         Ok(())
     }
-}
-
-/// Copies the table chunk by chunk, pacing itself; runs beside the apply loop.
-async fn copy_all<B: Backend>(
-    backend: Arc<B>,
-    tracker: Arc<ChunkTracker>,
-    gate: Arc<Gate>,
-    stats: Arc<Stats>,
-    opts: RunOptions,
-    control: Arc<Control>,
-) -> anyhow::Result<()> {
-    stats.copy_started();
-    // A resumed copy continues after the last chunk the interrupted run committed.
-    let mark = tracker.copy_mark();
-    let end = match (mark.done, &mark.end) {
-        (true, _) => None,
-        (false, Some(end)) => Some(end.clone()),
-        (false, None) => backend.copy_end().await.context("finding the last key")?,
-    };
-    // Nothing to copy: an empty table, or the interrupted run copied it all.
-    let Some(end) = end.filter(|e| mark.upto.as_ref() != Some(e)) else {
-        tracker.set_copy_mark(CopyMark { done: true, ..mark });
-        stats.copy_finished();
-        return Ok(());
-    };
-    let mut after = mark.upto;
-    tracker.set_copy_mark(CopyMark {
-        end: Some(end.clone()),
-        upto: after.clone(),
-        done: false,
-    });
-    let mut sizer = ChunkSizer::new(opts.initial_chunk_rows, opts.chunk_time);
-    let started = Instant::now();
-    loop {
-        let paused = wait_while_paused(&control).await;
-        stats
-            .throttled_ms
-            .fetch_add(paused.as_millis() as u64, Relaxed);
-        if control.aborted() {
-            // The run reports why (user or guard) at its next check.
-            return Ok(());
-        }
-        sizer.set_target(control.chunk_time());
-        let copied = stats.rows_copied.load(Relaxed);
-        tokio::time::sleep(rate_wait(copied, started.elapsed(), opts.max_rows_per_sec)).await;
-        let mut rows = sizer.rows();
-        if let Some(rate) = opts.max_rows_per_sec {
-            // A chunk never takes more than one target chunk time's worth of the rate.
-            rows = rows.min(((rate as f64 * control.chunk_time().as_secs_f64()) as u64).max(1));
-        }
-        stats.chunk_rows.store(rows, Relaxed);
-        let t0 = Instant::now();
-        let range = backend
-            .next_chunk(after.clone(), end.clone(), rows)
-            .await
-            .context("finding the next chunk")?;
-        let done = range.upto == end;
-        let id = {
-            let _gate = gate.lock().await;
-            tracker.begin(range.clone())
-        };
-        let copied = backend.copy_range(range.clone()).await;
-        tracker.end(id);
-        let copied = copied.with_context(|| match &range.after {
-            Some(k) => format!("copying the chunk after key ({})", k.join(", ")),
-            None => "copying the first chunk".to_string(),
-        })?;
-        tracing::debug!(
-            after = ?range.after,
-            upto = ?range.upto,
-            rows = copied.rows,
-            recheck = copied.recheck.len(),
-            "chunk copied"
-        );
-        let took = t0.elapsed();
-        sizer.observe(copied.rows, took);
-        stats.rows_copied.fetch_add(copied.rows, Relaxed);
-        stats.chunks.fetch_add(1, Relaxed);
-        // The chunk has committed: the keys it leaves to the apply are not in flight.
-        tracker.chunk_committed(
-            CopyMark {
-                end: Some(end.clone()),
-                upto: Some(range.upto.clone()),
-                done,
-            },
-            copied.recheck,
-        );
-        if done {
-            break;
-        }
-        after = Some(range.upto);
-        // Near a limit the copy slows in proportion instead of stopping.
-        tokio::time::sleep(pace_wait(took, control.pace())).await;
-    }
-    stats.copy_finished();
-    Ok(())
 }
 
 /// Wall-clock now, in unix microseconds.

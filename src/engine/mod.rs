@@ -10,6 +10,7 @@
 //! - [`backend`]: the trait a database implements.
 //! - [`migration`]: the phases, in order (start reading here).
 //! - [`verify`]: the verify phase before the swap (consistent point, compare, repair).
+//! - [`copy`]: the paced chunk loop that runs beside the apply.
 //! - [`cutover`]: the bounded, retried swap.
 //! - [`checkpoint`]: what a run saves so `--resume` can continue it.
 //! - [`definition`]: the source's definition, which must not change before the swap.
@@ -19,13 +20,16 @@
 //! - [`throttle`]: reads the server's signals and sets the copy's pace; guards.
 //! - [`control`]: the knobs `wraith ctl` turns, and the status it reads.
 //! - [`hooks`]: commands run at the migration's events.
+//! - [`faults`]: named fault points, where tests stop a run to check nothing is lost.
 
 pub mod backend;
 pub mod checkpoint;
 pub mod control;
+pub mod copy;
 pub mod cutover;
 pub mod definition;
 pub mod dirty;
+pub mod faults;
 pub mod hooks;
 pub mod migration;
 pub mod pacing;
@@ -33,8 +37,6 @@ pub mod progress;
 pub mod throttle;
 pub mod verify;
 
-pub use backend::{
-    Applied, ApplyOn, Backend, Blocker, ChangeBatch, Copied, Key, KeyRange, Signals,
-};
-pub use migration::run;
+pub use backend::{Applied, ApplyOn, Backend, Blocker, ChangeBatch, Copied, Signals};
+pub use migration::{RunContext, run};
 pub use progress::{Phase, Stats, Summary};

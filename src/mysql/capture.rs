@@ -18,8 +18,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Row, Value};
 use tokio::sync::{Mutex, mpsc};
 
-use crate::engine::{ChangeBatch, Key};
+use crate::engine::ChangeBatch;
 use crate::error::ConnectionLost;
+use crate::key::Key;
 use crate::mysql::binlog::{Handling, handling};
 use crate::mysql::conn::{MyResult, describe};
 use crate::mysql::names::Names;

@@ -2,32 +2,24 @@
 //! value that does not fit is an error, never a silent truncation) at READ
 //! COMMITTED, and errors keep the server's code and message.
 
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts};
 
-use crate::dsn;
+use crate::dsn::Dsn;
 use crate::error::{ConnectionLost, bad_input};
 
-/// The connection options a `mysql://` or `mariadb://` DSN names.
-pub fn opts(dsn: &str) -> anyhow::Result<Opts> {
-    Opts::from_url(&dsn::mysql_url(dsn)).map_err(|e| {
-        bad_input(format!(
-            "the connection string {} is not valid: {e}",
-            dsn::redacted(dsn)
-        ))
-    })
-}
-
 /// Opens a session for `purpose` (named in errors) with wraith's session settings.
-pub async fn connect(dsn: &str, purpose: &str) -> anyhow::Result<Conn> {
+pub async fn connect(dsn: &Dsn, purpose: &str) -> anyhow::Result<Conn> {
     // Affected rows count changed rows only: a copy chunk tells skipped rows by them.
-    let opts = mysql_async::OptsBuilder::from_opts(opts(dsn)?).client_found_rows(false);
+    let opts = dsn
+        .mysql_opts()
+        .ok_or_else(|| bad_input(format!("{dsn} is not a MySQL/MariaDB connection string")))?;
+    let opts = mysql_async::OptsBuilder::from_opts(opts.clone()).client_found_rows(false);
     let mut c = Conn::new(opts).await.map_err(|e| {
         error(
             &e,
             format!(
-                "cannot connect to {} ({purpose} session): {}",
-                dsn::redacted(dsn),
+                "cannot connect to {dsn} ({purpose} session): {}",
                 describe(&e)
             ),
         )

@@ -22,6 +22,7 @@
 //! deadline (`lock_wait_timeout` only counts whole seconds), so the application
 //! waits at most `--cutover-lock-timeout` per attempt.
 
+use crate::engine::faults::{Faults, Point};
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
@@ -133,6 +134,7 @@ pub async fn swap_with_sentry(
     mut renamer: Conn,
     watcher: &mut Conn,
     names: &Names,
+    faults: &Faults,
 ) -> (anyhow::Result<()>, Option<Conn>) {
     let id = renamer.id();
     if let Err(e) = renamer
@@ -206,6 +208,8 @@ pub async fn swap_with_sentry(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    // The RENAME waits behind the lock; the sentry still makes it fail if we die here.
+    faults.hit(Point::BeforeSwapCommit).await;
     let released = async {
         ctrl.query_drop(format!("DROP TABLE {}", names.old_q()))
             .await?;

@@ -11,6 +11,8 @@
 
 pub mod binlog;
 pub mod capture;
+pub mod catalog;
+pub mod cleanup;
 pub mod conn;
 pub mod cutover;
 pub mod definition;
@@ -19,25 +21,29 @@ pub mod preflight;
 pub mod rows;
 pub mod shadow;
 pub mod signals;
+pub mod sql;
 pub mod verify;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
-use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
-use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied, Key, KeyRange};
+use crate::engine::checkpoint::{self, Checkpoint};
+use crate::engine::faults::Point;
+use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied};
 use crate::error::bad_input;
+use crate::key::{Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
-use crate::plan::{MigrationSpec, Plan};
+use crate::plan::{BackendOptions, MigrationSpec, Plan};
 use crate::verify as verify_api;
+use catalog::Table;
 use conn::MyResult;
 use names::Names;
-use preflight::{Flavor, Server, Table};
+use preflight::{Flavor, Server};
 use shadow::Shape;
 
 /// The copy's default target chunk time here: a chunk's shared locks on the
@@ -61,6 +67,7 @@ struct Sessions {
 
 pub struct MyBackend {
     spec: MigrationSpec,
+    opts: BackendOptions,
     names: Names,
     alter: AlterText,
     s: Sessions,
@@ -84,18 +91,10 @@ async fn take<'a>(slot: &'a Slot, name: &str) -> anyhow::Result<MappedMutexGuard
         .map_err(|_| anyhow::anyhow!("the {name} session is closed"))
 }
 
-/// The database the DSN or the table name points at.
-pub fn schema_of(spec: &MigrationSpec) -> anyhow::Result<String> {
-    let from_dsn = conn::opts(&spec.dsn)?.db_name().map(str::to_string);
-    spec.schema.clone().or(from_dsn).ok_or_else(|| {
-        bad_input("name the database in the connection string (mysql://user@host/db) or the table as db.table")
-    })
-}
-
 impl MyBackend {
     /// Validates the spec and opens the control session.
-    pub async fn connect(spec: MigrationSpec) -> anyhow::Result<MyBackend> {
-        let schema = schema_of(&spec)?;
+    pub async fn connect(spec: MigrationSpec, opts: BackendOptions) -> anyhow::Result<MyBackend> {
+        let schema = crate::Engine::MySql.schema_of(&spec)?;
         let names = Names::new(&schema, &spec.table)?;
         let alter = alter::parse(&spec.alter, &spec.table)?;
         if !spec.prepare.is_empty() || !spec.shadow_statements.is_empty() || !spec.checks.is_empty()
@@ -108,6 +107,7 @@ impl MyBackend {
         let ctrl = conn::connect(&spec.dsn, "control").await?;
         Ok(MyBackend {
             spec,
+            opts,
             names,
             alter,
             s: Sessions {
@@ -150,263 +150,37 @@ impl MyBackend {
         let mut killer = take(&self.s.killer, "killer").await?;
         cutover::lock_within(&mut ctrl, &mut killer, sql, timeout).await
     }
-
-    fn plan(&self, server: &Server, table: &Table, shape: &Shape) -> Plan {
-        let n = &self.names;
-        let mut cutover_steps = vec![format!(
-            "{}, with --cutover-lock-timeout {:?} (cancelled at the deadline, retried with backoff)",
-            cutover::lock_tables(n, server.flavor == Flavor::MariaDb),
-            self.spec.options.cutover_lock_timeout
-        )];
-        cutover_steps.push(format!(
-            "a fence row into {} from another session; the stream is read up to it and the last keys applied",
-            n.changelog_q()
-        ));
-        match server.flavor {
-            Flavor::MariaDb => {
-                cutover_steps.insert(0, cutover::create_sentry(n));
-                cutover_steps.push(format!(
-                    "another session: {} (waits behind the lock)",
-                    cutover::rename(n)
-                ));
-                cutover_steps.push(format!(
-                    "DROP TABLE {} (the sentry); UNLOCK TABLES: the RENAME runs first",
-                    n.old_q()
-                ));
-            }
-            Flavor::MySql => {
-                cutover_steps.push(format!("{}; UNLOCK TABLES", cutover::rename(n)));
-            }
-        }
-        Plan {
-            target: format!("{}.{}", n.schema, n.table),
-            server: format!("{:?} {}", server.flavor, server.version),
-            estimated_rows: table.estimated_rows,
-            key_columns: table.key.clone(),
-            source_steps: vec![
-                format!(
-                    "CREATE TABLE {} (id int PRIMARY KEY, value longtext) (heartbeats, fences, checkpoints)",
-                    n.changelog_q()
-                ),
-                "SHOW MASTER STATUS, then a binary log stream from that position".into(),
-            ],
-            shadow_ddl: shape.ddl.clone(),
-            mapping: shape.mapping.clone(),
-            copy_sql: shape.sql.copy(true),
-            apply_sql: vec![shape.sql.apply_delete(1), shape.sql.apply_insert(1)],
-            cutover_steps,
-            fingerprint: self.spec.fingerprint(),
-            ..Plan::default()
-        }
-    }
-
-    /// Tables an earlier run left, when they are wraith's (the changelog marks them):
-    /// an interrupted `--resume` run is continued under `--resume` and refused
-    /// without it; anything else a real run removes. Someone else's are refused.
-    async fn leftovers(&self, c: &mut Conn) -> anyhow::Result<(Vec<String>, Option<Checkpoint>)> {
-        let n = &self.names;
-        let present: Vec<(String, String)> = c
-            .exec(
-                "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",
-                (&n.schema, &n.shadow, &n.old, &n.changelog),
-            )
-            .await
-            .my("looking for an earlier run's tables")?;
-        let has = |t: &str| present.iter().any(|(name, _)| name == t);
-        let ours = has(&n.changelog);
-        let mut warnings = Vec::new();
-        if let Some((_, comment)) = present.iter().find(|(t, _)| *t == n.old)
-            && comment != cutover::SENTRY_COMMENT
-        {
-            return Err(bad_input(format!(
-                "table {} exists (the old table of an earlier migration?): wraith keeps the original \
-                 under that name after the swap. Drop or rename it first",
-                n.old_q()
-            )));
-        }
-        if has(&n.shadow) && !ours {
-            return Err(bad_input(format!(
-                "table {} exists and is not wraith's (no {} beside it): drop or rename it first",
-                n.shadow_q(),
-                n.changelog_q()
-            )));
-        }
-        if !ours {
-            return Ok((warnings, None));
-        }
-        let mut found = vec![format!("changelog table {}", n.changelog_q())];
-        if has(&n.shadow) {
-            found.push(format!("shadow table {}", n.shadow_q()));
-        }
-        let saved: Option<String> = c
-            .exec_first(
-                format!("SELECT value FROM {} WHERE id = ?", n.changelog_q()),
-                (capture::CHECKPOINT_ID,),
-            )
-            .await
-            .my("reading the earlier run's checkpoint")?;
-        // Only a resumable run's binary log needs to be still there.
-        let resumable = saved
-            .as_deref()
-            .and_then(|s| serde_json::from_str::<Checkpoint>(s).ok())
-            .filter(|cp| cp.resumable);
-        let stream_gone = match resumable
-            .and_then(|cp| cp.position)
-            .and_then(|p| capture::parse_position(&p))
-        {
-            _ if !has(&n.shadow) => Some("its shadow table is gone".to_string()),
-            None => Some("its checkpoint holds no binary log position".to_string()),
-            Some((file, _)) => {
-                let logs: Vec<Row> = c
-                    .query("SHOW BINARY LOGS")
-                    .await
-                    .my("listing binary logs")?;
-                let kept = logs
-                    .iter()
-                    .any(|r| r.get::<String, _>(0).as_deref() == Some(file.as_str()));
-                (!kept).then(|| format!("binary log {file} was purged"))
-            }
-        };
-        let left = Leftover {
-            found,
-            checkpoint: saved,
-            stream_gone,
-        };
-        let opts = &self.spec.options;
-        match checkpoint::decide(
-            left,
-            opts,
-            &self.spec.fingerprint(),
-            &n.src(),
-            &self.spec.dsn,
-        )? {
-            Decision::Fresh => Ok((warnings, None)),
-            Decision::Resume(cp) => {
-                warnings.push(format!(
-                    "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
-                    cp.describe()
-                ));
-                Ok((warnings, Some(cp)))
-            }
-            Decision::StartOver(what) if opts.execute => {
-                remove(c, n, false).await?;
-                tracing::warn!(
-                    "removed the tables of an earlier wraith run on {}; starting over ({what})",
-                    n.src()
-                );
-                Ok((warnings, None))
-            }
-            Decision::StartOver(what) => {
-                warnings.push(format!(
-                    "an earlier wraith run left {what}: a real run removes them first"
-                ));
-                Ok((warnings, None))
-            }
-        }
-    }
-}
-
-/// Drops the changelog, the shadow and a sentry. A shadow kept for inspection
-/// (`keep_shadow`) keeps its changelog too: that marks it as wraith's, so that
-/// `wraith cleanup` and the next run may remove it.
-async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Result<Vec<String>> {
-    let mut removed = Vec::new();
-    let present: Vec<String> = c
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
-            (&n.schema, &n.shadow, &n.changelog),
-        )
-        .await
-        .my("cleanup: listing wraith's tables")?;
-    if !keep_shadow && present.contains(&n.shadow) {
-        c.query_drop(format!("DROP TABLE IF EXISTS {}", n.shadow_q()))
-            .await
-            .my("cleanup: dropping the shadow table")?;
-        removed.push(n.shadow_q());
-    }
-    if present.contains(&n.changelog) && !(keep_shadow && present.contains(&n.shadow)) {
-        c.query_drop(format!("DROP TABLE IF EXISTS {}", n.changelog_q()))
-            .await
-            .my("cleanup: dropping the changelog table")?;
-        removed.push(n.changelog_q());
-    }
-    cutover::drop_sentry(c, n).await?;
-    Ok(removed)
-}
-
-/// Key columns must round-trip as text through the binary log and SQL parameters.
-fn check_key_types(table: &Table, name: &str) -> anyhow::Result<()> {
-    for k in &table.key {
-        let t = table
-            .columns
-            .iter()
-            .find(|(c, _)| c == k)
-            .map(|(_, t)| t.to_ascii_lowercase())
-            .unwrap_or_default();
-        let base = t.split(['(', ' ']).next().unwrap_or_default();
-        let ok = matches!(
-            base,
-            "tinyint"
-                | "smallint"
-                | "mediumint"
-                | "int"
-                | "integer"
-                | "bigint"
-                | "decimal"
-                | "char"
-                | "varchar"
-                | "date"
-                | "datetime"
-        );
-        if !ok {
-            return Err(bad_input(format!(
-                "key column {k} of {name} has type {t}: wraith's MySQL engine supports integer, DECIMAL, \
-                 CHAR/VARCHAR, DATE and DATETIME keys"
-            )));
-        }
-    }
-    Ok(())
 }
 
 impl Backend for MyBackend {
     type Signals = signals::MySignals;
 
-    async fn signals(&self, replica_dsns: Vec<String>) -> anyhow::Result<signals::MySignals> {
+    async fn signals(
+        &self,
+        replica_dsns: Vec<crate::dsn::Dsn>,
+    ) -> anyhow::Result<signals::MySignals> {
         signals::MySignals::open(&self.spec.dsn, &replica_dsns, self.names.clone()).await
     }
 
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
-        let lock = self.names.run_lock();
-        let got: Option<i64> = ctrl
-            .exec_first("SELECT GET_LOCK(?, 0)", (&lock,))
-            .await
-            .my("taking the run lock")?;
-        if got != Some(1) {
-            let holder: Option<Option<u64>> = ctrl
-                .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
-                .await
-                .my("reading the run lock")?;
+        if let Some(holder) = preflight::lock_run(&mut ctrl, &self.names).await? {
             return Err(bad_input(format!(
-                "another wraith run (connection id {}) is migrating {}; wait for it or stop it",
-                holder
-                    .flatten()
-                    .map(|h| h.to_string())
-                    .unwrap_or("?".into()),
+                "another wraith run (connection id {holder}) is migrating {}; wait for it or stop it",
                 self.names.src()
             )));
         }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
-        check_key_types(&table, &self.names.src())?;
+        catalog::check_key_types(&table, &self.names.src())?;
         let _ = self
             .definition
             .set(definition::read(&mut ctrl, &self.names).await?);
         let _ = self
             .referenced_from
             .set(definition::read_other_databases(&mut ctrl, &self.names).await?);
-        let (warnings, resume) = self.leftovers(&mut ctrl).await?;
+        let (warnings, resume) =
+            preflight::leftovers(&mut ctrl, &self.spec, &self.opts, &self.names).await?;
         let shape = shadow::build(
             &mut ctrl,
             &self.names,
@@ -416,7 +190,8 @@ impl Backend for MyBackend {
             shadow::On::Temporary,
         )
         .await?;
-        let mut plan = self.plan(&server, &table, &shape);
+        let mut plan =
+            preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape);
         plan.warnings = warnings;
         if shape.key_order_differs {
             plan.warnings.push(
@@ -427,7 +202,7 @@ impl Backend for MyBackend {
         }
         if let Some(cp) = resume {
             checkpoint::check_shape(&cp, &plan, &self.names.src())?;
-            if self.spec.options.execute {
+            if self.opts.execute {
                 // The interrupted run's shadow has this shape: its statements serve.
                 let _ = self.resume.set(cp);
                 let _ = self.shape.set(shape);
@@ -675,12 +450,20 @@ impl Backend for MyBackend {
                     .take()
                     .ok_or_else(|| anyhow::anyhow!("the rename session is closed"))?;
                 let mut killer = take(&self.s.killer, "killer").await?;
-                let (result, renamer) =
-                    cutover::swap_with_sentry(&mut ctrl, renamer, &mut killer, &self.names).await;
+                let (result, renamer) = cutover::swap_with_sentry(
+                    &mut ctrl,
+                    renamer,
+                    &mut killer,
+                    &self.names,
+                    &self.opts.faults,
+                )
+                .await;
                 *self.s.renamer.lock().await = renamer;
                 result?;
             }
             Flavor::MySql => {
+                // Under LOCK TABLES the RENAME is the commit.
+                self.opts.faults.hit(Point::BeforeSwapCommit).await;
                 ctrl.query_drop(cutover::rename(&self.names))
                     .await
                     .my("cutover: renaming the tables")?;
@@ -689,7 +472,7 @@ impl Backend for MyBackend {
                     .my("cutover: unlocking")?;
             }
         }
-        if self.spec.options.drop_old {
+        if self.opts.drop_old {
             ctrl.query_drop(format!("DROP TABLE {}", self.names.old_q()))
                 .await
                 .my("dropping the old table (--drop-old)")?;
@@ -716,7 +499,7 @@ impl Backend for MyBackend {
             return Ok(());
         }
         let mut c = conn::connect(&self.spec.dsn, "cleanup").await?;
-        for r in remove(&mut c, &self.names, keep_shadow).await? {
+        for r in cleanup::remove(&mut c, &self.names, keep_shadow).await? {
             tracing::debug!("removed {r}");
         }
         let _ = c.disconnect().await;
@@ -759,34 +542,4 @@ impl verify_api::ChecksumsBy for MyBackend {
     fn checker(&self) -> anyhow::Result<&verify::Verifier> {
         self.verifier()
     }
-}
-
-/// `wraith cleanup` on MySQL/MariaDB: removes an earlier run's changelog, shadow and sentry.
-pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
-    let names = Names::new(&schema_of(spec)?, &spec.table)?;
-    let mut c = conn::connect(&spec.dsn, "cleanup").await?;
-    let lock = names.run_lock();
-    let got: Option<i64> = c
-        .exec_first("SELECT GET_LOCK(?, 0)", (&lock,))
-        .await
-        .my("taking the run lock")?;
-    if got != Some(1) {
-        return Err(bad_input(format!(
-            "a wraith run is migrating {} right now; cleanup leaves its tables alone",
-            names.src()
-        )));
-    }
-    let present: Option<String> = c
-        .exec_first(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&names.schema, &names.changelog),
-        )
-        .await
-        .my("cleanup: looking for the changelog table")?;
-    let removed = match present {
-        Some(_) => remove(&mut c, &names, false).await?,
-        None => Vec::new(),
-    };
-    let _ = c.disconnect().await;
-    Ok(removed)
 }

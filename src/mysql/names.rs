@@ -1,4 +1,4 @@
-//! Names of the tables a MySQL/MariaDB run creates next to the source, and quoting.
+//! Names of the tables a MySQL/MariaDB run creates next to the source.
 //!
 //! `t_wraith_new` is the shadow, `t_wraith_old` the original after the swap (and,
 //! during a MariaDB cutover, the sentry that keeps the queued RENAME from running
@@ -12,14 +12,10 @@
 //! table after the last changes were applied).
 
 use crate::error::bad_input;
+use crate::mysql::sql::q;
 
 /// MySQL's identifier length limit.
 const MAX_IDENT: usize = 64;
-
-/// Quotes an identifier for MySQL/MariaDB.
-pub fn q(ident: &str) -> String {
-    format!("`{}`", ident.replace('`', "``"))
-}
 
 #[derive(Debug, Clone)]
 pub struct Names {

@@ -6,8 +6,16 @@
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
+use mysql_async::Row;
+
+use crate::engine::checkpoint::{self, Checkpoint, Leftover};
 use crate::error::bad_input;
+use crate::mysql::catalog::{self, Table};
 use crate::mysql::conn::MyResult;
+use crate::mysql::names::Names;
+use crate::mysql::shadow::Shape;
+use crate::mysql::{capture, cleanup, cutover};
+use crate::plan::{BackendOptions, MigrationSpec, Plan};
 
 /// Which server wraith talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,21 +31,11 @@ pub struct Server {
     pub version: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct Table {
-    /// Columns in order: (name, full column type).
-    pub columns: Vec<(String, String)>,
-    /// The key the copy and the apply address rows by: the primary key, or the
-    /// first unique key whose columns are all NOT NULL.
-    pub key: Vec<String>,
-    pub estimated_rows: u64,
-}
-
 /// Runs every check; the first failures found are reported together per object.
 pub async fn run(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<(Server, Table)> {
     let server = server_checks(c).await?;
     privileges(c).await?;
-    let table = table_checks(c, schema, table).await?;
+    let table = catalog::table(c, schema, table).await?;
     Ok((server, table))
 }
 
@@ -139,130 +137,173 @@ async fn privileges(c: &mut Conn) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn table_checks(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Table> {
-    let name = format!("{schema}.{table}");
-    let row: Option<(String, Option<String>, Option<u64>)> = c
-        .exec_first(
-            "SELECT TABLE_TYPE, ENGINE, TABLE_ROWS FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (schema, table),
-        )
+/// Takes the run lock that keeps two runs (or a run and `wraith cleanup`) off one
+/// table; held by the session until it ends. `Some(holder)`: another session has it.
+pub async fn lock_run(c: &mut Conn, names: &Names) -> anyhow::Result<Option<String>> {
+    let lock = names.run_lock();
+    let got: Option<i64> = c
+        .exec_first("SELECT GET_LOCK(?, 0)", (&lock,))
         .await
-        .my("looking up the table")?;
-    let Some((kind, engine, rows)) = row else {
-        return Err(bad_input(format!(
-            "table {name} does not exist (check the database in the connection string and the table name)"
-        )));
-    };
-    if kind != "BASE TABLE" {
-        return Err(bad_input(format!(
-            "{name} is a {kind}, not a table: wraith rewrites base tables"
-        )));
+        .my("taking the run lock")?;
+    if got == Some(1) {
+        return Ok(None);
     }
-    let engine = engine.unwrap_or_default();
-    if !engine.eq_ignore_ascii_case("InnoDB") {
-        return Err(bad_input(format!(
-            "table {name} uses the {engine} engine: wraith needs InnoDB (transactions and row locks). \
-             Convert it first: ALTER TABLE {name} ENGINE = InnoDB"
-        )));
-    }
-    let columns: Vec<(String, String)> = c
-        .exec(
-            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-            (schema, table),
-        )
+    let holder: Option<Option<u64>> = c
+        .exec_first("SELECT IS_USED_LOCK(?)", (&lock,))
         .await
-        .my("reading the table's columns")?;
-    let key = key_columns(c, schema, table).await?;
-    if key.is_empty() {
-        return Err(bad_input(format!(
-            "table {name} has no primary key and no unique key on NOT NULL columns: wraith addresses \
-             rows by key. Add one first (ALTER TABLE {name} ADD PRIMARY KEY (...))"
-        )));
-    }
-    let mut refused = Vec::new();
-    let fks: Vec<(String, String, String, String)> = c
-        .exec(
-            "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, \
-                    IF(CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?, 'child', 'parent') \
-             FROM information_schema.REFERENTIAL_CONSTRAINTS \
-             WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) \
-                OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?) \
-             ORDER BY 1",
-            (schema, table, schema, table, schema, table),
-        )
-        .await
-        .my("reading foreign keys")?;
-    for (fk, child, parent, side) in fks {
-        refused.push(if side == "child" {
-            format!(
-                "foreign key {fk} ({child} -> {parent}): the table references another one. Such a key \
-                 can be recreated on the new table, which wraith does not do yet: drop it before the \
-                 migration and add it back afterwards"
-            )
-        } else {
-            format!(
-                "foreign key {fk} ({child} -> {parent}): another table references this one. MySQL \
-                 cannot re-point it at the new table without triggers: drop it for the migration \
-                 (and add it back afterwards), or migrate with a tool that uses triggers"
-            )
-        });
-    }
-    let triggers: Vec<String> = c
-        .exec(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
-             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
-            (schema, table),
-        )
-        .await
-        .my("reading triggers")?;
-    for t in triggers {
-        refused.push(format!(
-            "trigger {t}: wraith does not carry triggers over to the new table yet; drop it for the \
-             migration and create it again afterwards"
-        ));
-    }
-    if !refused.is_empty() {
-        return Err(bad_input(format!(
-            "table {name} has what wraith cannot migrate yet:\n  - {}",
-            refused.join("\n  - ")
-        )));
-    }
-    Ok(Table {
-        columns,
-        key,
-        estimated_rows: rows.unwrap_or(0),
-    })
+        .my("reading the run lock")?;
+    Ok(Some(
+        holder
+            .flatten()
+            .map(|h| h.to_string())
+            .unwrap_or("?".into()),
+    ))
 }
 
-/// The primary key's columns, else those of the first unique key on NOT NULL columns.
-pub async fn key_columns(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Vec<String>> {
-    let rows: Vec<(String, String, String)> = c
-        .exec(
-            "SELECT s.INDEX_NAME, s.COLUMN_NAME, col.IS_NULLABLE \
-             FROM information_schema.STATISTICS s \
-             JOIN information_schema.COLUMNS col ON col.TABLE_SCHEMA = s.TABLE_SCHEMA \
-                  AND col.TABLE_NAME = s.TABLE_NAME AND col.COLUMN_NAME = s.COLUMN_NAME \
-             WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.NON_UNIQUE = 0 \
-             ORDER BY s.INDEX_NAME <> 'PRIMARY', s.INDEX_NAME, s.SEQ_IN_INDEX",
-            (schema, table),
-        )
-        .await
-        .my("reading the table's keys")?;
-    let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
-    for (index, column, nullable) in rows {
-        match indexes.last_mut() {
-            Some((name, cols, not_null)) if *name == index => {
-                cols.push(column);
-                *not_null &= nullable == "NO";
-            }
-            _ => indexes.push((index, vec![column], nullable == "NO")),
+/// The dry-run plan: what a real run creates, copies, applies and swaps.
+pub fn plan(
+    spec: &MigrationSpec,
+    opts: &BackendOptions,
+    names: &Names,
+    server: &Server,
+    table: &Table,
+    shape: &Shape,
+) -> Plan {
+    let n = names;
+    let mut cutover_steps = vec![format!(
+        "{}, with --cutover-lock-timeout {:?} (cancelled at the deadline, retried with backoff)",
+        cutover::lock_tables(n, server.flavor == Flavor::MariaDb),
+        opts.cutover_lock_timeout
+    )];
+    cutover_steps.push(format!(
+        "a fence row into {} from another session; the stream is read up to it and the last keys applied",
+        n.changelog_q()
+    ));
+    match server.flavor {
+        Flavor::MariaDb => {
+            cutover_steps.insert(0, cutover::create_sentry(n));
+            cutover_steps.push(format!(
+                "another session: {} (waits behind the lock)",
+                cutover::rename(n)
+            ));
+            cutover_steps.push(format!(
+                "DROP TABLE {} (the sentry); UNLOCK TABLES: the RENAME runs first",
+                n.old_q()
+            ));
+        }
+        Flavor::MySql => {
+            cutover_steps.push(format!("{}; UNLOCK TABLES", cutover::rename(n)));
         }
     }
-    Ok(indexes
-        .into_iter()
-        .find(|(_, _, not_null)| *not_null)
-        .map(|(_, cols, _)| cols)
-        .unwrap_or_default())
+    Plan {
+        target: format!("{}.{}", n.schema, n.table),
+        server: format!("{:?} {}", server.flavor, server.version),
+        estimated_rows: table.estimated_rows,
+        key_columns: table.key.clone(),
+        source_steps: vec![
+            format!(
+                "CREATE TABLE {} (id int PRIMARY KEY, value longtext) (heartbeats, fences, checkpoints)",
+                n.changelog_q()
+            ),
+            "SHOW MASTER STATUS, then a binary log stream from that position".into(),
+        ],
+        shadow_ddl: shape.ddl.clone(),
+        mapping: shape.mapping.clone(),
+        copy_sql: shape.sql.copy(true),
+        apply_sql: vec![shape.sql.apply_delete(1), shape.sql.apply_insert(1)],
+        cutover_steps,
+        fingerprint: spec.fingerprint(),
+        ..Plan::default()
+    }
+}
+
+/// Tables an earlier run left, when they are wraith's (the changelog marks them):
+/// an interrupted `--resume` run is continued under `--resume` and refused
+/// without it; anything else a real run removes. Someone else's are refused.
+pub async fn leftovers(
+    c: &mut Conn,
+    spec: &MigrationSpec,
+    opts: &BackendOptions,
+    names: &Names,
+) -> anyhow::Result<(Vec<String>, Option<Checkpoint>)> {
+    let n = names;
+    let present: Vec<(String, String)> = c
+        .exec(
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",
+            (&n.schema, &n.shadow, &n.old, &n.changelog),
+        )
+        .await
+        .my("looking for an earlier run's tables")?;
+    let has = |t: &str| present.iter().any(|(name, _)| name == t);
+    let ours = has(&n.changelog);
+    let mut warnings = Vec::new();
+    if let Some((_, comment)) = present.iter().find(|(t, _)| *t == n.old)
+        && comment != cutover::SENTRY_COMMENT
+    {
+        return Err(bad_input(format!(
+            "table {} exists (the old table of an earlier migration?): wraith keeps the original \
+             under that name after the swap. Drop or rename it first",
+            n.old_q()
+        )));
+    }
+    if has(&n.shadow) && !ours {
+        return Err(bad_input(format!(
+            "table {} exists and is not wraith's (no {} beside it): drop or rename it first",
+            n.shadow_q(),
+            n.changelog_q()
+        )));
+    }
+    if !ours {
+        return Ok((warnings, None));
+    }
+    let mut found = vec![format!("changelog table {}", n.changelog_q())];
+    if has(&n.shadow) {
+        found.push(format!("shadow table {}", n.shadow_q()));
+    }
+    let saved: Option<String> = c
+        .exec_first(
+            format!("SELECT value FROM {} WHERE id = ?", n.changelog_q()),
+            (capture::CHECKPOINT_ID,),
+        )
+        .await
+        .my("reading the earlier run's checkpoint")?;
+    // Only a resumable run's binary log needs to be still there.
+    let resumable = saved
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Checkpoint>(s).ok())
+        .filter(|cp| cp.resumable);
+    let stream_gone = match resumable
+        .and_then(|cp| cp.position)
+        .and_then(|p| capture::parse_position(&p))
+    {
+        _ if !has(&n.shadow) => Some("its shadow table is gone".to_string()),
+        None => Some("its checkpoint holds no binary log position".to_string()),
+        Some((file, _)) => {
+            let logs: Vec<Row> = c
+                .query("SHOW BINARY LOGS")
+                .await
+                .my("listing binary logs")?;
+            let kept = logs
+                .iter()
+                .any(|r| r.get::<String, _>(0).as_deref() == Some(file.as_str()));
+            (!kept).then(|| format!("binary log {file} was purged"))
+        }
+    };
+    let left = Leftover {
+        found,
+        checkpoint: saved,
+        stream_gone,
+    };
+    let settled = checkpoint::settle(
+        left,
+        opts,
+        &spec.fingerprint(),
+        &n.src(),
+        &spec.dsn,
+        async || cleanup::remove(c, n, false).await,
+    )
+    .await?;
+    warnings.extend(settled.warning);
+    Ok((warnings, settled.resume))
 }

@@ -11,10 +11,10 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::error::bad_input;
+use crate::mysql::catalog::Table;
 use crate::mysql::conn::{MyResult, describe};
-use crate::mysql::names::{Names, q};
-use crate::mysql::preflight::Table;
-use crate::mysql::rows::{RowSql, UniqueKey};
+use crate::mysql::names::Names;
+use crate::mysql::sql::{RowSql, UniqueKey, q};
 use crate::plan::MigrationSpec;
 use crate::plan::alter::{AlterText, split_top_level};
 use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};

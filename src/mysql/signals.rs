@@ -2,6 +2,7 @@
 //! their own (and one per `--replica-dsn`, where the lag is the age of the
 //! newest heartbeat row that reached the replica).
 
+use crate::dsn::Dsn;
 use std::time::Duration;
 
 use mysql_async::Conn;
@@ -35,11 +36,7 @@ pub struct MySignals {
 }
 
 impl MySignals {
-    pub async fn open(
-        dsn: &str,
-        replica_dsns: &[String],
-        names: Names,
-    ) -> anyhow::Result<MySignals> {
+    pub async fn open(dsn: &Dsn, replica_dsns: &[Dsn], names: Names) -> anyhow::Result<MySignals> {
         let mut session = conn::connect(dsn, "signals").await?;
         let plugin: Option<String> = session
             .query_first(
@@ -75,7 +72,7 @@ impl MySignals {
         let mut replicas = Vec::new();
         for r in replica_dsns {
             replicas.push((
-                crate::dsn::redacted(r),
+                r.to_string(),
                 Mutex::new(conn::connect(r, "replica lag").await?),
             ));
         }

@@ -9,6 +9,7 @@
 //! `START TRANSACTION WITH CONSISTENT SNAPSHOT` (REPEATABLE READ) while the
 //! engine holds writes.
 
+use crate::dsn::Dsn;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,17 +17,18 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use tokio::sync::Mutex;
 
-use crate::engine::Key;
 use crate::error::bad_input;
+use crate::key::Key;
+use crate::mysql::catalog;
 use crate::mysql::conn::{self, MyResult};
-use crate::mysql::names::q;
-use crate::mysql::preflight;
-use crate::mysql::rows::{key_cmp, key_cmp_params, range_filter, row_key, to_params};
+use crate::mysql::rows::{row_key, to_params};
+use crate::mysql::sql::q;
+use crate::mysql::sql::{key_cmp, key_cmp_params, range_filter};
 use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
 use crate::verify::{Checksums, Mode, Report, Span, Sums, VerifyTarget};
 
 pub struct Verifier {
-    dsn: String,
+    dsn: Dsn,
     src: String,
     shadow: String,
     key_src: Vec<String>,
@@ -84,7 +86,7 @@ fn row_text(exprs: &[String]) -> String {
 
 impl Verifier {
     pub fn new(
-        dsn: &str,
+        dsn: &Dsn,
         src: String,
         shadow: String,
         key_src: &[String],
@@ -108,7 +110,7 @@ impl Verifier {
             }
         }
         Verifier {
-            dsn: dsn.to_string(),
+            dsn: dsn.clone(),
             src,
             shadow,
             key_src: key_src.iter().map(|k| q(k)).collect(),
@@ -316,7 +318,7 @@ impl Checksums for Verifier {
 
 /// `wraith verify` on MySQL/MariaDB: see [`crate::verify::tables`].
 pub async fn verify_tables(
-    dsn: &str,
+    dsn: &Dsn,
     t: &VerifyTarget,
     mode: Mode,
     workers: usize,
@@ -331,11 +333,11 @@ pub async fn verify_tables(
 /// Builds a verifier for two tables with the same key: each target column is
 /// compared with its `--transform`, or with the source column of the same name;
 /// columns with neither (and generated columns) are not compared.
-async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifier, Vec<String>)> {
+async fn verifier_for(dsn: &Dsn, t: &VerifyTarget) -> anyhow::Result<(Verifier, Vec<String>)> {
     let mut c = conn::connect(dsn, "verify").await?;
     let source = table_columns(&mut c, &t.schema, &t.source).await?;
     let target = table_columns(&mut c, &t.schema, &t.target).await?;
-    let key = preflight::key_columns(&mut c, &t.schema, &t.source).await?;
+    let key = catalog::key_columns(&mut c, &t.schema, &t.source).await?;
     let collations: Vec<(String, String, Option<String>)> = c
         .exec(
             "SELECT TABLE_NAME, COLUMN_NAME, COLLATION_NAME FROM information_schema.COLUMNS \

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use futures_util::{TryStreamExt, pin_mut};
 use tokio_postgres::Client;
 
-use crate::engine::{ChangeBatch, Key};
+use crate::engine::ChangeBatch;
+use crate::key::Key;
 use crate::pg::catalog::Table;
 use crate::pg::conn::{DbResult, describe, sqlstate};
 use crate::pg::names::Names;

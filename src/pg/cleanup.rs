@@ -112,3 +112,13 @@ async fn is_marked(c: &Client, table: &str, mark: &str) -> anyhow::Result<bool> 
         .get(0);
     Ok(comment.as_deref() == Some(mark))
 }
+
+/// `wraith cleanup`: removes an earlier run's slot, publication and shadow for the table.
+pub async fn cleanup_command(spec: &crate::plan::MigrationSpec) -> anyhow::Result<Vec<String>> {
+    let names = Names::new(spec.schema(), &spec.table)?;
+    let c = crate::pg::conn::connect(&spec.dsn, "cleanup").await?;
+    // A resumable run's persistent slot is idle between reads: only the run lock
+    // tells that the run is alive.
+    crate::pg::runs::lock(&c, &names).await?;
+    remove(&c, &names, ActiveSlot::Refuse, false).await
+}

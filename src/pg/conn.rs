@@ -8,11 +8,10 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use tokio_postgres::{Client, NoTls};
 
-use crate::dsn;
-use crate::error::ConnectionLost;
+use crate::dsn::Dsn;
+use crate::error::{ConnectionLost, bad_input};
 
 /// Settings every wraith session runs with.
 const SESSION_SETUP: &str = "SET application_name = 'wraith'; SET DateStyle = 'ISO, YMD'; \
@@ -21,10 +20,14 @@ const SESSION_SETUP: &str = "SET application_name = 'wraith'; SET DateStyle = 'I
      SET idle_in_transaction_session_timeout = 0; SET row_security = off";
 
 /// Opens a session; `role` names it in logs.
-pub async fn connect(dsn: &str, role: &str) -> anyhow::Result<Arc<Client>> {
-    let (client, connection) = tokio_postgres::connect(dsn, NoTls)
+pub async fn connect(dsn: &Dsn, role: &str) -> anyhow::Result<Arc<Client>> {
+    let config = dsn
+        .pg_config()
+        .ok_or_else(|| bad_input(format!("{dsn} is not a PostgreSQL connection string")))?;
+    let (client, connection) = config
+        .connect(NoTls)
         .await
-        .with_context(|| format!("connecting to {}", dsn::redacted(dsn)))?;
+        .map_err(|e| db_error(e, &format!("connecting to {dsn} ({role} session)")))?;
     let role_name = role.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

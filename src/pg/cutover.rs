@@ -1,6 +1,7 @@
 //! The PostgreSQL side of the cutover: lock, fence, swap, all in one transaction
 //! on the control session. A failure anywhere before COMMIT rolls everything back.
 
+use crate::engine::faults::{Faults, Point};
 use std::time::Duration;
 
 use tokio_postgres::Client;
@@ -92,6 +93,7 @@ pub async fn swap(
     shape: &Shape,
     deps: &Dependents,
     record: &[String],
+    faults: &Faults,
 ) -> anyhow::Result<Vec<(String, String)>> {
     let new_q = names.src();
     // Foreign keys the ALTER gave the shadow that reference the original table (a
@@ -194,6 +196,7 @@ pub async fn swap(
             .await
             .map_err(|e| anyhow::anyhow!("swapping the tables: {s}: {}", describe(&e)))?;
     }
+    faults.hit(Point::BeforeSwapCommit).await;
     c.batch_execute("COMMIT").await.db("committing the swap")?;
     Ok(shadow_fks
         .into_iter()

@@ -36,9 +36,10 @@ use anyhow::Context;
 use tokio_postgres::Client;
 
 use crate::engine::checkpoint::Checkpoint;
-use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied, Key, KeyRange};
+use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied};
+use crate::key::{Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
-use crate::plan::{MigrationSpec, Plan};
+use crate::plan::{BackendOptions, MigrationSpec, Plan};
 use crate::verify::{self as verify_api};
 use capture::Decoder;
 use catalog::Table;
@@ -57,6 +58,7 @@ struct Sessions {
 
 pub struct PgBackend {
     spec: MigrationSpec,
+    opts: BackendOptions,
     names: Names,
     alter: AlterText,
     sessions: Mutex<Sessions>,
@@ -78,12 +80,13 @@ pub struct PgBackend {
 
 impl PgBackend {
     /// Validates the spec and opens the control session.
-    pub async fn connect(spec: MigrationSpec) -> anyhow::Result<PgBackend> {
+    pub async fn connect(spec: MigrationSpec, opts: BackendOptions) -> anyhow::Result<PgBackend> {
         let names = Names::new(spec.schema(), &spec.table)?;
         let alter = alter::parse(&spec.alter, &spec.table)?;
         let ctrl = conn::connect(&spec.dsn, "control").await?;
         Ok(PgBackend {
             spec,
+            opts,
             names,
             alter,
             sessions: Mutex::new(Sessions {
@@ -150,7 +153,10 @@ impl PgBackend {
 impl Backend for PgBackend {
     type Signals = signals::PgSignals;
 
-    async fn signals(&self, replica_dsns: Vec<String>) -> anyhow::Result<signals::PgSignals> {
+    async fn signals(
+        &self,
+        replica_dsns: Vec<crate::dsn::Dsn>,
+    ) -> anyhow::Result<signals::PgSignals> {
         signals::PgSignals::open(&self.spec.dsn, &replica_dsns, self.names.clone()).await
     }
 
@@ -159,7 +165,7 @@ impl Backend for PgBackend {
         // Held by the control session until the run ends.
         runs::lock(&ctrl, &self.names).await?;
         if let Some(when) = runs::completed(&ctrl, &self.names, &self.spec.fingerprint()).await? {
-            if self.spec.options.execute {
+            if self.opts.execute {
                 // A run stopped between the swap and its cleanup leaves its publication.
                 let removed =
                     cleanup::remove(&ctrl, &self.names, cleanup::ActiveSlot::Refuse, true).await?;
@@ -174,9 +180,10 @@ impl Backend for PgBackend {
                 ..Plan::default()
             });
         }
-        let checked = preflight::run(&ctrl, &self.spec, &self.names, &self.alter).await?;
+        let checked =
+            preflight::run(&ctrl, &self.spec, &self.opts, &self.names, &self.alter).await?;
         if let Some(cp) = checked.resume
-            && self.spec.options.execute
+            && self.opts.execute
         {
             // The interrupted run's shadow has the shape preflight just built (and
             // threw away): its statements serve the resumed run.
@@ -250,13 +257,13 @@ impl Backend for PgBackend {
             &ctrl,
             &capture,
             &self.names,
-            self.spec.options.slot_create_timeout,
-            self.spec.options.resume,
+            self.opts.slot_create_timeout,
+            self.opts.resume,
         )
         .await?;
         ctrl.batch_execute(&format!(
             "BEGIN; SET LOCAL lock_timeout = {}",
-            self.spec.options.cutover_lock_timeout.as_millis().max(1)
+            self.opts.cutover_lock_timeout.as_millis().max(1)
         ))
         .await
         .db("starting the shadow transaction")?;
@@ -373,9 +380,7 @@ impl Backend for PgBackend {
         for add in &self.shape()?.deferred_fks {
             // Adding a foreign key blocks writes to the table it references until
             // it is done: bounded and retried like the cutover.
-            match cutover::with_lock_timeout(&ctrl, add, self.spec.options.cutover_lock_timeout, 30)
-                .await
-            {
+            match cutover::with_lock_timeout(&ctrl, add, self.opts.cutover_lock_timeout, 30).await {
                 Err(e) if built(&e) => tracing::info!("already added by the interrupted run"),
                 other => other.context("adding a foreign key to the shadow table")?,
             }
@@ -439,11 +444,12 @@ impl Backend for PgBackend {
             self.shape()?,
             self.deps()?,
             &runs::record(&self.names, &self.spec.fingerprint(), &self.spec.alter),
+            &self.opts.faults,
         )
         .await?;
         *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()) = validate;
         self.locked.store(false, Relaxed);
-        if self.spec.options.drop_old {
+        if self.opts.drop_old {
             self.ctrl()?
                 .batch_execute(&format!("DROP TABLE {}", self.names.old_q()))
                 .await
@@ -521,14 +527,4 @@ impl PgBackend {
             .get()
             .ok_or_else(|| anyhow::anyhow!("the shadow table is not prepared"))
     }
-}
-
-/// `wraith cleanup`: removes an earlier run's slot, publication and shadow for the table.
-pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
-    let names = Names::new(spec.schema(), &spec.table)?;
-    let c = conn::connect(&spec.dsn, "cleanup").await?;
-    // A resumable run's persistent slot is idle between reads: only the run lock
-    // tells that the run is alive.
-    runs::lock(&c, &names).await?;
-    cleanup::remove(&c, &names, cleanup::ActiveSlot::Refuse, false).await
 }

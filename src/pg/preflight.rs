@@ -5,8 +5,7 @@
 
 use tokio_postgres::Client;
 
-use crate::dsn;
-use crate::engine::checkpoint::{self, Checkpoint, Decision, Leftover};
+use crate::engine::checkpoint::{self, Checkpoint, Leftover};
 use crate::engine::definition::Definition;
 use crate::error::bad_input;
 use crate::pg::catalog::{self, Table};
@@ -17,7 +16,7 @@ use crate::pg::names::Names;
 use crate::pg::shadow::{self, Shape};
 use crate::pg::{checks, cleanup};
 use crate::plan::alter::AlterText;
-use crate::plan::{MigrationSpec, Plan};
+use crate::plan::{BackendOptions, MigrationSpec, Plan};
 
 /// The plan's note when the ALTER changes the key's collation.
 const KEY_ORDER_WARNING: &str = "the ALTER changes the collation of a key column, so the two \
@@ -42,6 +41,7 @@ pub struct Checked {
 pub async fn run(
     c: &Client,
     spec: &MigrationSpec,
+    opts: &BackendOptions,
     names: &Names,
     alter: &AlterText,
 ) -> anyhow::Result<Checked> {
@@ -49,10 +49,10 @@ pub async fn run(
     let table = catalog::table(c, &names.schema, &names.table).await?;
     privileges(c, names).await?;
     let definition = definition::read(c, names, table.oid).await?;
-    let earlier = leftovers(c, spec, names).await?;
+    let earlier = leftovers(c, spec, opts, names).await?;
     c.batch_execute(&format!(
         "BEGIN; SET LOCAL lock_timeout = {}",
-        spec.options.cutover_lock_timeout.as_millis().max(1)
+        opts.cutover_lock_timeout.as_millis().max(1)
     ))
     .await
     .db("starting the preflight transaction")?;
@@ -96,7 +96,7 @@ pub async fn run(
             ),
             format!(
                 "SELECT pg_create_logical_replication_slot('{}', 'pgoutput', temporary => {})",
-                names.slot, !spec.options.resume
+                names.slot, !opts.resume
             ),
         ],
         shadow_ddl: shape.ddl.clone(),
@@ -274,7 +274,12 @@ struct Leftovers {
 /// them. An interrupted `--resume` run is continued under `--resume` and refused
 /// without it; anything else a real run removes before starting over, and a dry
 /// run lists. A slot still in use by some session is never touched.
-async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::Result<Leftovers> {
+async fn leftovers(
+    c: &Client,
+    spec: &MigrationSpec,
+    opts: &BackendOptions,
+    names: &Names,
+) -> anyhow::Result<Leftovers> {
     let r = c
         .query_one(
             "SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL, \
@@ -329,12 +334,7 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
         return Err(bad_input(format!(
             "replication slot {} of an earlier wraith run on {}.{} is still in use by a session; \
              end that session, then run again (or: wraith cleanup --dsn '{}' --table {}.{})",
-            names.slot,
-            names.schema,
-            names.table,
-            dsn::redacted(&spec.dsn),
-            names.schema,
-            names.table
+            names.slot, names.schema, names.table, spec.dsn, names.schema, names.table
         )));
     }
     if old {
@@ -357,38 +357,18 @@ async fn leftovers(c: &Client, spec: &MigrationSpec, names: &Names) -> anyhow::R
         checkpoint: saved,
         stream_gone,
     };
-    match checkpoint::decide(left, &spec.options, &spec.fingerprint(), &target, &spec.dsn)? {
-        Decision::Fresh => Ok(Leftovers {
-            warning: None,
-            shadow: false,
-            resume: None,
-        }),
-        Decision::Resume(cp) => Ok(Leftovers {
-            warning: Some(format!(
-                "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
-                cp.describe()
-            )),
-            shadow: marked,
-            resume: Some(cp),
-        }),
-        Decision::StartOver(what) if spec.options.execute => {
-            let removed = cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await?;
-            tracing::warn!(
-                "removed what an earlier attempt left behind: {}; starting over ({what})",
-                removed.join(", ")
-            );
-            Ok(Leftovers {
-                warning: None,
-                shadow: false,
-                resume: None,
-            })
-        }
-        Decision::StartOver(what) => Ok(Leftovers {
-            warning: Some(format!(
-                "an earlier attempt that did not finish left {what}: --execute removes them and starts over"
-            )),
-            shadow: marked,
-            resume: None,
-        }),
-    }
+    let settled = checkpoint::settle(
+        left,
+        opts,
+        &spec.fingerprint(),
+        &target,
+        &spec.dsn,
+        async || cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await,
+    )
+    .await?;
+    Ok(Leftovers {
+        warning: settled.warning,
+        shadow: marked && !settled.removed,
+        resume: settled.resume,
+    })
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::engine::{Applied, Copied, Key, KeyRange};
+use crate::engine::{Applied, Copied};
+use crate::key::{Key, KeyRange};
 use crate::pg::conn::{DbError, DbResult, db_error, describe, is_transient, sqlstate};
 use crate::pg::sql::RowSql;
 

@@ -1,6 +1,7 @@
 //! Throttle signals and cutover blockers on PostgreSQL, read on a session of
 //! their own (and one per `--replica-dsn`).
 
+use crate::dsn::Dsn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,18 +18,11 @@ pub struct PgSignals {
 }
 
 impl PgSignals {
-    pub async fn open(
-        dsn: &str,
-        replica_dsns: &[String],
-        names: Names,
-    ) -> anyhow::Result<PgSignals> {
+    pub async fn open(dsn: &Dsn, replica_dsns: &[Dsn], names: Names) -> anyhow::Result<PgSignals> {
         let session = conn::connect(dsn, "signals").await?;
         let mut replicas = Vec::new();
         for r in replica_dsns {
-            replicas.push((
-                crate::dsn::redacted(r),
-                conn::connect(r, "replica lag").await?,
-            ));
+            replicas.push((r.to_string(), conn::connect(r, "replica lag").await?));
         }
         Ok(PgSignals {
             session,

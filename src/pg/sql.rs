@@ -1,4 +1,7 @@
-//! Every SQL text the PostgreSQL engine sends is built here, so quoting lives in one place.
+//! The SQL text of the PostgreSQL engine's copy, apply and verification
+//! (statements over the key, built once per migration), and the quoting every
+//! module of the engine uses. Catalog reads, DDL and the cutover's statements
+//! stay beside the code that runs them.
 //!
 //! Identifiers are always double-quoted; values travel as parameters, except in
 //! DDL (comments) where [`literal`] quotes them. Keys travel as text and are cast

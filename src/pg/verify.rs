@@ -8,12 +8,13 @@
 //! bigint vs int are normalized; NULL and '' or -0 and 0 are not). A span's hash is
 //! the sum of its rows' hashes, so order does not matter.
 
+use crate::dsn::Dsn;
 use std::sync::{Arc, Mutex};
 
 use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
-use crate::engine::Key;
+use crate::key::Key;
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::{KeyCols, ident, literal};
 use crate::verify::{Checksums, Mode, Span, Sums, VerifyTarget};
@@ -25,7 +26,7 @@ const MAX_KEYS: usize = 10_000;
 
 /// Compares `source` (through `exprs`) with `target` (`columns`), both keyed by `key`.
 pub struct Verifier {
-    dsn: String,
+    dsn: Dsn,
     source: String,
     target: String,
     key: KeyCols,
@@ -41,14 +42,14 @@ pub struct Verifier {
 impl Verifier {
     /// `pairs`: (source expression, target column, target column type) for each compared column.
     pub fn new(
-        dsn: &str,
+        dsn: &Dsn,
         source: String,
         target: String,
         key: KeyCols,
         pairs: Vec<(String, String, String)>,
     ) -> Verifier {
         Verifier {
-            dsn: dsn.to_string(),
+            dsn: dsn.clone(),
             source,
             target,
             key,
@@ -321,7 +322,7 @@ impl Checksums for Verifier {
 /// Builds a verifier for two tables with the same key: each target column is
 /// compared with its `--transform`, or with the source column of the same name;
 /// columns with neither (and generated columns) are not compared.
-pub async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifier, Vec<String>)> {
+pub async fn verifier_for(dsn: &Dsn, t: &VerifyTarget) -> anyhow::Result<(Verifier, Vec<String>)> {
     use crate::error::bad_input;
     use crate::pg::catalog;
     use crate::pg::sql::qualified;
@@ -382,7 +383,7 @@ pub async fn verifier_for(dsn: &str, t: &VerifyTarget) -> anyhow::Result<(Verifi
 
 /// `wraith verify` on PostgreSQL: see [`crate::verify::tables`].
 pub async fn verify_tables(
-    dsn: &str,
+    dsn: &Dsn,
     t: &VerifyTarget,
     mode: Mode,
     workers: usize,

@@ -1,6 +1,7 @@
 //! What the user asked for and what wraith will do about it.
 //!
-//! - [`spec`]: the migration spec (from flags or a TOML file) and run options.
+//! - [`spec`]: the migration spec (from flags or a TOML file): what a run does.
+//! - [`options`]: how it runs (pacing, throttling, cutover), and what a backend gets of that.
 //! - [`alter`]: reading the user's ALTER text (it is applied verbatim; wraith only
 //!   looks inside it for `USING` expressions).
 //! - [`mapping`]: how each column of the new table is filled from the old one.
@@ -8,12 +9,13 @@
 
 pub mod alter;
 pub mod mapping;
+pub mod options;
 pub mod report;
 pub mod spec;
 
 pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};
+pub use options::{BackendOptions, RunOptions, ThrottleOptions};
 pub use report::{Finding, Plan};
 pub use spec::{
-    Check, CheckAction, FaultPoints, MigrationSpec, RunOptions, SpecFile, ThrottleOptions,
-    Transform, fnv1a, parse_duration, split_table_name,
+    Check, CheckAction, MigrationSpec, SpecFile, Transform, fnv1a, parse_duration, split_table_name,
 };

@@ -1,13 +1,13 @@
-//! The migration spec: which table, the ALTER text, transforms and run options.
-//! Built from CLI flags or read from a TOML file; validated before any connection.
+//! The migration spec: which table, the ALTER text, transforms, prepare and
+//! shadow statements, data checks: what a migration does, not how it runs
+//! (that is [`crate::plan::RunOptions`]). Built from CLI flags or read from a
+//! TOML file; validated before any connection.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::verify::Mode;
-
+use crate::dsn::Dsn;
 use crate::error::bad_input;
 
 /// `--transform col=EXPR`: fill column `col` of the new table with `EXPR`,
@@ -76,7 +76,7 @@ impl std::fmt::Display for CheckAction {
 /// Everything that describes one migration.
 #[derive(Debug, Clone)]
 pub struct MigrationSpec {
-    pub dsn: String,
+    pub dsn: Dsn,
     /// Schema of the table; `None` means `public`.
     pub schema: Option<String>,
     pub table: String,
@@ -89,7 +89,6 @@ pub struct MigrationSpec {
     pub shadow_statements: Vec<String>,
     /// Data checks run in preflight.
     pub checks: Vec<Check>,
-    pub options: RunOptions,
 }
 
 /// A migration spec file (`wraith migrate --spec file.toml`).
@@ -127,9 +126,9 @@ impl SpecFile {
     }
 
     /// The migration it describes, on `dsn`.
-    pub fn into_spec(self, dsn: &str, options: RunOptions) -> anyhow::Result<MigrationSpec> {
+    pub fn into_spec(self, dsn: &Dsn) -> anyhow::Result<MigrationSpec> {
         let mut spec = MigrationSpec {
-            dsn: dsn.to_string(),
+            dsn: dsn.clone(),
             schema: None,
             table: String::new(),
             alter: self.alter,
@@ -141,7 +140,6 @@ impl SpecFile {
             prepare: self.prepare,
             shadow_statements: self.shadow,
             checks: self.checks,
-            options,
         };
         spec.set_table(&self.table)?;
         Ok(spec)
@@ -149,14 +147,24 @@ impl SpecFile {
 }
 
 impl MigrationSpec {
+    /// A spec of `alter` alone on `dsn`; the table is set with [`MigrationSpec::set_table`].
+    pub fn new(dsn: Dsn, alter: &str) -> MigrationSpec {
+        MigrationSpec {
+            dsn,
+            schema: None,
+            table: String::new(),
+            alter: alter.to_string(),
+            transforms: vec![],
+            prepare: vec![],
+            shadow_statements: vec![],
+            checks: vec![],
+        }
+    }
+
     /// Sets the table from `--table`: `table`, `schema.table`, or SQL-quoted parts
     /// (`"Sales Dept"."q""t"`; backticks on MySQL) for names holding dots or quotes.
     pub fn set_table(&mut self, name: &str) -> anyhow::Result<()> {
-        let quote = if crate::dsn::is_mysql(&self.dsn) {
-            '`'
-        } else {
-            '"'
-        };
+        let quote = crate::Engine::of(&self.dsn).quote();
         let (schema, table) = split_table_name(name, quote)?;
         if schema.is_some() {
             self.schema = schema;
@@ -260,146 +268,6 @@ pub fn split_table_name(name: &str, quote: char) -> anyhow::Result<(Option<Strin
     }
 }
 
-/// How the run behaves (pacing, cutover), shared by every engine.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    /// Without it the run stops after preflight and prints the plan.
-    pub execute: bool,
-    /// Target duration of one copy chunk; the chunk size adapts to it.
-    pub chunk_time: Duration,
-    /// Rows in the first chunk, before adapting.
-    pub initial_chunk_rows: u64,
-    /// Hard cap on copied rows per second.
-    pub max_rows_per_sec: Option<u64>,
-    /// Longest wait for the cutover lock in one attempt; the application waits at most this long.
-    pub cutover_lock_timeout: Duration,
-    /// Attempts before giving up on the cutover (the run then fails cleanly).
-    pub cutover_attempts: u32,
-    /// Longest the write lock may be held while draining the last changes before an attempt is rolled back.
-    pub cutover_drain_timeout: Duration,
-    /// How long to wait for the change source (e.g. a replication slot) to be created.
-    pub slot_create_timeout: Duration,
-    /// Pause between polls of the change stream when it is idle.
-    pub poll_interval: Duration,
-    /// Most dirty keys re-read in one apply statement.
-    pub apply_batch_keys: usize,
-    /// Drop the original table after a successful swap instead of keeping it.
-    pub drop_old: bool,
-    /// Verification before the cutover.
-    pub verify: Mode,
-    /// Parallel verification sessions.
-    pub verify_workers: usize,
-    /// Throttling: its signals and limits.
-    pub throttle: ThrottleOptions,
-    /// Unix socket for `wraith ctl` (none: no live control).
-    pub control_socket: Option<std::path::PathBuf>,
-    /// Hold the cutover until `wraith ctl <socket> cutover`.
-    pub postpone_cutover: bool,
-    /// Hold the cutover while this file exists.
-    pub postpone_flag_file: Option<std::path::PathBuf>,
-    /// Terminate the sessions that would make the cutover lock queue.
-    pub kill_blockers: bool,
-    /// Resumable run: checkpoints a later run can continue from, and on PostgreSQL a
-    /// persistent slot; also continues an interrupted resumable run of the same spec.
-    pub resume: bool,
-    /// Commands run at the migration's events.
-    pub hooks: crate::engine::hooks::Hooks,
-    /// Named fault points (tests).
-    pub fault_points: FaultPoints,
-}
-
-/// What slows or pauses the copy, and what aborts the run (DESIGN: throttling).
-#[derive(Debug, Clone)]
-pub struct ThrottleOptions {
-    /// Pause while this file exists.
-    pub flag_file: Option<std::path::PathBuf>,
-    /// A query returning one number: above 0 pauses the copy.
-    pub query: Option<String>,
-    /// Replicas whose lag counts against `max_lag`.
-    pub replica_dsns: Vec<String>,
-    /// Replica lag limit.
-    pub max_lag: Option<Duration>,
-    /// Load limit: active sessions (PostgreSQL) or Threads_running (MySQL).
-    pub max_load: Option<u64>,
-    /// Load that aborts the run when seen `critical_load_hits` checks in a row.
-    pub critical_load: Option<u64>,
-    pub critical_load_hits: u32,
-    /// PostgreSQL: WAL retained by wraith's slot, in bytes, above which the copy
-    /// pauses; at twice this the run aborts.
-    pub max_slot_lag: Option<u64>,
-    /// How often the signals are read.
-    pub interval: Duration,
-}
-
-impl Default for ThrottleOptions {
-    fn default() -> Self {
-        ThrottleOptions {
-            flag_file: None,
-            query: None,
-            replica_dsns: Vec::new(),
-            max_lag: None,
-            max_load: None,
-            critical_load: None,
-            critical_load_hits: 3,
-            max_slot_lag: None,
-            interval: Duration::from_millis(250),
-        }
-    }
-}
-
-/// A callback run at named points of a migration (`"before-verify"`, ...), so tests can
-/// inject faults where they matter. Does nothing unless set.
-#[derive(Clone, Default)]
-pub struct FaultPoints(pub Option<Arc<dyn Fn(&'static str) -> BoxFuture + Send + Sync>>);
-
-pub type BoxFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-
-impl FaultPoints {
-    pub async fn hit(&self, point: &'static str) {
-        if let Some(f) = &self.0 {
-            f(point).await;
-        }
-    }
-}
-
-impl std::fmt::Debug for FaultPoints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "FaultPoints(set)"
-        } else {
-            "FaultPoints(none)"
-        })
-    }
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            execute: false,
-            chunk_time: Duration::from_millis(500),
-            initial_chunk_rows: 1000,
-            max_rows_per_sec: None,
-            cutover_lock_timeout: Duration::from_millis(500),
-            cutover_attempts: 30,
-            cutover_drain_timeout: Duration::from_secs(2),
-            slot_create_timeout: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(50),
-            apply_batch_keys: 2000,
-            drop_old: false,
-            verify: Mode::Checksum,
-            verify_workers: 2,
-            throttle: ThrottleOptions::default(),
-            control_socket: None,
-            postpone_cutover: false,
-            postpone_flag_file: None,
-            kill_blockers: false,
-            resume: false,
-            hooks: Default::default(),
-            fault_points: FaultPoints::default(),
-        }
-    }
-}
-
 /// FNV-1a, 32 bits: a short stable hash for names (slots, sockets).
 pub fn fnv1a(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5u32, |h, b| {
@@ -445,7 +313,7 @@ mod tests {
     #[test]
     fn qualified_table_names() {
         let mut s = MigrationSpec {
-            dsn: String::new(),
+            dsn: Dsn::parse("postgres://u@h/db").unwrap(),
             schema: None,
             table: String::new(),
             alter: String::new(),
@@ -453,7 +321,6 @@ mod tests {
             prepare: vec![],
             shadow_statements: vec![],
             checks: vec![],
-            options: RunOptions::default(),
         };
         s.set_table("sales.orders").unwrap();
         assert_eq!((s.schema(), s.table.as_str()), ("sales", "orders"));
@@ -476,15 +343,20 @@ mod tests {
         ] {
             assert!(s.set_table(bad).is_err(), "{bad:?}");
         }
-        s.dsn = "mysql://u@h/db".into();
+        s.dsn = Dsn::parse("mysql://u@h/db").unwrap();
         s.set_table("`app`.`my``t`").unwrap();
         assert_eq!((s.schema(), s.table.as_str()), ("app", "my`t"));
     }
 
     #[test]
     fn fingerprints_follow_the_change_not_the_run() {
-        let spec = |alter: &str, execute: bool| {
-            let mut s = SpecFile {
+        let spec = |alter: &str, other_server: bool| {
+            let dsn = if other_server {
+                "postgres://u@other/db"
+            } else {
+                "postgres://u@h/db"
+            };
+            SpecFile {
                 table: "orders".into(),
                 alter: alter.into(),
                 transforms: [("a".to_string(), "1".to_string())].into(),
@@ -492,16 +364,9 @@ mod tests {
                 shadow: vec![],
                 checks: vec![],
             }
-            .into_spec(
-                "postgres://x",
-                RunOptions {
-                    execute,
-                    ..RunOptions::default()
-                },
-            )
-            .unwrap();
-            s.dsn = format!("{execute}");
-            s.fingerprint()
+            .into_spec(&Dsn::parse(dsn).unwrap())
+            .unwrap()
+            .fingerprint()
         };
         assert_eq!(
             spec("ADD COLUMN b int", false),

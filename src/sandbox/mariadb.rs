@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
 
-use super::postgres::{Owner, chown_tree, command, free_port, lookup_user, tail};
+use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_WAIT: Duration = Duration::from_secs(30);

@@ -8,6 +8,53 @@
 
 mod mariadb;
 mod postgres;
+mod process;
 
 pub use mariadb::MariaDbSandbox;
 pub use postgres::{PgOptions, PgSandbox};
+
+/// A scratch server of either engine, for the demo and the benchmark.
+pub enum Scratch {
+    Postgres(PgSandbox),
+    MariaDb(MariaDbSandbox),
+}
+
+impl Scratch {
+    /// Starts one for `engine`, saying so on stdout.
+    pub async fn start(engine: crate::Engine) -> anyhow::Result<Scratch> {
+        Ok(match engine {
+            crate::Engine::Postgres => {
+                println!("Starting a scratch PostgreSQL (wal_level=logical)...");
+                Scratch::Postgres(PgSandbox::start().await?)
+            }
+            crate::Engine::MySql => {
+                println!("Starting a scratch MariaDB (binary log ROW, full row images)...");
+                Scratch::MariaDb(MariaDbSandbox::start().await?)
+            }
+        })
+    }
+
+    /// Creates database `name`; its DSN.
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<crate::dsn::Dsn> {
+        let dsn = match self {
+            Scratch::Postgres(pg) => pg.create_database(name).await?,
+            Scratch::MariaDb(my) => my.create_database(name).await?,
+        };
+        crate::dsn::Dsn::parse(&dsn)
+    }
+
+    /// How to connect to database `db` with the engine's own client.
+    pub fn client_command(&self, db: &str) -> String {
+        match self {
+            Scratch::Postgres(pg) => format!("psql '{}'", pg.dsn(db)),
+            Scratch::MariaDb(my) => format!("mariadb -h127.0.0.1 -P{} -uroot {db}", my.port()),
+        }
+    }
+
+    pub async fn stop(self) {
+        match self {
+            Scratch::Postgres(pg) => pg.stop().await,
+            Scratch::MariaDb(my) => my.stop().await,
+        }
+    }
+}

@@ -12,13 +12,13 @@
 //! runs as the `postgres` system user and the temporary directory is handed to it.
 
 use std::fs::{self, File};
-use std::os::unix::fs::lchown;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
@@ -357,12 +357,6 @@ fn parse_version(name: &str) -> Option<Vec<u32>> {
     name.split('.').map(|part| part.parse().ok()).collect()
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Owner {
-    uid: u32,
-    gid: u32,
-}
-
 /// Who the server runs as: the `postgres` user when we are root, since PostgreSQL
 /// refuses to run as root; otherwise ourselves (`None`).
 fn server_owner() -> Result<Option<Owner>> {
@@ -379,43 +373,6 @@ fn server_owner() -> Result<Option<Owner>> {
              `apt-get install -y postgresql`, which creates it, or run as a normal user"
         )
     })
-}
-
-pub(super) fn lookup_user(passwd: &str, name: &str) -> Option<Owner> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != name {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some(Owner { uid, gid })
-    })
-}
-
-/// Hands `path` and everything below it to `owner` (symlinks are not followed).
-pub(super) fn chown_tree(path: &Path, owner: Owner) -> Result<()> {
-    lchown(path, Some(owner.uid), Some(owner.gid))
-        .with_context(|| format!("changing the owner of {}", path.display()))?;
-    let meta = fs::symlink_metadata(path)?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path)? {
-            chown_tree(&entry?.path(), owner)?;
-        }
-    }
-    Ok(())
-}
-
-/// A command that runs as `owner` (when set) from `cwd`, so it never depends on
-/// being able to read the caller's working directory.
-pub(super) fn command(program: &Path, cwd: &Path, owner: Option<Owner>) -> Command {
-    let mut cmd = Command::new(program);
-    cmd.current_dir(cwd).stdin(Stdio::null());
-    if let Some(owner) = owner {
-        cmd.uid(owner.uid).gid(owner.gid);
-    }
-    cmd
 }
 
 async fn run_initdb(
@@ -460,13 +417,6 @@ async fn run_initdb(
         }
     }
     bail!("{}", failures.join("\n"))
-}
-
-/// A port that was free a moment ago; losing it to a race is handled by retrying.
-pub(super) fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .context("binding 127.0.0.1:0 to pick a free port")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -567,11 +517,6 @@ async fn wait_ready(
         }
         tokio::time::sleep(READY_POLL).await;
     }
-}
-
-pub(super) fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn quote_ident(name: &str) -> String {

@@ -15,7 +15,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Key, Stats};
+use crate::engine::Stats;
+use crate::key::Key;
 
 /// Rows per compared range: small enough to narrow quickly, large enough that
 /// per-range overhead does not matter.

@@ -3,13 +3,12 @@
 //! background, a second session, a restart.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use mysql_async::prelude::Queryable;
 use serde_json::Value;
+use wraith::Engine;
+use wraith::engine::Stats;
 use wraith::engine::migration::Outcome;
-use wraith::engine::{self, Stats};
-use wraith::plan::MigrationSpec;
 
 use super::*;
 
@@ -94,30 +93,28 @@ impl Env {
     }
 
     /// Starts a migration through the library in the background.
-    pub async fn start(
-        &self,
-        spec: MigrationSpec,
-    ) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-        self.start_with(spec, Arc::new(Stats::default())).await
+    pub async fn start(&self, job: Job) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
+        self.start_with(job, Arc::new(Stats::default())).await
     }
 
     pub async fn start_with(
         &self,
-        spec: MigrationSpec,
+        job: Job,
         stats: Arc<Stats>,
     ) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
-        let opts = spec.options.clone();
-        let abort = Arc::new(AtomicBool::new(false));
+        tokio::spawn(migrate_with(job, stats))
+    }
+
+    pub fn engine(&self) -> Engine {
         match self {
-            Env::Pg(_) => {
-                let b = Arc::new(wraith::pg::PgBackend::connect(spec).await.unwrap());
-                tokio::spawn(engine::run(b, opts, stats, abort))
-            }
-            Env::My(..) => {
-                let b = Arc::new(wraith::mysql::MyBackend::connect(spec).await.unwrap());
-                tokio::spawn(engine::run(b, opts, stats, abort))
-            }
+            Env::Pg(_) => Engine::Postgres,
+            Env::My(..) => Engine::MySql,
         }
+    }
+
+    /// A real run with this engine's defaults.
+    pub fn execute(&self) -> RunOptions {
+        execute_on(self.engine())
     }
 
     /// A second session that can hold locks.

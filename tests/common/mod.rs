@@ -3,16 +3,37 @@
 #![allow(dead_code)]
 
 pub mod env;
+pub mod ops;
+
+/// Runs each named `async fn(Env)` as two tests, `<name>::postgres` and
+/// `<name>::mariadb`, each on a sandbox server of its own.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($case:ident),+ $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$case(super::common::env::Env::pg().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mariadb() {
+                super::$case(super::common::env::Env::my().await).await;
+            }
+        }
+    )+};
+}
 
 use std::process::Output;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio_postgres::Client;
+use wraith::Engine;
+use wraith::dsn::Dsn;
+use wraith::engine::faults::Faults;
 use wraith::engine::migration::Outcome;
-use wraith::engine::{self, Stats};
-use wraith::pg::PgBackend;
-use wraith::plan::{MigrationSpec, RunOptions, Transform};
+use wraith::engine::{RunContext, Stats};
+use wraith::plan::{BackendOptions, MigrationSpec, RunOptions, Transform};
 use wraith::sandbox::{PgOptions, PgSandbox};
 
 pub struct Db {
@@ -34,32 +55,66 @@ pub async fn db_with(opts: PgOptions) -> Db {
     Db { pg, dsn, client }
 }
 
+/// A migration as a test runs it: what it does, how, and its fault points.
+#[derive(Clone)]
+pub struct Job {
+    pub spec: MigrationSpec,
+    pub options: RunOptions,
+    pub faults: Faults,
+    pub hooks: wraith::engine::hooks::Hooks,
+}
+
+impl Job {
+    pub fn new(spec: MigrationSpec, options: RunOptions) -> Job {
+        Job {
+            spec,
+            options,
+            faults: Faults::default(),
+            hooks: Default::default(),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        Engine::of(&self.spec.dsn)
+    }
+
+    /// What the backend gets of the options.
+    pub fn backend_options(&self) -> BackendOptions {
+        self.options.backend(self.faults.clone())
+    }
+
+    /// A context with fresh counters, these fault points and `stats`.
+    pub fn context(&self, stats: Arc<Stats>) -> RunContext {
+        RunContext {
+            stats,
+            faults: self.faults.clone(),
+            hooks: self.hooks.clone(),
+            ..RunContext::new(&self.options)
+        }
+    }
+}
+
+pub fn dsn(text: &str) -> Dsn {
+    Dsn::parse(text).expect("a valid DSN")
+}
+
 pub fn spec(
-    dsn: &str,
+    dsn_text: &str,
     table: &str,
     alter: &str,
     transforms: &[(&str, &str)],
     options: RunOptions,
-) -> MigrationSpec {
-    let mut s = MigrationSpec {
-        dsn: dsn.to_string(),
-        schema: None,
-        table: String::new(),
-        alter: alter.to_string(),
-        transforms: transforms
-            .iter()
-            .map(|(c, e)| Transform {
-                column: c.to_string(),
-                expr: e.to_string(),
-            })
-            .collect(),
-        prepare: vec![],
-        shadow_statements: vec![],
-        checks: vec![],
-        options,
-    };
+) -> Job {
+    let mut s = MigrationSpec::new(dsn(dsn_text), alter);
+    s.transforms = transforms
+        .iter()
+        .map(|(c, e)| Transform {
+            column: c.to_string(),
+            expr: e.to_string(),
+        })
+        .collect();
     s.set_table(table).expect("a valid table name");
-    s
+    Job::new(s, options)
 }
 
 /// The demo's `items` table (with its mirror and enum type) and a workload on it.
@@ -79,23 +134,27 @@ pub async fn items_under_load(
         .expect("start the workload")
 }
 
-/// Runs a migration through the library, as `wraith migrate` does.
-pub async fn migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
-    let opts = spec.options.clone();
-    let backend = Arc::new(PgBackend::connect(spec).await?);
-    engine::run(
-        backend,
-        opts,
-        Arc::new(Stats::default()),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
+/// Runs a migration through the library, as `wraith migrate` does, on the
+/// engine its DSN names.
+pub async fn migrate(job: Job) -> anyhow::Result<Outcome> {
+    migrate_with(job, Arc::new(Stats::default())).await
 }
 
+pub async fn migrate_with(job: Job, stats: Arc<Stats>) -> anyhow::Result<Outcome> {
+    let cx = job.context(stats);
+    Engine::migrate(job.spec, job.options, cx).await
+}
+
+/// A real run with PostgreSQL's defaults.
 pub fn execute() -> RunOptions {
+    execute_on(Engine::Postgres)
+}
+
+/// A real run with `engine`'s defaults.
+pub fn execute_on(engine: Engine) -> RunOptions {
     RunOptions {
         execute: true,
-        ..RunOptions::default()
+        ..RunOptions::for_engine(engine)
     }
 }
 
@@ -127,6 +186,19 @@ pub async fn wraith_async(args: Vec<String>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         wraith(&args)
+    })
+    .await
+    .unwrap()
+}
+
+/// Runs the `wraith` binary with `vars` set, off the async runtime.
+pub async fn wraith_async_env(args: Vec<String>, vars: Vec<(String, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_wraith"))
+            .args(&args)
+            .envs(vars)
+            .output()
+            .expect("run wraith")
     })
     .await
     .unwrap()
@@ -194,17 +266,6 @@ pub async fn my_sandbox() -> (wraith::sandbox::MariaDbSandbox, String, mysql_asy
     (db, dsn, c)
 }
 
-/// Runs a MySQL/MariaDB migration through the library, as `wraith migrate` does.
-pub async fn my_migrate(spec: MigrationSpec) -> anyhow::Result<Outcome> {
-    my_migrate_with(spec, Arc::new(Stats::default())).await
-}
-
-pub async fn my_migrate_with(spec: MigrationSpec, stats: Arc<Stats>) -> anyhow::Result<Outcome> {
-    let opts = spec.options.clone();
-    let backend = Arc::new(wraith::mysql::MyBackend::connect(spec).await?);
-    engine::run(backend, opts, stats, Arc::new(AtomicBool::new(false))).await
-}
-
 /// Tables of the database, sorted.
 pub async fn my_tables(c: &mut mysql_async::Conn) -> Vec<String> {
     use mysql_async::prelude::Queryable;
@@ -232,4 +293,53 @@ pub fn differing_keys(out: &Output) -> Vec<i64> {
         .collect();
     keys.sort();
     keys
+}
+
+/// The migration a spec file describes, on `dsn_text`, run with `options`.
+pub fn job_of(file: wraith::plan::SpecFile, dsn_text: &str, options: RunOptions) -> Job {
+    Job::new(
+        file.into_spec(&dsn(dsn_text)).expect("a valid spec"),
+        options,
+    )
+}
+
+impl Job {
+    pub fn with_faults(self, faults: Faults) -> Job {
+        Job { faults, ..self }
+    }
+
+    pub fn with_hooks(self, hooks: wraith::engine::hooks::Hooks) -> Job {
+        Job { hooks, ..self }
+    }
+}
+
+/// Fault points that run `sql` on a session of their own (either engine) when
+/// the run reaches `point`: DDL or corruption at a chosen moment.
+pub fn sql_at(
+    point: wraith::engine::faults::Point,
+    dsn_text: &str,
+    sql: impl Into<String>,
+) -> Faults {
+    let (dsn, sql) = (dsn(dsn_text), sql.into());
+    Faults::with(move |at| {
+        let (dsn, sql) = (dsn.clone(), sql.clone());
+        Box::pin(async move {
+            if at != point {
+                return;
+            }
+            if dsn.is_mysql() {
+                use mysql_async::prelude::Queryable;
+                let mut c = wraith::mysql::conn::connect(&dsn, "test").await.unwrap();
+                c.query_drop(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+            } else {
+                let c = wraith::pg::conn::connect(&dsn, "test").await.unwrap();
+                c.batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+        })
+    })
 }

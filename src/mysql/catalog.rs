@@ -1,0 +1,182 @@
+//! The table as MySQL/MariaDB's catalog describes it: columns, the key wraith
+//! addresses rows by, and the checks that the table can be migrated (InnoDB, a
+//! usable key, no foreign keys or triggers yet, key types that round-trip as text).
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::error::bad_input;
+use crate::mysql::conn::MyResult;
+
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// Columns in order: (name, full column type).
+    pub columns: Vec<(String, String)>,
+    /// The key the copy and the apply address rows by: the primary key, or the
+    /// first unique key whose columns are all NOT NULL.
+    pub key: Vec<String>,
+    pub estimated_rows: u64,
+}
+
+/// Reads the table and checks that wraith can migrate it; every refusal names the fix.
+pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Table> {
+    let name = format!("{schema}.{table}");
+    let row: Option<(String, Option<String>, Option<u64>)> = c
+        .exec_first(
+            "SELECT TABLE_TYPE, ENGINE, TABLE_ROWS FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (schema, table),
+        )
+        .await
+        .my("looking up the table")?;
+    let Some((kind, engine, rows)) = row else {
+        return Err(bad_input(format!(
+            "table {name} does not exist (check the database in the connection string and the table name)"
+        )));
+    };
+    if kind != "BASE TABLE" {
+        return Err(bad_input(format!(
+            "{name} is a {kind}, not a table: wraith rewrites base tables"
+        )));
+    }
+    let engine = engine.unwrap_or_default();
+    if !engine.eq_ignore_ascii_case("InnoDB") {
+        return Err(bad_input(format!(
+            "table {name} uses the {engine} engine: wraith needs InnoDB (transactions and row locks). \
+             Convert it first: ALTER TABLE {name} ENGINE = InnoDB"
+        )));
+    }
+    let columns: Vec<(String, String)> = c
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .my("reading the table's columns")?;
+    let key = key_columns(c, schema, table).await?;
+    if key.is_empty() {
+        return Err(bad_input(format!(
+            "table {name} has no primary key and no unique key on NOT NULL columns: wraith addresses \
+             rows by key. Add one first (ALTER TABLE {name} ADD PRIMARY KEY (...))"
+        )));
+    }
+    let mut refused = Vec::new();
+    let fks: Vec<(String, String, String, String)> = c
+        .exec(
+            "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, \
+                    IF(CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?, 'child', 'parent') \
+             FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) \
+                OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?) \
+             ORDER BY 1",
+            (schema, table, schema, table, schema, table),
+        )
+        .await
+        .my("reading foreign keys")?;
+    for (fk, child, parent, side) in fks {
+        refused.push(if side == "child" {
+            format!(
+                "foreign key {fk} ({child} -> {parent}): the table references another one. Such a key \
+                 can be recreated on the new table, which wraith does not do yet: drop it before the \
+                 migration and add it back afterwards"
+            )
+        } else {
+            format!(
+                "foreign key {fk} ({child} -> {parent}): another table references this one. MySQL \
+                 cannot re-point it at the new table without triggers: drop it for the migration \
+                 (and add it back afterwards), or migrate with a tool that uses triggers"
+            )
+        });
+    }
+    let triggers: Vec<String> = c
+        .exec(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
+            (schema, table),
+        )
+        .await
+        .my("reading triggers")?;
+    for t in triggers {
+        refused.push(format!(
+            "trigger {t}: wraith does not carry triggers over to the new table yet; drop it for the \
+             migration and create it again afterwards"
+        ));
+    }
+    if !refused.is_empty() {
+        return Err(bad_input(format!(
+            "table {name} has what wraith cannot migrate yet:\n  - {}",
+            refused.join("\n  - ")
+        )));
+    }
+    Ok(Table {
+        columns,
+        key,
+        estimated_rows: rows.unwrap_or(0),
+    })
+}
+
+/// The primary key's columns, else those of the first unique key on NOT NULL columns.
+pub async fn key_columns(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Vec<String>> {
+    let rows: Vec<(String, String, String)> = c
+        .exec(
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, col.IS_NULLABLE \
+             FROM information_schema.STATISTICS s \
+             JOIN information_schema.COLUMNS col ON col.TABLE_SCHEMA = s.TABLE_SCHEMA \
+                  AND col.TABLE_NAME = s.TABLE_NAME AND col.COLUMN_NAME = s.COLUMN_NAME \
+             WHERE s.TABLE_SCHEMA = ? AND s.TABLE_NAME = ? AND s.NON_UNIQUE = 0 \
+             ORDER BY s.INDEX_NAME <> 'PRIMARY', s.INDEX_NAME, s.SEQ_IN_INDEX",
+            (schema, table),
+        )
+        .await
+        .my("reading the table's keys")?;
+    let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, column, nullable) in rows {
+        match indexes.last_mut() {
+            Some((name, cols, not_null)) if *name == index => {
+                cols.push(column);
+                *not_null &= nullable == "NO";
+            }
+            _ => indexes.push((index, vec![column], nullable == "NO")),
+        }
+    }
+    Ok(indexes
+        .into_iter()
+        .find(|(_, _, not_null)| *not_null)
+        .map(|(_, cols, _)| cols)
+        .unwrap_or_default())
+}
+
+/// Key columns must round-trip as text through the binary log and SQL parameters.
+pub fn check_key_types(table: &Table, name: &str) -> anyhow::Result<()> {
+    for k in &table.key {
+        let t = table
+            .columns
+            .iter()
+            .find(|(c, _)| c == k)
+            .map(|(_, t)| t.to_ascii_lowercase())
+            .unwrap_or_default();
+        let base = t.split(['(', ' ']).next().unwrap_or_default();
+        let ok = matches!(
+            base,
+            "tinyint"
+                | "smallint"
+                | "mediumint"
+                | "int"
+                | "integer"
+                | "bigint"
+                | "decimal"
+                | "char"
+                | "varchar"
+                | "date"
+                | "datetime"
+        );
+        if !ok {
+            return Err(bad_input(format!(
+                "key column {k} of {name} has type {t}: wraith's MySQL engine supports integer, DECIMAL, \
+                 CHAR/VARCHAR, DATE and DATETIME keys"
+            )));
+        }
+    }
+    Ok(())
+}

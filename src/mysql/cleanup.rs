@@ -1,0 +1,65 @@
+//! Removing what a run created: the changelog, the shadow and a cutover's
+//! sentry table, at the end of every run and by `wraith cleanup`.
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use crate::Engine;
+use crate::error::bad_input;
+use crate::mysql::conn::{self, MyResult};
+use crate::mysql::names::Names;
+use crate::mysql::{cutover, preflight};
+use crate::plan::MigrationSpec;
+
+/// Drops the changelog, the shadow and a sentry. A shadow kept for inspection
+/// (`keep_shadow`) keeps its changelog too: that marks it as wraith's, so that
+/// `wraith cleanup` and the next run may remove it.
+pub async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let present: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
+            (&n.schema, &n.shadow, &n.changelog),
+        )
+        .await
+        .my("cleanup: listing wraith's tables")?;
+    if !keep_shadow && present.contains(&n.shadow) {
+        c.query_drop(format!("DROP TABLE IF EXISTS {}", n.shadow_q()))
+            .await
+            .my("cleanup: dropping the shadow table")?;
+        removed.push(n.shadow_q());
+    }
+    if present.contains(&n.changelog) && !(keep_shadow && present.contains(&n.shadow)) {
+        c.query_drop(format!("DROP TABLE IF EXISTS {}", n.changelog_q()))
+            .await
+            .my("cleanup: dropping the changelog table")?;
+        removed.push(n.changelog_q());
+    }
+    cutover::drop_sentry(c, n).await?;
+    Ok(removed)
+}
+
+/// `wraith cleanup` on MySQL/MariaDB: removes an earlier run's changelog, shadow and sentry.
+pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
+    let names = Names::new(&Engine::MySql.schema_of(spec)?, &spec.table)?;
+    let mut c = conn::connect(&spec.dsn, "cleanup").await?;
+    if preflight::lock_run(&mut c, &names).await?.is_some() {
+        return Err(bad_input(format!(
+            "a wraith run is migrating {} right now; cleanup leaves its tables alone",
+            names.src()
+        )));
+    }
+    let present: Option<String> = c
+        .exec_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&names.schema, &names.changelog),
+        )
+        .await
+        .my("cleanup: looking for the changelog table")?;
+    let removed = match present {
+        Some(_) => remove(&mut c, &names, false).await?,
+        None => Vec::new(),
+    };
+    let _ = c.disconnect().await;
+    Ok(removed)
+}
