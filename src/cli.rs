@@ -54,11 +54,25 @@ pub enum Command {
     Ctl(CtlArgs),
 }
 
+/// `--dsn`: the server, database and credentials.
 #[derive(Args)]
-pub struct TableArgs {
+pub struct ServerArg {
     /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
     #[arg(long, env = "WRAITH_DSN")]
-    pub dsn: String,
+    dsn: String,
+}
+
+impl ServerArg {
+    /// The connection string, parsed (a bad one is refused without echoing it).
+    pub fn dsn(&self) -> anyhow::Result<Dsn> {
+        Dsn::parse(&self.dsn)
+    }
+}
+
+#[derive(Args)]
+pub struct TableArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
     /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's
     /// database on MySQL). Quote parts that hold dots or quotes: '"Sales Dept"."q""t"'
     /// (backticks on MySQL).
@@ -68,9 +82,8 @@ pub struct TableArgs {
 
 #[derive(Args)]
 pub struct MigrateArgs {
-    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
-    #[arg(long, env = "WRAITH_DSN")]
-    pub dsn: String,
+    #[command(flatten)]
+    pub server: ServerArg,
     /// Table to migrate, optionally qualified (schema.table; default: public, or the DSN's
     /// database on MySQL). Quote parts that hold dots or quotes: '"Sales Dept"."q""t"'
     /// (backticks on MySQL).
@@ -229,9 +242,8 @@ pub struct DemoArgs {
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
-    #[arg(long, env = "WRAITH_DSN")]
-    pub dsn: String,
+    #[command(flatten)]
+    pub server: ServerArg,
     /// A table being migrated: compares it with its shadow (_<table>_new on
     /// PostgreSQL, <table>_wraith_new on MySQL/MariaDB).
     #[arg(long, conflicts_with_all = ["source", "target"])]
@@ -332,7 +344,7 @@ impl MigrateArgs {
     /// The spec, the run options (with the engine's defaults where no flag is
     /// given) and the hooks these flags describe.
     pub fn spec(&self) -> anyhow::Result<(MigrationSpec, RunOptions, Hooks)> {
-        let dsn = Dsn::parse(&self.dsn)?;
+        let dsn = self.server.dsn()?;
         let engine = Engine::of(&dsn);
         let o = &self.operate;
         if engine == Engine::MySql && o.max_slot_lag.is_some() {

@@ -187,7 +187,7 @@ async fn run_migration(
 }
 
 async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
-    let mut spec = MigrationSpec::new(Dsn::parse(&args.dsn)?, "");
+    let mut spec = MigrationSpec::new(args.server.dsn()?, "");
     spec.set_table(&args.table)?;
     let engine = Engine::of(&spec.dsn);
     let removed = engine.cleanup(&spec).await?;
@@ -206,7 +206,7 @@ async fn cleanup(args: TableArgs) -> anyhow::Result<()> {
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let dsn = Dsn::parse(&args.dsn)?;
+    let dsn = args.server.dsn()?;
     let engine = Engine::of(&dsn);
     let transforms = cli::parse_transforms(&args.transforms)?;
     let split = |name: &str| -> anyhow::Result<(String, String)> {

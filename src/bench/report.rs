@@ -539,20 +539,6 @@ async fn offline_alter(
             .db("offline: index")?;
     }
     c.batch_execute("COMMIT").await.db("commit")?;
-    let pending: Vec<String> = c
-        .query(
-            "SELECT quote_ident(conname) FROM pg_constraint WHERE conrelid = $1::text::regclass AND NOT convalidated",
-            &[&table],
-        )
-        .await
-        .db("offline: listing constraints")?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    for name in pending {
-        c.batch_execute(&format!("ALTER TABLE {q} VALIDATE CONSTRAINT {name}"))
-            .await
-            .db("offline: validating")?;
-    }
+    crate::pg::shadow::validate_constraints(c, &q).await?;
     Ok(t.elapsed())
 }

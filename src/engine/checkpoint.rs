@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::dsn::Dsn;
 use crate::error::bad_input;
 use crate::key::Key;
-use crate::plan::{BackendOptions, Plan, RunOptions, fnv1a};
+use crate::plan::{BackendOptions, MigrationSpec, Plan, RunOptions, fnv1a};
 
 /// How often a checkpoint is saved.
 pub const EVERY: Duration = Duration::from_secs(2);
@@ -181,40 +181,41 @@ pub struct Settled {
 /// by a real run (`remove` lists what it dropped) and named in a dry run's plan.
 pub async fn settle(
     left: Leftover,
+    spec: &MigrationSpec,
     opts: &BackendOptions,
-    fingerprint: &str,
     target: &str,
-    dsn: &Dsn,
     remove: impl AsyncFnOnce() -> anyhow::Result<Vec<String>>,
 ) -> anyhow::Result<Settled> {
-    Ok(match decide(left, opts, fingerprint, target, dsn)? {
-        Decision::Fresh => Settled::default(),
-        Decision::Resume(cp) => Settled {
-            warning: Some(format!(
-                "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
-                cp.describe()
-            )),
-            resume: Some(cp),
-            removed: false,
-        },
-        Decision::StartOver(what) if opts.execute => {
-            let removed = remove().await?;
-            tracing::warn!(
-                "removed what an earlier attempt left behind on {target}: {}; starting over ({what})",
-                removed.join(", ")
-            );
-            Settled {
-                removed: true,
-                ..Settled::default()
+    Ok(
+        match decide(left, opts, &spec.fingerprint(), target, &spec.dsn)? {
+            Decision::Fresh => Settled::default(),
+            Decision::Resume(cp) => Settled {
+                warning: Some(format!(
+                    "an interrupted migration is waiting to be resumed ({}): --execute --resume continues it",
+                    cp.describe()
+                )),
+                resume: Some(cp),
+                removed: false,
+            },
+            Decision::StartOver(what) if opts.execute => {
+                let removed = remove().await?;
+                tracing::warn!(
+                    "removed what an earlier attempt left behind on {target}: {}; starting over ({what})",
+                    removed.join(", ")
+                );
+                Settled {
+                    removed: true,
+                    ..Settled::default()
+                }
             }
-        }
-        Decision::StartOver(what) => Settled {
-            warning: Some(format!(
-                "an earlier attempt that did not finish left {what}: --execute removes them and starts over"
-            )),
-            ..Settled::default()
+            Decision::StartOver(what) => Settled {
+                warning: Some(format!(
+                    "an earlier attempt that did not finish left {what}: --execute removes them and starts over"
+                )),
+                ..Settled::default()
+            },
         },
-    })
+    )
 }
 
 /// A resumed run's shadow must have the shape the checkpoint was saved for.

@@ -118,6 +118,25 @@ impl Drop for Reader {
     }
 }
 
+/// Creates the changelog table (heartbeats, fences, checkpoints) and marks it as
+/// this run's: the marker tells the next run and `wraith cleanup` it is wraith's.
+pub async fn create_changelog(c: &mut Conn, n: &Names) -> anyhow::Result<()> {
+    c.query_drop(format!(
+        "CREATE TABLE {} (id int PRIMARY KEY, value longtext NOT NULL) ENGINE=InnoDB \
+         COMMENT='wraith changelog for {}'",
+        n.changelog_q(),
+        n.table.replace('\'', "''")
+    ))
+    .await
+    .my("creating the changelog table")?;
+    c.exec_drop(
+        format!("INSERT INTO {} (id, value) VALUES (?, ?)", n.changelog_q()),
+        (OWNER_ID, format!("wraith pid {}", std::process::id())),
+    )
+    .await
+    .my("marking the changelog table")
+}
+
 /// The server's current binary log file and position.
 pub async fn position(c: &mut Conn) -> anyhow::Result<(String, u64)> {
     let row: Option<Row> = match c.query_first("SHOW MASTER STATUS").await {

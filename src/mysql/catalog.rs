@@ -18,6 +18,27 @@ pub struct Table {
     pub estimated_rows: u64,
 }
 
+/// Which of `tables` exist in `schema`, each with its comment (the marks of
+/// wraith's own tables).
+pub async fn existing(
+    c: &mut Conn,
+    schema: &str,
+    tables: &[&str],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let marks = vec!["?"; tables.len()].join(", ");
+    let mut params = vec![mysql_async::Value::from(schema)];
+    params.extend(tables.iter().map(|t| mysql_async::Value::from(*t)));
+    c.exec(
+        format!(
+            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ({marks})"
+        ),
+        params,
+    )
+    .await
+    .my("looking up wraith's tables")
+}
+
 /// Reads the table and checks that wraith can migrate it; every refusal names the fix.
 pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Table> {
     let name = format!("{schema}.{table}");

@@ -8,7 +8,7 @@ use crate::Engine;
 use crate::error::bad_input;
 use crate::mysql::conn::{self, MyResult};
 use crate::mysql::names::Names;
-use crate::mysql::{cutover, preflight};
+use crate::mysql::{catalog, cutover, preflight};
 use crate::plan::MigrationSpec;
 
 /// Drops the changelog, the shadow and a sentry. A shadow kept for inspection
@@ -16,13 +16,11 @@ use crate::plan::MigrationSpec;
 /// `wraith cleanup` and the next run may remove it.
 pub async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Result<Vec<String>> {
     let mut removed = Vec::new();
-    let present: Vec<String> = c
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
-            (&n.schema, &n.shadow, &n.changelog),
-        )
-        .await
-        .my("cleanup: listing wraith's tables")?;
+    let present: Vec<String> = catalog::existing(c, &n.schema, &[&n.shadow, &n.changelog])
+        .await?
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     if !keep_shadow && present.contains(&n.shadow) {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", n.shadow_q()))
             .await
@@ -49,16 +47,13 @@ pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>
             names.src()
         )));
     }
-    let present: Option<String> = c
-        .exec_first(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&names.schema, &names.changelog),
-        )
-        .await
-        .my("cleanup: looking for the changelog table")?;
-    let removed = match present {
-        Some(_) => remove(&mut c, &names, false).await?,
-        None => Vec::new(),
+    let ours = !catalog::existing(&mut c, &names.schema, &[&names.changelog])
+        .await?
+        .is_empty();
+    let removed = if ours {
+        remove(&mut c, &names, false).await?
+    } else {
+        Vec::new()
     };
     let _ = c.disconnect().await;
     Ok(removed)

@@ -23,6 +23,7 @@
 //! waits at most `--cutover-lock-timeout` per attempt.
 
 use crate::engine::faults::{Faults, Point};
+use crate::mysql::catalog;
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
@@ -100,31 +101,36 @@ pub fn rename(names: &Names) -> String {
 
 /// Whether the swap happened: the shadow is gone exactly when the RENAME committed.
 pub async fn swapped(c: &mut Conn, names: &Names) -> anyhow::Result<bool> {
-    let present: Vec<String> = c
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)",
-            (&names.schema, &names.table, &names.shadow),
-        )
-        .await
-        .my("cutover: checking which tables exist")?;
-    Ok(present.contains(&names.table) && !present.contains(&names.shadow))
+    let present = catalog::existing(c, &names.schema, &[&names.table, &names.shadow]).await?;
+    let has = |t: &str| present.iter().any(|(name, _)| name == t);
+    Ok(has(&names.table) && !has(&names.shadow))
 }
 
 /// Drops `t_wraith_old` if it is the sentry (never the original table kept after a swap).
 pub async fn drop_sentry(c: &mut Conn, names: &Names) -> anyhow::Result<()> {
-    let comment: Option<String> = c
-        .exec_first(
-            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&names.schema, &names.old),
-        )
-        .await
-        .my("cutover: looking for the sentry table")?;
-    if comment.as_deref() == Some(SENTRY_COMMENT) {
+    let sentry = catalog::existing(c, &names.schema, &[&names.old]).await?;
+    if sentry.iter().any(|(_, comment)| comment == SENTRY_COMMENT) {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", names.old_q()))
             .await
             .my("cutover: dropping the sentry table")?;
     }
     Ok(())
+}
+
+/// MySQL's swap: one session may RENAME tables it holds under `LOCK TABLES`, so
+/// the RENAME is the commit and the unlock follows.
+pub async fn swap_in_one_session(
+    ctrl: &mut Conn,
+    names: &Names,
+    faults: &Faults,
+) -> anyhow::Result<()> {
+    faults.hit(Point::BeforeSwapCommit).await;
+    ctrl.query_drop(rename(names))
+        .await
+        .my("cutover: renaming the tables")?;
+    ctrl.query_drop("UNLOCK TABLES")
+        .await
+        .my("cutover: unlocking")
 }
 
 /// Steps 3 and 4 of the MariaDB protocol. `ctrl` holds the locks; `renamer`

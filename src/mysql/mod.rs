@@ -33,7 +33,6 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::engine::checkpoint::{self, Checkpoint};
-use crate::engine::faults::Point;
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied};
 use crate::error::bad_input;
 use crate::key::{Key, KeyRange};
@@ -264,23 +263,7 @@ impl Backend for MyBackend {
             self.set_verifier(self.shape()?);
             return Ok(cp.position.clone());
         }
-        ctrl.query_drop(format!(
-            "CREATE TABLE {} (id int PRIMARY KEY, value longtext NOT NULL) ENGINE=InnoDB \
-             COMMENT='wraith changelog for {}'",
-            n.changelog_q(),
-            n.table.replace('\'', "''")
-        ))
-        .await
-        .my("creating the changelog table")?;
-        ctrl.exec_drop(
-            format!("INSERT INTO {} (id, value) VALUES (?, ?)", n.changelog_q()),
-            (
-                capture::OWNER_ID,
-                format!("wraith pid {}", std::process::id()),
-            ),
-        )
-        .await
-        .my("marking the changelog table")?;
+        capture::create_changelog(&mut ctrl, n).await?;
         // The change source first (DESIGN 2.A), then the shadow.
         let reader = capture::start(&mut ctrl, stream_conn, n, layout, None).await?;
         tracing::debug!(file = %reader.start.0, pos = reader.start.1, "binary log stream started");
@@ -363,33 +346,7 @@ impl Backend for MyBackend {
 
     async fn before_cutover(&self) -> anyhow::Result<()> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
-        let shadow = self.names.shadow_q();
-        let deferred = &self.shape()?.deferred_indexes;
-        if !deferred.is_empty() {
-            // A resumed run may find them built by the interrupted one.
-            let present = shadow::indexes(&mut ctrl, &shadow).await?;
-            let missing: Vec<(String, String)> = deferred
-                .iter()
-                .filter(|(name, _)| !present.iter().any(|i| i.name == *name))
-                .cloned()
-                .collect();
-            if !missing.is_empty() {
-                let add = shadow::add_deferred(&self.names, &missing);
-                tracing::info!(statement = %add, "building the secondary indexes");
-                ctrl.query_drop(&add).await.map_err(|e| {
-                    conn::error(
-                        &e,
-                        format!(
-                            "building the secondary indexes of {shadow}: {}; nothing was swapped",
-                            conn::describe(&e)
-                        ),
-                    )
-                })?;
-            }
-        }
-        ctrl.query_drop(format!("ANALYZE TABLE {shadow}"))
-            .await
-            .my("analyzing the shadow table")
+        shadow::finish(&mut ctrl, &self.names, self.shape()?).await
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
@@ -462,14 +419,7 @@ impl Backend for MyBackend {
                 result?;
             }
             Flavor::MySql => {
-                // Under LOCK TABLES the RENAME is the commit.
-                self.opts.faults.hit(Point::BeforeSwapCommit).await;
-                ctrl.query_drop(cutover::rename(&self.names))
-                    .await
-                    .my("cutover: renaming the tables")?;
-                ctrl.query_drop("UNLOCK TABLES")
-                    .await
-                    .my("cutover: unlocking")?;
+                cutover::swap_in_one_session(&mut ctrl, &self.names, &self.opts.faults).await?
             }
         }
         if self.opts.drop_old {

@@ -227,14 +227,7 @@ pub async fn leftovers(
     names: &Names,
 ) -> anyhow::Result<(Vec<String>, Option<Checkpoint>)> {
     let n = names;
-    let present: Vec<(String, String)> = c
-        .exec(
-            "SELECT TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?, ?)",
-            (&n.schema, &n.shadow, &n.old, &n.changelog),
-        )
-        .await
-        .my("looking for an earlier run's tables")?;
+    let present = catalog::existing(c, &n.schema, &[&n.shadow, &n.old, &n.changelog]).await?;
     let has = |t: &str| present.iter().any(|(name, _)| name == t);
     let ours = has(&n.changelog);
     let mut warnings = Vec::new();
@@ -295,15 +288,8 @@ pub async fn leftovers(
         checkpoint: saved,
         stream_gone,
     };
-    let settled = checkpoint::settle(
-        left,
-        opts,
-        &spec.fingerprint(),
-        &n.src(),
-        &spec.dsn,
-        async || cleanup::remove(c, n, false).await,
-    )
-    .await?;
+    let remove = async || cleanup::remove(c, n, false).await;
+    let settled = checkpoint::settle(left, spec, opts, &n.src(), remove).await?;
     warnings.extend(settled.warning);
     Ok((warnings, settled.resume))
 }

@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::error::bad_input;
 use crate::mysql::catalog::Table;
-use crate::mysql::conn::{MyResult, describe};
+use crate::mysql::conn::{self, MyResult, describe};
 use crate::mysql::names::Names;
 use crate::mysql::sql::{RowSql, UniqueKey, q};
 use crate::plan::MigrationSpec;
@@ -556,6 +556,38 @@ fn identifiers(action: &str) -> Vec<String> {
         }
     }
     words
+}
+
+/// Work on the shadow after the copy, before the swap: the secondary indexes
+/// left out of the copy (a resumed run may find them built), then statistics.
+pub async fn finish(ctrl: &mut Conn, names: &Names, shape: &Shape) -> anyhow::Result<()> {
+    let shadow = names.shadow_q();
+    let deferred = &shape.deferred_indexes;
+    if !deferred.is_empty() {
+        // A resumed run may find them built by the interrupted one.
+        let present = indexes(ctrl, &shadow).await?;
+        let missing: Vec<(String, String)> = deferred
+            .iter()
+            .filter(|(name, _)| !present.iter().any(|i| i.name == *name))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            let add = add_deferred(names, &missing);
+            tracing::info!(statement = %add, "building the secondary indexes");
+            ctrl.query_drop(&add).await.map_err(|e| {
+                conn::error(
+                    &e,
+                    format!(
+                        "building the secondary indexes of {shadow}: {}; nothing was swapped",
+                        conn::describe(&e)
+                    ),
+                )
+            })?;
+        }
+    }
+    ctrl.query_drop(format!("ANALYZE TABLE {shadow}"))
+        .await
+        .my("analyzing the shadow table")
 }
 
 #[cfg(test)]

@@ -85,6 +85,15 @@ fn row_text(exprs: &[String]) -> String {
 }
 
 impl Verifier {
+    /// Runs `sql` on the first `n` worker sessions.
+    async fn on_workers(&self, n: usize, sql: &str, doing: &str) -> anyhow::Result<()> {
+        let pool = self.workers.lock().await;
+        for w in pool.iter().take(n) {
+            w.lock().await.query_drop(sql).await.my(doing)?;
+        }
+        Ok(())
+    }
+
     pub fn new(
         dsn: &Dsn,
         src: String,
@@ -208,27 +217,14 @@ impl Checksums for Verifier {
     }
 
     async fn open_snapshot(&self, workers: usize) -> anyhow::Result<()> {
-        let pool = self.workers.lock().await;
-        for w in pool.iter().take(workers) {
-            w.lock()
-                .await
-                .query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-                .await
-                .my("verify: opening the snapshot")?;
-        }
-        Ok(())
+        let sql = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+        self.on_workers(workers, sql, "verify: opening the snapshot")
+            .await
     }
 
     async fn close_snapshot(&self) -> anyhow::Result<()> {
-        let pool = self.workers.lock().await;
-        for w in pool.iter() {
-            w.lock()
-                .await
-                .query_drop("COMMIT")
-                .await
-                .my("verify: closing the snapshot")?;
-        }
-        Ok(())
+        self.on_workers(usize::MAX, "COMMIT", "verify: closing the snapshot")
+            .await
     }
 
     async fn sums(&self, worker: usize, span: Span, mode: Mode) -> anyhow::Result<(Sums, Sums)> {

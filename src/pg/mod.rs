@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio_postgres::Client;
 
 use crate::engine::checkpoint::Checkpoint;
@@ -203,18 +202,7 @@ impl Backend for PgBackend {
 
     async fn save_checkpoint(&self, state: String) -> anyhow::Result<()> {
         let apply = self.session(|s| &s.apply, "apply")?;
-        apply
-            .execute(
-                &format!(
-                    "INSERT INTO {} (id, state, saved_at) VALUES (1, $1, now()) \
-                     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
-                    self.names.checkpoint_q()
-                ),
-                &[&state],
-            )
-            .await
-            .db("saving the checkpoint")?;
-        Ok(())
+        runs::save_checkpoint(&apply, &self.names, &state).await
     }
 
     async fn close(&self) {
@@ -261,39 +249,24 @@ impl Backend for PgBackend {
             self.opts.resume,
         )
         .await?;
-        ctrl.batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
-            self.opts.cutover_lock_timeout.as_millis().max(1)
-        ))
-        .await
-        .db("starting the shadow transaction")?;
-        match shadow::build(&ctrl, &self.names, table, &self.alter, &self.spec).await {
-            Ok(shape) => {
-                ctrl.batch_execute("COMMIT")
-                    .await
-                    .db("creating the shadow table")?;
-                self.set_verifier(&shape);
-                let _ = self.shape.set(shape);
-                for stmt in self.deps()?.before_lock(&self.names.shadow_q()) {
-                    ctrl.batch_execute(&stmt)
-                        .await
-                        .db("carrying privileges and policies to the shadow")?;
-                }
-                let ckpt = self.names.checkpoint_q();
-                ctrl.batch_execute(&format!(
-                    "CREATE TABLE {ckpt} (id int PRIMARY KEY, state text NOT NULL, \
-                     saved_at timestamptz NOT NULL DEFAULT now()); COMMENT ON TABLE {ckpt} IS {}",
-                    sql::literal(&self.names.checkpoint_comment())
-                ))
+        let shape = shadow::create(
+            &ctrl,
+            &self.names,
+            table,
+            &self.alter,
+            &self.spec,
+            self.opts.cutover_lock_timeout,
+        )
+        .await?;
+        self.set_verifier(&shape);
+        let _ = self.shape.set(shape);
+        for stmt in self.deps()?.before_lock(&self.names.shadow_q()) {
+            ctrl.batch_execute(&stmt)
                 .await
-                .db("creating the checkpoint table")?;
-                Ok(Some(start))
-            }
-            Err(e) => {
-                let _ = ctrl.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
+                .db("carrying privileges and policies to the shadow")?;
         }
+        runs::create_checkpoint_table(&ctrl, &self.names).await?;
+        Ok(Some(start))
     }
 
     async fn copy_end(&self) -> anyhow::Result<Option<Key>> {
@@ -355,58 +328,16 @@ impl Backend for PgBackend {
     }
 
     async fn before_cutover(&self) -> anyhow::Result<()> {
-        let ctrl = self.ctrl()?;
-        let shadow = self.names.shadow_q();
-        // A resumed run may find some of them built by the interrupted one.
         let resumed = self.resume.get().is_some();
-        let built = |e: &anyhow::Error| {
-            resumed
-                && e.chain().any(|c| {
-                    c.downcast_ref::<conn::DbError>()
-                        .is_some_and(|d| matches!(d.code.as_deref(), Some("42P07" | "42710")))
-                })
-        };
-        for def in &self.shape()?.deferred_indexes {
-            tracing::info!(index = %def, "building");
-            match ctrl
-                .batch_execute(def)
-                .await
-                .db("building a secondary index")
-            {
-                Err(e) if built(&e) => tracing::info!("already built by the interrupted run"),
-                other => other?,
-            }
-        }
-        for add in &self.shape()?.deferred_fks {
-            // Adding a foreign key blocks writes to the table it references until
-            // it is done: bounded and retried like the cutover.
-            match cutover::with_lock_timeout(&ctrl, add, self.opts.cutover_lock_timeout, 30).await {
-                Err(e) if built(&e) => tracing::info!("already added by the interrupted run"),
-                other => other.context("adding a foreign key to the shadow table")?,
-            }
-        }
-        let pending = ctrl
-            .query(
-                "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND NOT convalidated",
-                &[&shadow],
-            )
-            .await
-            .db("listing constraints to validate")?;
-        for r in pending {
-            let name: String = r.get(0);
-            tracing::info!(constraint = %name, "validating");
-            ctrl.batch_execute(&format!("ALTER TABLE {shadow} VALIDATE CONSTRAINT {}", sql::ident(&name)))
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
-                        "constraint {name} does not hold for the rewritten rows: {}; nothing was swapped",
-                        conn::describe(&e)
-                    )
-                })?;
-        }
-        ctrl.batch_execute(&format!("ANALYZE {shadow}"))
-            .await
-            .db("analyzing the shadow table")
+        let lock_timeout = self.opts.cutover_lock_timeout;
+        shadow::finish(
+            &*self.ctrl()?,
+            &self.names,
+            self.shape()?,
+            resumed,
+            lock_timeout,
+        )
+        .await
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {

@@ -357,15 +357,8 @@ async fn leftovers(
         checkpoint: saved,
         stream_gone,
     };
-    let settled = checkpoint::settle(
-        left,
-        opts,
-        &spec.fingerprint(),
-        &target,
-        &spec.dsn,
-        async || cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await,
-    )
-    .await?;
+    let remove = async || cleanup::remove(c, names, cleanup::ActiveSlot::Refuse, false).await;
+    let settled = checkpoint::settle(left, spec, opts, &target, remove).await?;
     Ok(Leftovers {
         warning: settled.warning,
         shadow: marked && !settled.removed,

@@ -2,6 +2,7 @@
 //! control session for the whole run), and a record of completed migrations in
 //! `wraith_history`, written in the swap's own transaction so that it exists if and
 //! only if the swap committed. A rerun of a completed spec finds it and does nothing.
+//! Also the table a run saves its checkpoints in, beside the shadow.
 //! Any role may read and add to the record (it is granted to PUBLIC), so the role
 //! that migrates one table does not lock others out of migrating theirs.
 
@@ -121,4 +122,31 @@ pub fn record(names: &Names, fingerprint: &str, alter: &str) -> Vec<String> {
             literal(alter.trim())
         ),
     ]
+}
+
+/// Creates the table a run's checkpoints live in, marked as wraith's.
+pub async fn create_checkpoint_table(c: &Client, names: &Names) -> anyhow::Result<()> {
+    let ckpt = names.checkpoint_q();
+    c.batch_execute(&format!(
+        "CREATE TABLE {ckpt} (id int PRIMARY KEY, state text NOT NULL, \
+         saved_at timestamptz NOT NULL DEFAULT now()); COMMENT ON TABLE {ckpt} IS {}",
+        literal(&names.checkpoint_comment())
+    ))
+    .await
+    .db("creating the checkpoint table")
+}
+
+/// Saves a checkpoint, replacing the last one.
+pub async fn save_checkpoint(c: &Client, names: &Names, state: &str) -> anyhow::Result<()> {
+    c.execute(
+        &format!(
+            "INSERT INTO {} (id, state, saved_at) VALUES (1, $1, now()) \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at",
+            names.checkpoint_q()
+        ),
+        &[&state],
+    )
+    .await
+    .db("saving the checkpoint")?;
+    Ok(())
 }

@@ -6,12 +6,16 @@
 //! without leaving anything behind), and in prepare, committed.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context;
 
 use tokio_postgres::Client;
 
 use crate::error::bad_input;
 use crate::pg::catalog::{self, Table};
-use crate::pg::conn::{DbResult, describe};
+use crate::pg::conn::{DbError, DbResult, describe};
+use crate::pg::cutover;
 use crate::pg::dependents;
 use crate::pg::names::Names;
 use crate::pg::sql::{KeyCols, RowSql, UniqueIndex, ident, literal};
@@ -377,4 +381,106 @@ async fn unique_indexes(
         });
     }
     Ok(out)
+}
+
+/// Creates the shadow table in one transaction whose DDL waits at most
+/// `lock_timeout` for a lock (the shadow's foreign keys lock the tables they
+/// reference); on failure nothing of it stays.
+pub async fn create(
+    ctrl: &Client,
+    names: &Names,
+    table: &Table,
+    alter: &AlterText,
+    spec: &MigrationSpec,
+    lock_timeout: Duration,
+) -> anyhow::Result<Shape> {
+    ctrl.batch_execute(&format!(
+        "BEGIN; SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    ))
+    .await
+    .db("starting the shadow transaction")?;
+    match build(ctrl, names, table, alter, spec).await {
+        Ok(shape) => {
+            ctrl.batch_execute("COMMIT")
+                .await
+                .db("creating the shadow table")?;
+            Ok(shape)
+        }
+        Err(e) => {
+            let _ = ctrl.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// Work on the shadow after the copy, before the swap: the secondary indexes and
+/// foreign keys left out of the copy, constraint validation, statistics. A
+/// `resumed` run may find some of them built by the interrupted one.
+pub async fn finish(
+    ctrl: &Client,
+    names: &Names,
+    shape: &Shape,
+    resumed: bool,
+    lock_timeout: Duration,
+) -> anyhow::Result<()> {
+    let shadow = names.shadow_q();
+    let built = |e: &anyhow::Error| {
+        resumed
+            && e.chain().any(|c| {
+                c.downcast_ref::<DbError>()
+                    .is_some_and(|d| matches!(d.code.as_deref(), Some("42P07" | "42710")))
+            })
+    };
+    for def in &shape.deferred_indexes {
+        tracing::info!(index = %def, "building");
+        match ctrl
+            .batch_execute(def)
+            .await
+            .db("building a secondary index")
+        {
+            Err(e) if built(&e) => tracing::info!("already built by the interrupted run"),
+            other => other?,
+        }
+    }
+    for add in &shape.deferred_fks {
+        // Adding a foreign key blocks writes to the table it references until
+        // it is done: bounded and retried like the cutover.
+        match cutover::with_lock_timeout(ctrl, add, lock_timeout, 30).await {
+            Err(e) if built(&e) => tracing::info!("already added by the interrupted run"),
+            other => other.context("adding a foreign key to the shadow table")?,
+        }
+    }
+    validate_constraints(ctrl, &shadow).await?;
+    ctrl.batch_execute(&format!("ANALYZE {shadow}"))
+        .await
+        .db("analyzing the shadow table")
+}
+
+/// Validates every constraint of `table` (quoted) that is not validated yet
+/// (added `NOT VALID`, or foreign keys added while writes flowed).
+pub async fn validate_constraints(c: &Client, table: &str) -> anyhow::Result<()> {
+    let pending = c
+        .query(
+            "SELECT conname::text FROM pg_constraint WHERE conrelid = $1::text::regclass AND NOT convalidated",
+            &[&table],
+        )
+        .await
+        .db("listing constraints to validate")?;
+    for r in pending {
+        let name: String = r.get(0);
+        tracing::info!(constraint = %name, "validating");
+        c.batch_execute(&format!(
+            "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+            ident(&name)
+        ))
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "constraint {name} does not hold for the rewritten rows: {}; nothing was swapped",
+                describe(&e)
+            )
+        })?;
+    }
+    Ok(())
 }

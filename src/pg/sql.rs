@@ -25,6 +25,15 @@ pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// Key columns as text, aliased `key0`, `key1`...: `ORDER BY "id"` would
+/// otherwise sort by the text output column.
+fn as_text_keys(cols: &[String]) -> Vec<String> {
+    cols.iter()
+        .enumerate()
+        .map(|(i, c)| format!("{}::text AS key{i}", ident(c)))
+        .collect()
+}
+
 fn list(cols: &[String]) -> String {
     cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
 }
@@ -287,13 +296,7 @@ impl RowSql {
         let n = key.len();
         let src_key = format!("({})", list(&key.source));
         let shadow_key = format!("({})", list(&key.shadow));
-        // Aliased: ORDER BY "id" would otherwise sort by the text output column.
-        let text_cols: Vec<String> = key
-            .source
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{}::text AS key{i}", ident(c)))
-            .collect();
+        let text_cols = as_text_keys(&key.source);
         // `tuple` in (lower, upper] with parameters numbered from `first`.
         let range = |tuple: &str, first: usize, has_lower: bool| {
             let upper = if has_lower { first + n } else { first };
@@ -324,12 +327,7 @@ impl RowSql {
                 .join(", "),
             key.in_arrays(&key.source)
         );
-        let shadow_text: Vec<String> = key
-            .shadow
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{}::text AS key{i}", ident(c)))
-            .collect();
+        let shadow_text = as_text_keys(&key.shadow);
         let conflicts = uniques
             .iter()
             .filter(|u| u.columns.iter().all(|c| targets.contains(c)))
