@@ -8,7 +8,7 @@ use crate::Engine;
 use crate::error::bad_input;
 use crate::mysql::conn::{self, MyResult};
 use crate::mysql::names::Names;
-use crate::mysql::{catalog, cutover, preflight};
+use crate::mysql::{catalog, cutover, runs};
 use crate::plan::MigrationSpec;
 
 /// Drops the changelog, the shadow and a sentry. A shadow kept for inspection
@@ -41,7 +41,7 @@ pub async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Resul
 pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
     let names = Names::new(&Engine::MySql.schema_of(spec)?, &spec.table)?;
     let mut c = conn::connect(&spec.dsn, "cleanup").await?;
-    if preflight::lock_run(&mut c, &names).await?.is_some() {
+    if runs::lock_run(&mut c, &names).await?.is_some() {
         return Err(bad_input(format!(
             "a wraith run is migrating {} right now; cleanup leaves its tables alone",
             names.src()

@@ -6,8 +6,11 @@
 //! the changelog table), `killer` (cancels lock waits at their deadline, watches
 //! the queued RENAME), `renamer` (MariaDB's cutover) and the binary log stream.
 //!
-//! Where things are: [`preflight`], [`shadow`], [`capture`] + [`binlog`],
-//! [`rows`] (copy and apply), [`verify`], [`cutover`]; connections in [`conn`].
+//! This file holds the [`Backend`] impl only. Where things are, file for file as
+//! in the PostgreSQL backend: [`conn`], [`names`], [`sql`], [`catalog`],
+//! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
+//! [`binlog`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
+//! [`signals`], [`runs`] (one run per table), [`definition`].
 
 pub mod binlog;
 pub mod capture;
@@ -19,6 +22,7 @@ pub mod definition;
 pub mod names;
 pub mod preflight;
 pub mod rows;
+pub mod runs;
 pub mod shadow;
 pub mod signals;
 pub mod sql;
@@ -163,7 +167,7 @@ impl Backend for MyBackend {
 
     async fn preflight(&self) -> anyhow::Result<Plan> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
-        if let Some(holder) = preflight::lock_run(&mut ctrl, &self.names).await? {
+        if let Some(holder) = runs::lock_run(&mut ctrl, &self.names).await? {
             return Err(bad_input(format!(
                 "another wraith run (connection id {holder}) is migrating {}; wait for it or stop it",
                 self.names.src()

@@ -7,8 +7,12 @@
 //! or the slot can never outlive the run (a `--resume` run's slot is persistent:
 //! cleanup drops it).
 //!
-//! Where things are: [`preflight`], [`shadow`], [`capture`] + [`pgoutput`],
-//! [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`]; SQL text in [`sql`].
+//! This file holds the [`Backend`] impl only. Where things are, file for file as
+//! in the MySQL backend: [`conn`], [`names`], [`sql`], [`catalog`],
+//! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
+//! [`pgoutput`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
+//! [`signals`], [`runs`] (one run per table, completed runs), [`definition`];
+//! PostgreSQL's own: [`dependents`] (moved in the swap), [`checks`] (data checks).
 
 pub mod capture;
 pub mod catalog;
