@@ -1,12 +1,15 @@
-//! Reading the binary log: what each event means to wraith.
+//! The binary log decoder's rules: what each event means to wraith, and what a
+//! row event must hold before the driver decodes it.
 //!
 //! Every event type is named here, and anything else stops the run: an event wraith
 //! does not understand may carry row changes (MariaDB's compressed row events do),
 //! and skipping it would silently lose them. MariaDB's own events (160 and up) are
-//! not known to mysql_common, so they are matched by their raw type codes.
+//! not known to mysql_common, so they are matched by their raw type codes. A row
+//! event whose table map the driver would index past is refused, not decoded.
 
 use mysql_async::binlog::EventType;
-use mysql_async::binlog::events::Event;
+use mysql_async::binlog::events::{Event, RowsEventData, TableMapEvent};
+use mysql_async::consts::ColumnType;
 
 /// MariaDB event type codes (sql/log_event.h).
 mod mariadb {
@@ -104,6 +107,71 @@ pub fn classify(raw: u8) -> anyhow::Result<Handling> {
             "binary log event {other:?} is not one wraith handles: it stops rather than skip it; \
              aborting, nothing was swapped"
         ),
+    })
+}
+
+/// What the driver trusts when it decodes rows: as many columns as the table
+/// map has, images that hold some, a known type for each, and each one's
+/// metadata (it indexes into the metadata unchecked, and sizes a DECIMAL by
+/// `precision - scale`).
+pub fn check_rows(rows: &RowsEventData, tme: &TableMapEvent) -> anyhow::Result<()> {
+    if rows.num_columns() != tme.columns_count() {
+        anyhow::bail!(
+            "the row event has {} columns, its table map {}",
+            rows.num_columns(),
+            tme.columns_count()
+        );
+    }
+    // Rows of no columns take no bytes: decoding them would never end.
+    let images = [rows.columns_before_image(), rows.columns_after_image()];
+    if images.iter().flatten().all(|cols| cols.not_any()) {
+        anyhow::bail!("the row event's images hold no columns");
+    }
+    for i in 0..tme.columns_count() as usize {
+        let t = match tme.get_column_type(i) {
+            Ok(Some(t)) => t,
+            Ok(None) => anyhow::bail!("the table map lacks the type of column {i}"),
+            Err(e) => anyhow::bail!("the table map's column {i}: {e}"),
+        };
+        let needs = metadata_len(t).ok_or_else(|| {
+            anyhow::anyhow!("the table map's column {i} has type {t:?}, which no table column has")
+        })?;
+        let meta = tme.get_column_metadata(i).unwrap_or_default();
+        if meta.len() < needs {
+            anyhow::bail!("the table map's metadata ends before that of column {i} ({t:?})");
+        }
+        if let (ColumnType::MYSQL_TYPE_NEWDECIMAL, [precision, scale, ..]) = (t, meta)
+            && scale > precision
+        {
+            anyhow::bail!("the table map's column {i} is DECIMAL({precision},{scale})");
+        }
+    }
+    Ok(())
+}
+
+/// How many metadata bytes the driver reads for a column of type `t` (`None`:
+/// not a type a table column has in a table map).
+fn metadata_len(t: ColumnType) -> Option<usize> {
+    use ColumnType::*;
+    Some(match t {
+        MYSQL_TYPE_VARCHAR
+        | MYSQL_TYPE_VAR_STRING
+        | MYSQL_TYPE_NEWDECIMAL
+        | MYSQL_TYPE_STRING
+        | MYSQL_TYPE_ENUM
+        | MYSQL_TYPE_SET
+        | MYSQL_TYPE_BIT => 2,
+        MYSQL_TYPE_TINY_BLOB
+        | MYSQL_TYPE_MEDIUM_BLOB
+        | MYSQL_TYPE_LONG_BLOB
+        | MYSQL_TYPE_BLOB
+        | MYSQL_TYPE_GEOMETRY
+        | MYSQL_TYPE_VECTOR
+        | MYSQL_TYPE_TIMESTAMP2
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIME2 => 1,
+        MYSQL_TYPE_TYPED_ARRAY => return None,
+        _ => 0,
     })
 }
 
