@@ -221,21 +221,13 @@ mod tests {
     fn known_events_are_handled() {
         assert_eq!(handling(&crafted(160, &[0; 4])).unwrap(), Handling::Ignore);
         assert_eq!(handling(&crafted(162, &[0; 13])).unwrap(), Handling::Begin);
-        assert_eq!(
-            classify(EventType::WRITE_ROWS_EVENT_V1 as u8).unwrap(),
-            Handling::Rows
-        );
-        assert_eq!(
-            classify(EventType::DELETE_ROWS_EVENT as u8).unwrap(),
-            Handling::Rows
-        );
-        assert_eq!(
-            classify(EventType::XID_EVENT as u8).unwrap(),
-            Handling::Commit
-        );
-        assert_eq!(
-            classify(EventType::TABLE_MAP_EVENT as u8).unwrap(),
-            Handling::TableMap
-        );
+        for (event, handled) in [
+            (EventType::WRITE_ROWS_EVENT_V1, Handling::Rows),
+            (EventType::DELETE_ROWS_EVENT, Handling::Rows),
+            (EventType::XID_EVENT, Handling::Commit),
+            (EventType::TABLE_MAP_EVENT, Handling::TableMap),
+        ] {
+            assert_eq!(classify(event as u8).unwrap(), handled, "{event:?}");
+        }
     }
 }

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use mysql_async::prelude::Queryable;
 use tempfile::TempDir;
 
-use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail};
+use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail, temp_dir};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_WAIT: Duration = Duration::from_secs(30);
@@ -46,10 +46,7 @@ impl MariaDbSandbox {
     /// log (to see wraith refuse such a server).
     pub async fn start_with(log_bin: bool) -> Result<MariaDbSandbox> {
         let owner = server_owner()?;
-        let dir = tempfile::Builder::new()
-            .prefix("wraith-mariadb-")
-            .tempdir()
-            .context("creating the sandbox temporary directory")?;
+        let dir = temp_dir("wraith-mariadb-")?;
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("mariadb.log");
         // Root may log in over TCP from 127.0.0.1 without a password (names are not resolved).

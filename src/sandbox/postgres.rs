@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail};
+use super::process::{Owner, chown_tree, command, free_port, lookup_user, tail, temp_dir};
 use tempfile::TempDir;
 use tokio_postgres::NoTls;
 
@@ -74,10 +74,7 @@ impl PgSandbox {
         let bin = find_pg_bin()?;
         let owner = server_owner()?;
 
-        let dir = tempfile::Builder::new()
-            .prefix("wraith-pg-")
-            .tempdir()
-            .context("creating the sandbox temporary directory")?;
+        let dir = temp_dir("wraith-pg-")?;
         let data_dir = dir.path().join("data");
         let socket_dir = dir.path().join("socket");
         let log_path = dir.path().join("postgres.log");
