@@ -114,12 +114,7 @@ async fn flag_file_status_chunk_time_and_abort(mut env: Env) {
         err.chain().any(|e| e.is::<wraith::error::Aborted>()),
         "{err:#}"
     );
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
-    assert_eq!(env.t_fingerprint().await, before, "the table is untouched");
+    env.assert_untouched(before).await;
     assert!(!socket.exists(), "the socket is removed when the run ends");
     env.stop().await;
 }
@@ -265,12 +260,7 @@ async fn stopped_by_guard(env: &mut Env, guard: ThrottleOptions, needle: &str) {
         err.chain().any(|e| e.is::<wraith::error::Stopped>()),
         "{err:#}"
     );
-    assert!(
-        env.leftovers().await.is_empty(),
-        "{:?}",
-        env.leftovers().await
-    );
-    assert_eq!(env.t_fingerprint().await, before, "the table is untouched");
+    env.assert_untouched(before).await;
 }
 
 /// Load at `--critical-load` for a few checks in a row stops the run cleanly.

@@ -56,8 +56,7 @@ async fn blockers_are_waited_out_or_killed(mut env: Env) {
         0,
         "wraith never asked for the lock while the blocker held the table"
     );
-    assert!(env.leftovers().await.is_empty());
-    assert_eq!(env.t_fingerprint().await, before);
+    env.assert_untouched(before).await;
     blocker
         .exec("SELECT 1")
         .await

@@ -92,6 +92,13 @@ impl Env {
         }
     }
 
+    /// Nothing of wraith's is left and `t` is as `before`: untouched.
+    pub async fn assert_untouched(&mut self, before: (i64, i64)) {
+        let left = self.leftovers().await;
+        assert!(left.is_empty(), "left behind: {left:?}");
+        assert_eq!(self.t_fingerprint().await, before, "the table is untouched");
+    }
+
     /// Starts a migration through the library in the background.
     pub async fn start(&self, job: Job) -> tokio::task::JoinHandle<anyhow::Result<Outcome>> {
         self.start_with(job, Arc::new(Stats::default())).await
