@@ -12,9 +12,7 @@ use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use rand::RngExt;
 
-use crate::bench::workload::{
-    Pace, Scenario, Workload, WorkloadConfig, WorkloadStats, orders_draw,
-};
+use crate::bench::workload::{Pace, Scenario, Workload, WorkloadConfig, WorkloadStats};
 use crate::mysql::conn::{self, MyResult};
 use crate::scenario::orders_mysql;
 
@@ -128,7 +126,11 @@ pub async fn start(cfg: WorkloadConfig) -> anyhow::Result<Workload> {
                     let result = match scenario {
                         Scenario::Items => one_transaction(&mut c, rows, &next_id).await,
                         Scenario::Orders => {
-                            orders_mysql::one_transaction(&mut c, rows, orders_draw(rows)).await
+                            orders_mysql::one_transaction(
+                                &mut c,
+                                crate::scenario::Draw::random(rows),
+                            )
+                            .await
                         }
                     };
                     if result.is_err() {

@@ -209,8 +209,8 @@ async fn session(
             let result = match cfg.scenario {
                 Scenario::Items => one_transaction(&client, &cfg, &next_id).await,
                 Scenario::Orders => {
-                    let draw = orders_draw(cfg.initial_rows);
-                    crate::scenario::orders::one_transaction(&client, cfg.initial_rows, draw).await
+                    let draw = crate::scenario::Draw::random(cfg.initial_rows);
+                    crate::scenario::orders::one_transaction(&client, draw).await
                 }
             };
             if result.is_err() {
@@ -220,18 +220,6 @@ async fn session(
         }
     })
     .await;
-}
-
-/// What an orders transaction does (an operation out of 100), to which order,
-/// with which amount and which status pick.
-pub(crate) fn orders_draw(initial_rows: i64) -> (u32, i64, i64, u32) {
-    let mut rng = rand::rng();
-    (
-        rng.random_range(0..100u32),
-        rng.random_range(1..=initial_rows.max(1)),
-        rng.random_range(10..1000i64),
-        rng.random_range(0..3u32),
-    )
 }
 
 /// One workload session's schedule: a steady rate (or as fast as it can), for at

@@ -7,6 +7,7 @@
 //! travel through wraith) and is deterministic for a seed: every value is derived
 //! from `md5(seed, row)`.
 
+use crate::scenario::Draw;
 use anyhow::Context;
 use tokio_postgres::Client;
 
@@ -144,14 +145,13 @@ pub const ACTUAL: &str = "SELECT order_id, order_ref, customer_id, order_schedul
 /// becomes `active`), and the oracle must not start treating those rows differently
 /// at the swap. Only clean live statuses are changed, as the application would
 /// (dirty ones fail the `NOT VALID` CHECK).
-pub async fn one_transaction(
-    c: &Client,
-    max_id: i64,
-    draw: (u32, i64, i64, u32),
-) -> anyhow::Result<()> {
-    let (op, key, amount, pick) = draw;
-    let status = ["active", "paused", "cancelled"][pick as usize % 3];
-    let key = key.clamp(1, max_id.max(1));
+pub async fn one_transaction(c: &Client, draw: Draw) -> anyhow::Result<()> {
+    let Draw {
+        op,
+        key,
+        amount,
+        status,
+    } = draw;
     c.batch_execute("BEGIN").await.db("begin")?;
     match op {
         0..=34 => {

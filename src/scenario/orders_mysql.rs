@@ -5,6 +5,7 @@
 //! migration spec (`migration.mysql.toml`), a mirror and the workload's
 //! transaction. The generator runs server-side: rows never travel through wraith.
 
+use crate::scenario::Draw;
 use anyhow::Context;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -109,14 +110,13 @@ pub const ACTUAL: &str = "SELECT order_id, MD5(CONCAT_WS('|', order_ref, custome
 /// deletes of expired orders nothing refers to (only a chain's first order is
 /// referred to). The mirror decides which rows change; rows are locked mirror
 /// first in every transaction, so the workload does not deadlock with itself.
-pub async fn one_transaction(
-    c: &mut Conn,
-    max_id: i64,
-    draw: (u32, i64, i64, u32),
-) -> anyhow::Result<()> {
-    let (op, key, amount, pick) = draw;
-    let status = ["active", "paused", "cancelled"][pick as usize % 3];
-    let key = key.clamp(1, max_id.max(1));
+pub async fn one_transaction(c: &mut Conn, draw: Draw) -> anyhow::Result<()> {
+    let Draw {
+        op,
+        key,
+        amount,
+        status,
+    } = draw;
     c.query_drop("BEGIN").await.my("begin")?;
     match op {
         0..=34 => {
