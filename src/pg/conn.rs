@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-use crate::dsn::Dsn;
+use crate::dsn::{Dsn, TlsMode};
 use crate::error::{ConnectionLost, bad_input};
 
 /// Settings every wraith session runs with.
@@ -24,10 +24,11 @@ pub async fn connect(dsn: &Dsn, role: &str) -> anyhow::Result<Arc<Client>> {
     let config = dsn
         .pg_config()
         .ok_or_else(|| bad_input(format!("{dsn} is not a PostgreSQL connection string")))?;
+    let tls = crate::pg::tls::connector(dsn.tls())?;
     let (client, connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
-        .map_err(|e| db_error(e, &format!("connecting to {dsn} ({role} session)")))?;
+        .map_err(|e| connect_error(e, dsn, role))?;
     let role_name = role.to_string();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
@@ -39,6 +40,67 @@ pub async fn connect(dsn: &Dsn, role: &str) -> anyhow::Result<Arc<Client>> {
         .await
         .map_err(|e| db_error(e, &format!("setting up the {role} session")))?;
     Ok(Arc::new(client))
+}
+
+/// A failed connection as the DBA needs it: TLS and authentication failures are
+/// bad input naming the fix (never the password); the rest as [`db_error`].
+fn connect_error(e: tokio_postgres::Error, dsn: &Dsn, role: &str) -> anyhow::Error {
+    let text = format!("{e:#}");
+    let source = std::error::Error::source(&e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let what = format!("{text} {source}");
+    let user = dsn.user().unwrap_or_default();
+    let at = format!("connecting to {dsn} ({role} session)");
+    let tls = dsn.tls();
+    let fix = if matches!(sqlstate(&e), Some("28P01" | "28000")) {
+        Some(format!(
+            "the server refused user {user}: {}; check the password (PGPASSWORD, ~/.pgpass or \
+             PGPASSFILE, --ask-pass) and pg_hba.conf",
+            describe(&e)
+        ))
+    } else if what.contains("server does not support TLS") {
+        Some(format!(
+            "sslmode={} needs TLS but the server offers none: enable ssl on the server, or use \
+             sslmode=prefer",
+            mode_name(tls.mode)
+        ))
+    } else if what.contains("UnknownIssuer") || what.contains("BadSignature") {
+        Some(format!(
+            "the server's certificate is not signed by a trusted root ({}): give its CA with \
+             sslrootcert=FILE",
+            tls.root_cert
+                .as_ref()
+                .map(|p| format!("sslrootcert={}", p.display()))
+                .unwrap_or_else(|| "none given".into())
+        ))
+    } else if what.contains("NotValidForName") || what.contains("not valid for name") {
+        Some(format!(
+            "the server's certificate does not name {}: connect by a name it holds, or use \
+             sslmode=verify-ca to check the chain only",
+            dsn.host()
+        ))
+    } else if what.contains("certificate") || what.contains("TLS") || what.contains("tls") {
+        Some(format!(
+            "TLS failed: {what}; check sslmode, sslrootcert, sslcert and sslkey"
+        ))
+    } else {
+        None
+    };
+    match fix {
+        Some(fix) => bad_input(format!("{at}: {fix}")),
+        None => db_error(e, &at),
+    }
+}
+
+fn mode_name(m: TlsMode) -> &'static str {
+    match m {
+        TlsMode::Disable => "disable",
+        TlsMode::Prefer => "prefer",
+        TlsMode::Require => "require",
+        TlsMode::VerifyCa => "verify-ca",
+        TlsMode::VerifyFull => "verify-full",
+    }
 }
 
 /// A PostgreSQL error as a readable message: the server's text, detail and hint.

@@ -30,6 +30,7 @@ pub mod runs;
 pub mod shadow;
 pub mod signals;
 pub mod sql;
+pub mod tls;
 pub mod verify;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

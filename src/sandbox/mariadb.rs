@@ -32,7 +32,30 @@ pub struct MariaDbSandbox {
     log_path: PathBuf,
     /// mariadbd's arguments, for a restart.
     args: Vec<String>,
+    /// It offers TLS: its own sessions use it (it may require it).
+    tls: bool,
     _dir: TempDir,
+}
+
+/// How the sandbox server is configured.
+#[derive(Debug, Clone)]
+pub struct MyOptions {
+    /// A binary log in ROW format with full row images.
+    pub log_bin: bool,
+    /// TLS with this certificate.
+    pub tls: Option<super::ServerTls>,
+    /// Every connection must use TLS (`require_secure_transport`).
+    pub tls_only: bool,
+}
+
+impl Default for MyOptions {
+    fn default() -> Self {
+        MyOptions {
+            log_bin: true,
+            tls: None,
+            tls_only: false,
+        }
+    }
 }
 
 impl MariaDbSandbox {
@@ -45,6 +68,16 @@ impl MariaDbSandbox {
     /// Like [`MariaDbSandbox::start`]; `log_bin: false` starts it without a binary
     /// log (to see wraith refuse such a server).
     pub async fn start_with(log_bin: bool) -> Result<MariaDbSandbox> {
+        MariaDbSandbox::start_opts(MyOptions {
+            log_bin,
+            ..MyOptions::default()
+        })
+        .await
+    }
+
+    /// A server configured by `opts`.
+    pub async fn start_opts(opts: MyOptions) -> Result<MariaDbSandbox> {
+        let log_bin = opts.log_bin;
         let owner = server_owner()?;
         let dir = temp_dir("wraith-mariadb-")?;
         let data_dir = dir.path().join("data");
@@ -95,6 +128,23 @@ impl MariaDbSandbox {
         if log_bin {
             args.push(format!("--log-bin={}", dir.path().join("binlog").display()));
         }
+        if let Some(tls) = &opts.tls {
+            for (flag, file, name) in [
+                ("--ssl-cert", &tls.cert, "server.crt"),
+                ("--ssl-key", &tls.key, "server.key"),
+                ("--ssl-ca", &tls.ca, "ca.crt"),
+            ] {
+                let to = dir.path().join(name);
+                fs::copy(file, &to).with_context(|| format!("copying {}", file.display()))?;
+                if let Some(owner) = owner {
+                    chown_tree(&to, owner)?;
+                }
+                args.push(format!("{flag}={}", to.display()));
+            }
+        }
+        if opts.tls_only {
+            args.push("--require-secure-transport=ON".into());
+        }
         if owner.is_some() {
             args.push("--user=mysql".into());
         }
@@ -103,6 +153,7 @@ impl MariaDbSandbox {
             port,
             log_path,
             args,
+            tls: opts.tls.is_some(),
             _dir: dir,
         };
         sandbox.spawn()?;
@@ -135,6 +186,10 @@ impl MariaDbSandbox {
     pub async fn connect(&self, db: &str) -> Result<mysql_async::Conn> {
         let opts = mysql_async::Opts::from_url(&self.dsn(db))
             .with_context(|| format!("the sandbox's connection string for {db:?}"))?;
+        let ssl = self
+            .tls
+            .then(|| mysql_async::SslOpts::default().with_danger_accept_invalid_certs(true));
+        let opts = mysql_async::OptsBuilder::from_opts(opts).ssl_opts(ssl);
         mysql_async::Conn::new(opts)
             .await
             .with_context(|| format!("connecting to sandbox database {db:?}"))

@@ -10,8 +10,16 @@ mod mariadb;
 mod postgres;
 mod process;
 
-pub use mariadb::MariaDbSandbox;
+pub use mariadb::{MariaDbSandbox, MyOptions};
 pub use postgres::{PgOptions, PgSandbox};
+
+/// A server certificate for a sandbox (PEM files), and the CA that signed it.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+}
 
 /// A scratch server of either engine, for the demo and the benchmark.
 pub enum Scratch {

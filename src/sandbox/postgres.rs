@@ -45,6 +45,12 @@ pub struct PgOptions {
     pub extra_conf: Vec<(String, String)>,
     /// `shared_buffers`, e.g. `"256MB"`; the server default when `None`.
     pub shared_buffers: Option<String>,
+    /// TLS with this certificate (`ssl = on`).
+    pub tls: Option<super::ServerTls>,
+    /// TCP connections must use TLS (`hostssl` lines only).
+    pub tls_only: bool,
+    /// Roles that must give their password over TCP (scram-sha-256).
+    pub password_roles: Vec<String>,
 }
 
 /// A running throwaway PostgreSQL server; stopped and deleted on drop.
@@ -86,6 +92,7 @@ impl PgSandbox {
         }
 
         run_initdb(&bin, dir.path(), &data_dir, owner, opts.fsync).await?;
+        configure_access(&data_dir, &opts, owner)?;
 
         let mut last_err = None;
         for attempt in 1..=START_ATTEMPTS {
@@ -100,7 +107,7 @@ impl PgSandbox {
                 owner,
                 &opts,
             )?;
-            match wait_ready(server, port, &log_path).await {
+            match wait_ready(server, &socket_dir, port, &log_path).await {
                 Ok(server) => {
                     tracing::debug!(port, dir = %dir.path().display(), "postgres sandbox ready");
                     return Ok(PgSandbox {
@@ -194,11 +201,16 @@ impl PgSandbox {
             self.owner,
             &self.opts,
         )?;
-        let server = wait_ready(server, self.port, &self.log_path)
-            .await
-            .map_err(|e| match e {
-                StartError::PortTaken(e) | StartError::Fatal(e) => e,
-            })?;
+        let server = wait_ready(
+            server,
+            &self._dir.path().join("socket"),
+            self.port,
+            &self.log_path,
+        )
+        .await
+        .map_err(|e| match e {
+            StartError::PortTaken(e) | StartError::Fatal(e) => e,
+        })?;
         self.server = Some(server);
         Ok(())
     }
@@ -212,10 +224,11 @@ impl PgSandbox {
         // Dropping `self` removes the temporary directory.
     }
 
+    /// Over the unix socket, which `trust` admits whatever TCP requires.
     fn config(&self, db: &str) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         config
-            .host("127.0.0.1")
+            .host_path(self._dir.path().join("socket"))
             .port(self.port)
             .user("postgres")
             .dbname(db)
@@ -416,6 +429,32 @@ async fn run_initdb(
     bail!("{}", failures.join("\n"))
 }
 
+/// Writes pg_hba.conf (the socket is always trusted; TCP is trusted, with TLS
+/// only when `tls_only`, except for the password roles) and puts the TLS
+/// certificate where the server reads it.
+fn configure_access(data_dir: &Path, opts: &PgOptions, owner: Option<Owner>) -> Result<()> {
+    let tcp = if opts.tls_only { "hostssl" } else { "host" };
+    let mut hba = String::from("local all all trust\n");
+    for role in &opts.password_roles {
+        hba.push_str(&format!("{tcp} all {role} 127.0.0.1/32 scram-sha-256\n"));
+    }
+    hba.push_str(&format!("{tcp} all all 127.0.0.1/32 trust\n"));
+    hba.push_str(&format!("{tcp} replication all 127.0.0.1/32 trust\n"));
+    fs::write(data_dir.join("pg_hba.conf"), hba).context("writing pg_hba.conf")?;
+    if let Some(tls) = &opts.tls {
+        use std::os::unix::fs::PermissionsExt;
+        for (from, to) in [(&tls.cert, "server.crt"), (&tls.key, "server.key")] {
+            let to = data_dir.join(to);
+            fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
+            fs::set_permissions(&to, fs::Permissions::from_mode(0o600))?;
+            if let Some(owner) = owner {
+                chown_tree(&to, owner)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn spawn_postmaster(
     bin: &Path,
@@ -451,6 +490,11 @@ fn spawn_postmaster(
     if let Some(shared_buffers) = &opts.shared_buffers {
         settings.push(("shared_buffers".into(), shared_buffers.clone()));
     }
+    if opts.tls.is_some() {
+        settings.push(("ssl".into(), "on".into()));
+        settings.push(("ssl_cert_file".into(), "server.crt".into()));
+        settings.push(("ssl_key_file".into(), "server.key".into()));
+    }
     settings.extend(opts.extra_conf.iter().cloned());
 
     let mut cmd = command(&bin.join("postgres"), cwd, owner);
@@ -472,12 +516,13 @@ fn spawn_postmaster(
 /// (by dropping it) and the error carries the tail of its log.
 async fn wait_ready(
     mut server: Postmaster,
+    socket_dir: &Path,
     port: u16,
     log_path: &Path,
 ) -> Result<Postmaster, StartError> {
     let mut config = tokio_postgres::Config::new();
     config
-        .host("127.0.0.1")
+        .host_path(socket_dir)
         .port(port)
         .user("postgres")
         .dbname("postgres")

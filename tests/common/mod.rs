@@ -2,6 +2,7 @@
 //! migration run through the library, the `wraith` binary, and catalog probes.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod env;
 pub mod ops;
 

@@ -6,9 +6,14 @@
 //! `?password=`, `password = x`, `password='a b'`, a raw `/` in it) can reach a
 //! message, a log line or a file.
 
+pub mod sources;
+pub mod tls;
+
 use std::fmt;
 
 use crate::error::bad_input;
+pub use sources::{PasswordFrom, Sources};
+pub use tls::{Tls, TlsMode};
 
 /// Which server a connection string names, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +44,12 @@ pub struct Dsn {
     database: Option<String>,
     user: Option<String>,
     password: Option<String>,
-    /// The other settings the string carries (`sslmode`, `application_name`...).
+    /// The other settings the string carries (`application_name`, `socket`...).
     options: Vec<(String, String)>,
+    /// TLS, from the string, the environment or an option file.
+    tls: Tls,
+    /// Where the password came from (the text, the environment, a file, a prompt).
+    password_from: PasswordFrom,
 }
 
 #[derive(Clone)]
@@ -58,8 +67,14 @@ const PARTS: [&str; 8] = [
 ];
 
 impl Dsn {
-    /// Parses a connection string; a bad one is refused without echoing it.
+    /// Parses a connection string; a bad one is refused without echoing it. What
+    /// it leaves out comes from this process's environment and files ([`Sources`]).
     pub fn parse(text: &str) -> anyhow::Result<Dsn> {
+        Dsn::parse_with(text, &Sources::from_process())
+    }
+
+    /// [`Dsn::parse`] with the gaps filled from `sources`.
+    pub fn parse_with(text: &str, sources: &Sources) -> anyhow::Result<Dsn> {
         let text = text.trim();
         let kind = if text.starts_with("mysql://") {
             Kind::MySql
@@ -68,6 +83,7 @@ impl Dsn {
         } else if text.starts_with("postgres://")
             || text.starts_with("postgresql://")
             || text.contains('=')
+            || text.is_empty()
         {
             Kind::Postgres
         } else {
@@ -77,55 +93,155 @@ impl Dsn {
             ));
         };
         if kind.is_mysql() {
-            Dsn::parse_mysql(text, kind)
+            Dsn::parse_mysql(text, kind, sources)
         } else {
-            Dsn::parse_postgres(text)
+            Dsn::parse_postgres(text, sources)
         }
     }
 
-    fn parse_postgres(text: &str) -> anyhow::Result<Dsn> {
+    fn parse_postgres(text: &str, sources: &Sources) -> anyhow::Result<Dsn> {
         use tokio_postgres::config::Host;
+        let url = text.contains("://");
+        let pairs = if url {
+            url_options(text)
+        } else {
+            key_values(text)
+        };
+        let (mut tls, options) = tls::take(pairs, false)?;
+        let env_tls = [
+            ("sslmode", "PGSSLMODE"),
+            ("sslrootcert", "PGSSLROOTCERT"),
+            ("sslcert", "PGSSLCERT"),
+            ("sslkey", "PGSSLKEY"),
+        ]
+        .iter()
+        .filter_map(|(k, var)| sources.var(var).map(|v| (k.to_string(), v.to_string())))
+        .collect();
+        tls::fill(&mut tls, env_tls, false)?;
         // The parser's messages name options, never their values.
-        let config = text.parse::<tokio_postgres::Config>().map_err(|e| {
-            bad_input(format!(
-                "--dsn is not a valid PostgreSQL connection string: {e}; {ENCODE_HINT}"
-            ))
-        })?;
+        let mut config = without_tls(text, url, false)
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| {
+                bad_input(format!(
+                    "--dsn is not a valid PostgreSQL connection string: {e}; {ENCODE_HINT}"
+                ))
+            })?;
+        config.ssl_mode(match tls.mode {
+            TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+            TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
+        if config.get_hosts().is_empty() {
+            match sources.var("PGHOST") {
+                Some(hosts) => hosts.split(',').for_each(|h| {
+                    config.host(h.trim());
+                }),
+                None => {
+                    config.host(
+                        sources::default_socket_dir()
+                            .map(|d| d.display().to_string())
+                            .as_deref()
+                            .unwrap_or("localhost"),
+                    );
+                }
+            }
+        }
+        if config.get_ports().is_empty()
+            && let Some(port) = sources.var("PGPORT")
+        {
+            let port = port
+                .parse()
+                .map_err(|_| bad_input(format!("PGPORT={port} is not a port number")))?;
+            config.port(port);
+        }
+        if config.get_user().is_none()
+            && let Some(user) = sources
+                .var("PGUSER")
+                .map(str::to_string)
+                .or_else(|| sources::os_user(sources))
+        {
+            config.user(&user);
+        }
+        if config.get_dbname().is_none()
+            && let Some(db) = sources.var("PGDATABASE")
+        {
+            config.dbname(db);
+        }
         let (mut host, mut socket) = (String::new(), None);
         match config.get_hosts().first() {
             Some(Host::Tcp(h)) => host = h.clone(),
             Some(Host::Unix(path)) => socket = Some(path.display().to_string()),
             None => {}
         }
-        let options = if text.contains("://") {
-            url_options(text)
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().map(str::to_string);
+        let database = config.get_dbname().map(str::to_string);
+        let mut password_from = if config.get_password().is_some() {
+            PasswordFrom::Text
         } else {
-            key_values(text)
+            PasswordFrom::None
         };
+        if let Some(p) = &sources.password {
+            config.password(p.as_str());
+            password_from = PasswordFrom::Prompt;
+        } else if password_from == PasswordFrom::None {
+            if let Some(p) = sources.var("PGPASSWORD") {
+                config.password(p);
+                password_from = PasswordFrom::Env("PGPASSWORD");
+            } else {
+                // For a socket in libpq's default directory, .pgpass says `localhost`.
+                let pass_host = match &socket {
+                    Some(dir)
+                        if Some(std::path::Path::new(dir)) == sources::default_socket_dir() =>
+                    {
+                        "localhost"
+                    }
+                    Some(dir) => dir.as_str(),
+                    None => host.as_str(),
+                };
+                let user = user.clone().unwrap_or_default();
+                let db = database.clone().unwrap_or_else(|| user.clone());
+                if let Some((p, file)) = sources.pgpass(pass_host, port, &db, &user) {
+                    config.password(p.as_str());
+                    password_from = PasswordFrom::File(file);
+                }
+            }
+        }
         Ok(Dsn {
             text: text.to_string(),
             kind: Kind::Postgres,
-            port: config.get_ports().first().copied().unwrap_or(5432),
-            database: config.get_dbname().map(str::to_string),
-            user: config.get_user().map(str::to_string),
+            port,
             password: config
                 .get_password()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
+            database,
+            user,
             options: options
                 .into_iter()
                 .filter(|(k, _)| !PARTS.contains(&k.as_str()))
                 .collect(),
             host,
             socket,
+            tls,
+            password_from,
             driver: Driver::Pg(Box::new(config)),
         })
     }
 
-    fn parse_mysql(text: &str, kind: Kind) -> anyhow::Result<Dsn> {
+    fn parse_mysql(text: &str, kind: Kind, sources: &Sources) -> anyhow::Result<Dsn> {
+        let (mut tls, options) = tls::take(url_options(text), true)?;
+        let file = sources.mysql_client_options()?;
+        let file_tls = file
+            .iter()
+            .filter(|(k, _)| k.starts_with("ssl"))
+            .cloned()
+            .collect();
+        tls::fill(&mut tls, file_tls, true)?;
         // mysql_async reads `mariadb://` as nothing; to it both are `mysql://`.
-        let url = match text.strip_prefix("mariadb://") {
+        let stripped = without_tls(text, true, true);
+        let url = match stripped.strip_prefix("mariadb://") {
             Some(rest) => format!("mysql://{rest}"),
-            None => text.to_string(),
+            None => stripped,
         };
         let scheme = if kind == Kind::MariaDb {
             "MariaDB"
@@ -138,6 +254,34 @@ impl Dsn {
                 "--dsn is not a valid {scheme} connection string: {e}; {ENCODE_HINT}"
             ))
         })?;
+        let from_file = |key: &str| file.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let user = opts
+            .user()
+            .map(str::to_string)
+            .or_else(|| from_file("user"));
+        // The command line wins over option files, which win over the environment.
+        let (password, password_from) = match (&sources.password, opts.pass()) {
+            (Some(p), _) => (Some(p.clone()), PasswordFrom::Prompt),
+            (None, Some(p)) => (Some(p.to_string()), PasswordFrom::Text),
+            (None, None) => match (from_file("password"), sources.var("MYSQL_PWD")) {
+                (Some(p), _) => (
+                    Some(p),
+                    PasswordFrom::File(
+                        sources
+                            .defaults_file
+                            .clone()
+                            .unwrap_or_else(|| "~/.my.cnf".into()),
+                    ),
+                ),
+                (None, Some(p)) => (Some(p.to_string()), PasswordFrom::Env("MYSQL_PWD")),
+                (None, None) => (None, PasswordFrom::None),
+            },
+        };
+        let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts.clone())
+            .user(user.clone())
+            .pass(password.clone())
+            .ssl_opts(mysql_ssl(&tls))
+            .into();
         Ok(Dsn {
             text: text.to_string(),
             kind,
@@ -145,14 +289,40 @@ impl Dsn {
             port: opts.tcp_port(),
             socket: opts.socket().map(str::to_string),
             database: opts.db_name().map(str::to_string),
-            user: opts.user().map(str::to_string),
-            password: opts.pass().map(str::to_string),
-            options: url_options(text)
+            user,
+            password,
+            options: options
                 .into_iter()
                 .filter(|(k, _)| !PARTS.contains(&k.as_str()))
                 .collect(),
+            tls,
+            password_from,
             driver: Driver::My(Box::new(opts)),
         })
+    }
+
+    /// TLS as this connection uses it.
+    pub fn tls(&self) -> &Tls {
+        &self.tls
+    }
+
+    /// Where the password came from.
+    pub fn password_from(&self) -> &PasswordFrom {
+        &self.password_from
+    }
+
+    /// The same connection without TLS (MySQL's `PREFERRED` against a server that
+    /// offers none).
+    pub fn without_tls(&self) -> Dsn {
+        let mut plain = self.clone();
+        plain.tls.mode = TlsMode::Disable;
+        if let Driver::My(o) = &plain.driver {
+            let opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts((**o).clone())
+                .ssl_opts(None)
+                .into();
+            plain.driver = Driver::My(Box::new(opts));
+        }
+        plain
     }
 
     pub fn kind(&self) -> Kind {
@@ -320,6 +490,56 @@ pub fn redacted(text: &str) -> String {
     }
 }
 
+/// MySQL's TLS settings in the driver's terms: the mode's checks, the trusted
+/// root, a client certificate.
+fn mysql_ssl(tls: &Tls) -> Option<mysql_async::SslOpts> {
+    use mysql_async::{ClientIdentity, SslOpts};
+    let path = |p: &std::path::PathBuf| p.clone().into();
+    let mode = tls.effective_mode();
+    if mode == TlsMode::Disable {
+        return None;
+    }
+    let mut o = SslOpts::default();
+    if let Some(ca) = &tls.root_cert {
+        o = o
+            .with_root_certs(vec![path(ca)])
+            .with_disable_built_in_roots(true);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        o = o.with_client_identity(Some(ClientIdentity::new(path(cert), path(key))));
+    }
+    Some(match mode {
+        TlsMode::VerifyFull => o,
+        TlsMode::VerifyCa => o.with_danger_skip_domain_validation(true),
+        _ => o.with_danger_accept_invalid_certs(true),
+    })
+}
+
+/// `text` without its TLS parameters, which the drivers would refuse or read
+/// their own way (wraith applies them itself).
+fn without_tls(text: &str, url: bool, mysql: bool) -> String {
+    let keep = |k: &str| !tls::is_key(k, mysql);
+    if !url {
+        return split_key_values(text)
+            .into_iter()
+            .filter(|p| keep(p.split('=').next().unwrap_or_default().trim()))
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let Some((base, query)) = text.split_once('?') else {
+        return text.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| keep(kv.split('=').next().unwrap_or_default()))
+        .collect();
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
 /// The query parameters of a URL (`?a=1&b=2`), values as written.
 fn url_options(text: &str) -> Vec<(String, String)> {
     let Some((_, query)) = text.split_once('?') else {
@@ -473,7 +693,8 @@ mod tests {
         assert_eq!(d.kind(), Kind::Postgres);
         assert_eq!((d.host(), d.port()), ("db.example", 6543));
         assert_eq!((d.database(), d.user()), (Some("app"), Some("bob")));
-        assert_eq!(d.options(), &[("sslmode".into(), "require".into())]);
+        assert_eq!(d.tls().mode, TlsMode::Require);
+        assert!(d.options().is_empty(), "{:?}", d.options());
         let d = Dsn::parse("host=db port=5433 dbname=app application_name='my app'").unwrap();
         assert_eq!(
             (d.host(), d.port(), d.database()),
@@ -483,6 +704,52 @@ mod tests {
         let d = Dsn::parse("mariadb://root@127.0.0.1:3307/shop").unwrap();
         assert!(d.is_mysql() && d.kind() == Kind::MariaDb);
         assert_eq!((d.port(), d.database()), (3307, Some("shop")));
+    }
+
+    #[test]
+    fn gaps_are_filled_from_the_environment_and_files() {
+        let env = |pairs: &[(&str, &str)]| Sources {
+            env: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Sources::default()
+        };
+        let s = env(&[
+            ("PGHOST", "db"),
+            ("PGPORT", "6432"),
+            ("PGUSER", "bob"),
+            ("PGDATABASE", "app"),
+            ("PGPASSWORD", "s3cret"),
+            ("PGSSLMODE", "require"),
+        ]);
+        let d = Dsn::parse_with("", &s).unwrap();
+        assert_eq!(d.to_string(), "postgres://bob@db:6432/app");
+        assert_eq!(d.password(), Some("s3cret"));
+        assert_eq!(d.password_from(), &PasswordFrom::Env("PGPASSWORD"));
+        assert_eq!(d.tls().mode, TlsMode::Require);
+        // What the text says wins.
+        let d = Dsn::parse_with("postgres://ann:pw@h/x?sslmode=disable", &s).unwrap();
+        assert_eq!((d.user(), d.password()), (Some("ann"), Some("pw")));
+        assert_eq!(d.password_from(), &PasswordFrom::Text);
+        assert_eq!(d.tls().mode, TlsMode::Disable);
+        // MySQL: the option file's [client] section, then MYSQL_PWD.
+        let dir = tempfile::tempdir().unwrap();
+        let cnf = dir.path().join("my.cnf");
+        std::fs::write(&cnf, "[client]\nuser=bob\npassword=fromfile\nssl-mode=REQUIRED\n").unwrap();
+        let mut s = env(&[("MYSQL_PWD", "fromenv")]);
+        s.defaults_file = Some(cnf);
+        let d = Dsn::parse_with("mysql://h/app", &s).unwrap();
+        assert_eq!((d.user(), d.password()), (Some("bob"), Some("fromfile")));
+        assert_eq!(d.tls().mode, TlsMode::Require);
+        let d = Dsn::parse_with("mysql://h/app", &env(&[("MYSQL_PWD", "fromenv")])).unwrap();
+        assert_eq!(d.password(), Some("fromenv"));
+        assert_eq!(d.password_from(), &PasswordFrom::Env("MYSQL_PWD"));
+        // A typed password wins over every other.
+        let mut s = env(&[("PGPASSWORD", "env")]);
+        s.password = Some("typed".into());
+        let d = Dsn::parse_with("postgres://u@h/db", &s).unwrap();
+        assert_eq!(d.password(), Some("typed"));
     }
 
     #[test]
