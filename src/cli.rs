@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use wraith::Engine;
-use wraith::dsn::Dsn;
+use wraith::dsn::{Dsn, PasswordFrom, Sources};
 use wraith::engine::hooks::{HookEvent, Hooks};
 use wraith::error::bad_input;
 use wraith::plan::{
@@ -54,18 +54,99 @@ pub enum Command {
     Ctl(CtlArgs),
 }
 
-/// `--dsn`: the server, database and credentials.
+/// `--dsn` and how wraith connects: credentials and TLS.
 #[derive(Args)]
 pub struct ServerArg {
-    /// Connection string: postgres://user:password@host:5432/db or mysql://user:password@host:3306/db
-    #[arg(long, env = "WRAITH_DSN")]
+    /// Connection string: postgres://user@host:5432/db, host=... dbname=..., or
+    /// mysql://user@host:3306/db. Keep the password out of it (`ps` shows
+    /// arguments): PGPASSWORD, ~/.pgpass, MYSQL_PWD, ~/.my.cnf or --ask-pass.
+    #[arg(long, env = "WRAITH_DSN", help_heading = "Connection")]
     dsn: String,
+    /// Prompt for the password, without echo.
+    #[arg(long, help_heading = "Connection")]
+    ask_pass: bool,
+    /// MySQL/MariaDB: the option file whose [client] section is read instead of ~/.my.cnf.
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    defaults_file: Option<PathBuf>,
+    /// PostgreSQL TLS: disable, prefer (default), require, verify-ca, verify-full.
+    #[arg(long, help_heading = "Connection")]
+    sslmode: Option<String>,
+    /// PostgreSQL: the CA certificate(s) that sign the server's (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    sslrootcert: Option<String>,
+    /// PostgreSQL: a client certificate (PEM), with --sslkey.
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    sslcert: Option<String>,
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    sslkey: Option<String>,
+    /// MySQL/MariaDB TLS: DISABLED, PREFERRED (default), REQUIRED, VERIFY_CA, VERIFY_IDENTITY.
+    #[arg(long, help_heading = "Connection")]
+    ssl_mode: Option<String>,
+    /// MySQL/MariaDB: the CA certificate(s) that sign the server's (PEM).
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    ssl_ca: Option<String>,
+    /// MySQL/MariaDB: a client certificate (PEM), with --ssl-key.
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    ssl_cert: Option<String>,
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    ssl_key: Option<String>,
 }
 
 impl ServerArg {
-    /// The connection string, parsed (a bad one is refused without echoing it).
+    /// What fills the DSN's gaps: the environment, files, the TLS flags.
+    pub fn sources(&self) -> Sources {
+        let flags = [
+            ("sslmode", &self.sslmode),
+            ("sslrootcert", &self.sslrootcert),
+            ("sslcert", &self.sslcert),
+            ("sslkey", &self.sslkey),
+            ("ssl-mode", &self.ssl_mode),
+            ("ssl-ca", &self.ssl_ca),
+            ("ssl-cert", &self.ssl_cert),
+            ("ssl-key", &self.ssl_key),
+        ];
+        Sources {
+            defaults_file: self.defaults_file.clone(),
+            tls_flags: flags
+                .into_iter()
+                .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_string(), v.clone())))
+                .collect(),
+            ..Sources::from_process()
+        }
+    }
+
+    /// The connection string, parsed (a bad one is refused without echoing it),
+    /// with the password typed at the prompt under --ask-pass.
     pub fn dsn(&self) -> anyhow::Result<Dsn> {
-        Dsn::parse(&self.dsn)
+        let mut sources = self.sources();
+        if self.ask_pass {
+            let probe = Dsn::parse_with(&self.dsn, &sources)?;
+            let prompt = format!(
+                "Password for {}@{}: ",
+                probe.user().unwrap_or_default(),
+                probe.socket().unwrap_or(probe.host())
+            );
+            let typed = rpassword::prompt_password(prompt).map_err(|e| {
+                bad_input(format!(
+                    "--ask-pass: cannot read a password from the terminal ({e}); use PGPASSWORD, \
+                     ~/.pgpass, MYSQL_PWD or an option file instead"
+                ))
+            })?;
+            sources.password = Some(typed);
+        }
+        let dsn = Dsn::parse_with(&self.dsn, &sources)?;
+        let from_argv = std::env::var("WRAITH_DSN").ok().as_deref() != Some(self.dsn.as_str());
+        if from_argv && dsn.password_from() == &PasswordFrom::Text {
+            wraith::dsn::sources::warn_once(if dsn.is_mysql() {
+                "the password is in --dsn, which `ps` shows to every user of this machine: use \
+                 MYSQL_PWD, the [client] section of ~/.my.cnf (or --defaults-file), WRAITH_DSN, \
+                 or --ask-pass"
+            } else {
+                "the password is in --dsn, which `ps` shows to every user of this machine: use \
+                 PGPASSWORD, ~/.pgpass (or PGPASSFILE), WRAITH_DSN, or --ask-pass"
+            });
+        }
+        Ok(dsn)
     }
 }
 
@@ -384,7 +465,7 @@ impl MigrateArgs {
                 replica_dsns: o
                     .replica_dsns
                     .iter()
-                    .map(|r| Dsn::parse(r))
+                    .map(|r| Dsn::parse_with(r, &self.server.sources()))
                     .collect::<anyhow::Result<_>>()
                     .map_err(|e| bad_input(format!("--replica-dsn: {e:#}")))?,
                 max_lag: o.max_lag,

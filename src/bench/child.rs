@@ -24,20 +24,14 @@ pub async fn migrate_child(
         Some(path) => path.to_path_buf(),
         None => std::env::current_exe().context("locating the wraith binary")?,
     };
-    let mut args: Vec<String> = [
-        "migrate",
-        "--dsn",
-        dsn.expose(),
-        "--spec",
-        spec,
-        "--execute",
-        "--json",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = ["migrate", "--spec", spec, "--execute", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     args.extend(extra.iter().cloned());
+    // The DSN goes through the environment: `ps` shows arguments, not that.
     let mut child = tokio::process::Command::new(exe)
+        .env("WRAITH_DSN", dsn.expose())
         .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

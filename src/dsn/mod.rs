@@ -117,6 +117,7 @@ impl Dsn {
         .iter()
         .filter_map(|(k, var)| sources.var(var).map(|v| (k.to_string(), v.to_string())))
         .collect();
+        tls::fill(&mut tls, sources.tls_flags.clone(), false)?;
         tls::fill(&mut tls, env_tls, false)?;
         // The parser's messages name options, never their values.
         let mut config = without_tls(text, url, false)
@@ -230,6 +231,7 @@ impl Dsn {
 
     fn parse_mysql(text: &str, kind: Kind, sources: &Sources) -> anyhow::Result<Dsn> {
         let (mut tls, options) = tls::take(url_options(text), true)?;
+        tls::fill(&mut tls, sources.tls_flags.clone(), true)?;
         let file = sources.mysql_client_options()?;
         let file_tls = file
             .iter()
@@ -736,7 +738,11 @@ mod tests {
         // MySQL: the option file's [client] section, then MYSQL_PWD.
         let dir = tempfile::tempdir().unwrap();
         let cnf = dir.path().join("my.cnf");
-        std::fs::write(&cnf, "[client]\nuser=bob\npassword=fromfile\nssl-mode=REQUIRED\n").unwrap();
+        std::fs::write(
+            &cnf,
+            "[client]\nuser=bob\npassword=fromfile\nssl-mode=REQUIRED\n",
+        )
+        .unwrap();
         let mut s = env(&[("MYSQL_PWD", "fromenv")]);
         s.defaults_file = Some(cnf);
         let d = Dsn::parse_with("mysql://h/app", &s).unwrap();

@@ -37,6 +37,9 @@ pub struct Sources {
     pub defaults_file: Option<PathBuf>,
     /// `--ask-pass`: the password typed at the prompt, used above every other.
     pub password: Option<String>,
+    /// TLS flags (`--sslmode`, `--ssl-ca`...): for every connection string that
+    /// does not say otherwise.
+    pub tls_flags: Vec<(String, String)>,
 }
 
 /// Where a connection's password came from, for the warning about `ps`; never the value.
@@ -61,6 +64,7 @@ impl Sources {
             home: std::env::var_os("HOME").map(PathBuf::from),
             defaults_file: None,
             password: None,
+            tls_flags: Vec::new(),
         }
     }
 

@@ -59,6 +59,11 @@ fn connect_error(e: tokio_postgres::Error, dsn: &Dsn, role: &str) -> anyhow::Err
              PGPASSFILE, --ask-pass) and pg_hba.conf",
             describe(&e)
         ))
+    } else if what.contains("password missing") {
+        Some(format!(
+            "the server wants a password for user {user} and none was given: set PGPASSWORD, \
+             add it to ~/.pgpass (or PGPASSFILE, mode 0600), or use --ask-pass"
+        ))
     } else if what.contains("server does not support TLS") {
         Some(format!(
             "sslmode={} needs TLS but the server offers none: enable ssl on the server, or use \

@@ -1,0 +1,200 @@
+//! Passwords the way DBAs keep them, on real servers whose role must give one:
+//! PostgreSQL's PGPASSWORD and password file (its 0600 rule), MySQL's MYSQL_PWD
+//! and option file. A wrong one is bad input naming the user; the password
+//! never appears in anything wraith prints, and one in --dsn is warned about.
+
+mod common;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use std::os::unix::fs::PermissionsExt;
+use wraith::sandbox::PgOptions;
+
+const PASSWORD: &str = "Tr0ub4dor-and-3";
+
+/// Runs wraith with `vars` set and the rest of the environment cleared of
+/// credentials, so only what the test gives counts.
+async fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let args = args.iter().map(|s| s.to_string()).collect();
+    let mut vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    vars.push(("HOME".into(), "/nonexistent".into()));
+    wraith_async_env(args, vars).await
+}
+
+fn never_shows_the_password(out: &std::process::Output) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(PASSWORD), "the password was printed:\n{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_passwords_from_the_environment_and_the_password_file() {
+    let db = db_with(PgOptions {
+        password_roles: vec!["mig".into()],
+        ..PgOptions::default()
+    })
+    .await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE ROLE mig LOGIN SUPERUSER PASSWORD '{PASSWORD}';
+             CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 2000) g;"
+        ))
+        .await
+        .unwrap();
+    let port = db.pg.port().to_string();
+    let dsn = format!("postgres://mig@127.0.0.1:{port}/app");
+    let migrate = |alter: &'static str| {
+        vec![
+            "migrate",
+            "--dsn",
+            "DSN",
+            "--table",
+            "t",
+            "--alter",
+            alter,
+            "--execute",
+            "--json",
+        ]
+    };
+    let with_dsn = |args: Vec<&'static str>, dsn: &str| -> Vec<String> {
+        args.into_iter()
+            .map(|a| {
+                if a == "DSN" {
+                    dsn.to_string()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect()
+    };
+
+    // No password anywhere: refused, naming the user and where passwords come from.
+    let args = with_dsn(migrate("ALTER COLUMN v TYPE bigint"), &dsn);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mig") && stderr.contains("PGPASSWORD"),
+        "{stderr}"
+    );
+
+    // PGPASSWORD.
+    let out = run(&args, &[("PGPASSWORD", PASSWORD)]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shows_the_password(&out);
+    db.client.batch_execute("DROP TABLE _t_old").await.unwrap();
+
+    // A password file, only when others cannot read it.
+    let dir = tempfile::tempdir().unwrap();
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:{port}:app:mig:{PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args = with_dsn(migrate("ALTER COLUMN v TYPE numeric"), &dsn);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let file = pgpass.display().to_string();
+    let out = run(&args, &[("PGPASSFILE", &file)]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 0600"),
+        "{}",
+        show(&out)
+    );
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&args, &[("PGPASSFILE", &file)]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shows_the_password(&out);
+    db.client.batch_execute("DROP TABLE _t_old").await.unwrap();
+
+    // In --dsn it works, with a warning that `ps` shows it; still never printed.
+    let inline = format!("postgres://mig:{PASSWORD}@127.0.0.1:{port}/app");
+    let args = with_dsn(migrate("ALTER COLUMN v TYPE bigint"), &inline);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("`ps` shows"),
+        "{}",
+        show(&out)
+    );
+    never_shows_the_password(&out);
+    assert!(leftovers(&db.client).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_passwords_from_the_environment_and_an_option_file() {
+    let (server, _, mut c) = my_sandbox().await;
+    c.query_drop(format!(
+        "CREATE USER 'mig'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+         GRANT ALL ON *.* TO 'mig'@'127.0.0.1';
+         CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT seq, seq FROM seq_1_to_2000;"
+    ))
+    .await
+    .unwrap();
+    let dsn = format!("mysql://mig@127.0.0.1:{}/app", server.port());
+    let args = |alter: &str| -> Vec<String> {
+        [
+            "migrate",
+            "--dsn",
+            &dsn,
+            "--table",
+            "t",
+            "--alter",
+            alter,
+            "--execute",
+            "--json",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+
+    let a = args("MODIFY v bigint NOT NULL");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = run(&a, &[("MYSQL_PWD", "not-it")]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("mig") && stderr.contains("MYSQL_PWD"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-it"), "{stderr}");
+    let out = run(&a, &[("MYSQL_PWD", PASSWORD)]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shows_the_password(&out);
+    c.query_drop("DROP TABLE t_wraith_old").await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let cnf = dir.path().join("my.cnf");
+    std::fs::write(&cnf, format!("[client]\npassword=\"{PASSWORD}\"\n")).unwrap();
+    let mut a = args("MODIFY v int NOT NULL");
+    a.extend(["--defaults-file".to_string(), cnf.display().to_string()]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = run(&a, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shows_the_password(&out);
+
+    // An option file that cannot be read is bad input naming it.
+    let mut a = args("MODIFY v bigint NOT NULL");
+    a.extend([
+        "--defaults-file".to_string(),
+        "/nonexistent/my.cnf".to_string(),
+    ]);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = run(&a, &[]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/my.cnf"));
+    assert_eq!(
+        my_tables(&mut c).await,
+        vec!["t".to_string(), "t_wraith_old".to_string()]
+    );
+    drop(c);
+    server.stop().await;
+}
