@@ -176,6 +176,8 @@ impl Backend for MyBackend {
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
         catalog::check_key_types(&table, &self.names.src())?;
+        let retention =
+            preflight::binlog_retention(&mut ctrl, table.estimated_rows, self.opts.resume).await?;
         let _ = self
             .definition
             .set(definition::read(&mut ctrl, &self.names).await?);
@@ -196,6 +198,7 @@ impl Backend for MyBackend {
         let mut plan =
             preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape);
         plan.warnings = warnings;
+        plan.warnings.extend(retention);
         if shape.key_order_differs {
             plan.warnings.push(
                 "the ALTER changes the collation of a key column, so the two tables sort keys \

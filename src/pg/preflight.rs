@@ -173,9 +173,26 @@ async fn server_checks(c: &Client) -> anyhow::Result<(i32, String)> {
         )));
     }
     if wal_level != "logical" {
+        let fix = match managed(c).await? {
+            Some(Managed::Rds) => "set rds.logical_replication = 1 in the DB parameter group (the \
+                 cluster parameter group on Aurora), then reboot the instance"
+                .to_string(),
+            Some(Managed::CloudSql) => "set the database flag cloudsql.logical_decoding = on \
+                 (gcloud sql instances patch INSTANCE --database-flags=cloudsql.logical_decoding=on), \
+                 which restarts the instance"
+                .to_string(),
+            Some(Managed::Azure) => "set the server parameter wal_level = logical (Azure portal or \
+                 az postgres flexible-server parameter set --name wal_level --value logical), then \
+                 restart the server"
+                .to_string(),
+            None => "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (on a managed \
+                 service, its own setting: rds.logical_replication, cloudsql.logical_decoding, or \
+                 Azure's wal_level parameter)"
+                .to_string(),
+        };
         return Err(bad_input(format!(
-            "wal_level is '{wal_level}', but wraith follows changes through logical decoding, which needs \
-             wal_level = logical. Fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
+            "wal_level is '{wal_level}', but wraith follows changes through logical decoding, which \
+             needs wal_level = logical. Fix: {fix}"
         )));
     }
     if used >= max_slots {
@@ -188,10 +205,43 @@ async fn server_checks(c: &Client) -> anyhow::Result<(i32, String)> {
     Ok((num, version))
 }
 
+/// The managed service a server belongs to, known by the settings each adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Managed {
+    /// Amazon RDS or Aurora.
+    Rds,
+    CloudSql,
+    Azure,
+}
+
+async fn managed(c: &Client) -> anyhow::Result<Option<Managed>> {
+    // Each service's own settings; `current_setting(.., true)` is NULL where unknown.
+    let r = c
+        .query_one(
+            "SELECT COALESCE(current_setting('rds.extensions', true), \
+                             current_setting('rds.logical_replication', true)) IS NOT NULL, \
+                    COALESCE(current_setting('cloudsql.logical_decoding', true), \
+                             current_setting('cloudsql.iam_authentication', true)) IS NOT NULL, \
+                    current_setting('azure.extensions', true) IS NOT NULL",
+            &[],
+        )
+        .await
+        .db("looking for a managed service's settings")?;
+    Ok(match (r.get(0), r.get(1), r.get(2)) {
+        (true, _, _) => Some(Managed::Rds),
+        (_, true, _) => Some(Managed::CloudSql),
+        (_, _, true) => Some(Managed::Azure),
+        _ => None,
+    })
+}
+
 async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
     let r = c
         .query_one(
-            "SELECT current_user::text, r.rolsuper OR r.rolreplication, \
+            // RDS grants replication through a role, not the attribute.
+            "SELECT current_user::text, r.rolsuper OR r.rolreplication OR \
+                    COALESCE((SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles \
+                              WHERE rolname = 'rds_replication'), false), \
                     pg_has_role(current_user, t.relowner, 'MEMBER'), \
                     has_schema_privilege($1, 'CREATE'), \
                     has_database_privilege(current_database(), 'CREATE'), \
@@ -230,9 +280,15 @@ async fn privileges(c: &Client, names: &Names) -> anyhow::Result<()> {
         ));
     }
     if !replication {
-        missing.push(format!(
-            "REPLICATION (to create a replication slot): ALTER ROLE {user} REPLICATION"
-        ));
+        missing.push(match managed(c).await? {
+            Some(Managed::Rds) => format!(
+                "replication (to create a replication slot): on RDS and Aurora, GRANT \
+                 rds_replication TO {user}"
+            ),
+            _ => {
+                format!("REPLICATION (to create a replication slot): ALTER ROLE {user} REPLICATION")
+            }
+        });
     }
     if !owner {
         missing.push(format!(
