@@ -86,10 +86,21 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
         "{stderr}"
     );
 
-    // PGPASSWORD.
-    let out = run(&args, &[("PGPASSWORD", PASSWORD)]).await;
+    // PGPASSWORD; a hook gets the migration's facts, not the password.
+    let hook_dir = tempfile::tempdir().unwrap();
+    let env_file = hook_dir.path().join("env");
+    let hook = format!("env > '{}'", env_file.display());
+    let with_hook: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["--hook-success", hook.as_str()])
+        .collect();
+    let out = run(&with_hook, &[("PGPASSWORD", PASSWORD)]).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     never_shows_the_password(&out);
+    let hook_env = std::fs::read_to_string(&env_file).expect("the hook ran");
+    assert!(hook_env.contains("WRAITH_TABLE=t"), "{hook_env}");
+    assert!(!hook_env.contains(PASSWORD), "the hook saw the password");
     db.client.batch_execute("DROP TABLE _t_old").await.unwrap();
 
     // A password file, only when others cannot read it.
@@ -126,6 +137,52 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
     );
     never_shows_the_password(&out);
     assert!(leftovers(&db.client).await.is_empty());
+
+    // --ask-pass: typed at a terminal (a pty from `script`) once the prompt shows.
+    db.client.batch_execute("DROP TABLE _t_old").await.unwrap();
+    let command = format!(
+        "{} migrate --dsn '{dsn}' --table t --alter 'ALTER COLUMN v TYPE numeric' --execute --ask-pass",
+        env!("CARGO_BIN_EXE_wraith")
+    );
+    let out = tokio::task::spawn_blocking(move || typed_at_the_prompt(&command))
+        .await
+        .unwrap();
+    assert!(out.contains("Password for mig@127.0.0.1"), "{out}");
+    assert!(out.contains("Migration done"), "{out}");
+    assert!(
+        !out.contains(PASSWORD),
+        "the password was echoed or printed:\n{out}"
+    );
+}
+
+/// Runs `command` on a pseudo-terminal, types the password once the prompt is
+/// shown, and returns everything the terminal showed.
+fn typed_at_the_prompt(command: &str) -> String {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("HOME", "/nonexistent")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run script");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("Password for") {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{PASSWORD}").unwrap();
+    stdout.read_to_end(&mut seen).unwrap();
+    drop(stdin);
+    child.wait().unwrap();
+    String::from_utf8_lossy(&seen).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -180,6 +237,29 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
     let out = run(&a, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     never_shows_the_password(&out);
+
+    // Without SUPER: the database's privileges and the binary log's are enough.
+    c.query_drop(format!(
+        "DROP TABLE t_wraith_old;
+         CREATE USER 'lim'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
+         GRANT ALL ON app.* TO 'lim'@'127.0.0.1';
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'lim'@'127.0.0.1';"
+    ))
+    .await
+    .unwrap();
+    let lim = format!("mysql://lim@127.0.0.1:{}/app", server.port());
+    let a = [
+        "migrate",
+        "--dsn",
+        &lim,
+        "--table",
+        "t",
+        "--alter",
+        "MODIFY v bigint NOT NULL",
+        "--execute",
+    ];
+    let out = run(&a, &[("MYSQL_PWD", PASSWORD)]).await;
+    assert_eq!(out.status.code(), Some(0), "without SUPER: {}", show(&out));
 
     // An option file that cannot be read is bad input naming it.
     let mut a = args("MODIFY v bigint NOT NULL");

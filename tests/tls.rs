@@ -208,3 +208,27 @@ async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
     drop(c);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_client_certificates() {
+    let certs = Certs::new(&["localhost", "127.0.0.1"]);
+    let db = db_with(PgOptions {
+        tls: Some(certs.server.clone()),
+        client_certs: true,
+        ..PgOptions::default()
+    })
+    .await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 1)",
+        )
+        .await
+        .unwrap();
+    let base = format!("{}?sslmode=verify-full&sslrootcert={}", db.dsn, certs.ca());
+    refused(&migrate_t(&base, "ADD COLUMN w int"), "sslcert=FILE");
+    let (cert, key) = certs.client("postgres");
+    let with_cert = format!("{base}&sslcert={cert}&sslkey={key}");
+    let out = migrate_t(&with_cert, "ADD COLUMN w int");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(leftovers(&db.client).await.is_empty());
+}

@@ -45,6 +45,9 @@ impl HookEvent {
 }
 
 /// The commands to run, by event.
+/// Variables that may hold a password, kept out of hooks' environment.
+const SECRET_VARS: [&str; 3] = ["PGPASSWORD", "MYSQL_PWD", "WRAITH_DSN"];
+
 #[derive(Debug, Clone, Default)]
 pub struct Hooks {
     commands: BTreeMap<HookEvent, String>,
@@ -79,6 +82,11 @@ impl Hooks {
         };
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c").arg(command).kill_on_drop(true);
+        // A hook is someone else's program: it gets the migration's facts, not
+        // the credentials wraith was given.
+        for secret in SECRET_VARS {
+            cmd.env_remove(secret);
+        }
         cmd.envs(self.facts.iter().map(|(k, v)| (k, v)));
         cmd.env("WRAITH_HOOK", event.name())
             .env("WRAITH_PHASE", stats.phase().to_string())

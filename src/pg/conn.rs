@@ -53,7 +53,13 @@ fn connect_error(e: tokio_postgres::Error, dsn: &Dsn, role: &str) -> anyhow::Err
     let user = dsn.user().unwrap_or_default();
     let at = format!("connecting to {dsn} ({role} session)");
     let tls = dsn.tls();
-    let fix = if matches!(sqlstate(&e), Some("28P01" | "28000")) {
+    let fix = if sqlstate(&e) == Some("28000") && what.contains("certificate") {
+        Some(format!(
+            "the server wants a client certificate for user {user}: {}; give one its CA signed \
+             with sslcert=FILE and sslkey=FILE",
+            describe(&e)
+        ))
+    } else if matches!(sqlstate(&e), Some("28P01" | "28000")) {
         Some(format!(
             "the server refused user {user}: {}; check the password (PGPASSWORD, ~/.pgpass or \
              PGPASSFILE, --ask-pass) and pg_hba.conf",

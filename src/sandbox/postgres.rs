@@ -49,6 +49,8 @@ pub struct PgOptions {
     pub tls: Option<super::ServerTls>,
     /// TCP connections must use TLS (`hostssl` lines only).
     pub tls_only: bool,
+    /// TCP connections must show a client certificate the CA signed, for their user.
+    pub client_certs: bool,
     /// Roles that must give their password over TCP (scram-sha-256).
     pub password_roles: Vec<String>,
 }
@@ -433,17 +435,26 @@ async fn run_initdb(
 /// only when `tls_only`, except for the password roles) and puts the TLS
 /// certificate where the server reads it.
 fn configure_access(data_dir: &Path, opts: &PgOptions, owner: Option<Owner>) -> Result<()> {
-    let tcp = if opts.tls_only { "hostssl" } else { "host" };
+    let tcp = if opts.tls_only || opts.client_certs {
+        "hostssl"
+    } else {
+        "host"
+    };
+    let auth = if opts.client_certs { "cert" } else { "trust" };
     let mut hba = String::from("local all all trust\n");
     for role in &opts.password_roles {
         hba.push_str(&format!("{tcp} all {role} 127.0.0.1/32 scram-sha-256\n"));
     }
-    hba.push_str(&format!("{tcp} all all 127.0.0.1/32 trust\n"));
+    hba.push_str(&format!("{tcp} all all 127.0.0.1/32 {auth}\n"));
     hba.push_str(&format!("{tcp} replication all 127.0.0.1/32 trust\n"));
     fs::write(data_dir.join("pg_hba.conf"), hba).context("writing pg_hba.conf")?;
     if let Some(tls) = &opts.tls {
         use std::os::unix::fs::PermissionsExt;
-        for (from, to) in [(&tls.cert, "server.crt"), (&tls.key, "server.key")] {
+        for (from, to) in [
+            (&tls.cert, "server.crt"),
+            (&tls.key, "server.key"),
+            (&tls.ca, "ca.crt"),
+        ] {
             let to = data_dir.join(to);
             fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
             fs::set_permissions(&to, fs::Permissions::from_mode(0o600))?;
@@ -494,6 +505,7 @@ fn spawn_postmaster(
         settings.push(("ssl".into(), "on".into()));
         settings.push(("ssl_cert_file".into(), "server.crt".into()));
         settings.push(("ssl_key_file".into(), "server.key".into()));
+        settings.push(("ssl_ca_file".into(), "ca.crt".into()));
     }
     settings.extend(opts.extra_conf.iter().cloned());
 

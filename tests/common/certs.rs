@@ -10,6 +10,8 @@ use wraith::sandbox::ServerTls;
 pub struct Certs {
     pub dir: tempfile::TempDir,
     pub server: ServerTls,
+    ca: CertificateParams,
+    ca_key: KeyPair,
 }
 
 impl Certs {
@@ -39,7 +41,31 @@ impl Certs {
             cert: write("server.pem", cert.pem()),
             key: write("server.key", key.serialize_pem()),
         };
-        Certs { dir, server }
+        Certs {
+            dir,
+            server,
+            ca,
+            ca_key,
+        }
+    }
+
+    /// A client certificate for user `cn`, signed by the CA: (cert, key) files.
+    pub fn client(&self, cn: &str) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        let cert = params
+            .signed_by(&key, &Issuer::from_params(&self.ca, &self.ca_key))
+            .unwrap();
+        let write = |name: &str, text: String| {
+            let p = self.dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        (
+            write(&format!("{cn}.pem"), cert.pem()),
+            write(&format!("{cn}.key"), key.serialize_pem()),
+        )
     }
 
     pub fn ca(&self) -> String {
