@@ -20,7 +20,9 @@ async fn run(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    vars.push(("HOME".into(), "/nonexistent".into()));
+    if !vars.iter().any(|(k, _)| k == "HOME") {
+        vars.push(("HOME".into(), "/nonexistent".into()));
+    }
     wraith_async_env(args, vars).await
 }
 
@@ -138,8 +140,33 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
     never_shows_the_password(&out);
     assert!(leftovers(&db.client).await.is_empty());
 
-    // --ask-pass: typed at a terminal (a pty from `script`) once the prompt shows.
+    // A libpq key=value string over the unix socket (trusted there).
     db.client.batch_execute("DROP TABLE _t_old").await.unwrap();
+    let socket = format!(
+        "host={} port={port} user=postgres dbname=app",
+        db.pg.socket_dir().display()
+    );
+    let out = run(
+        &[
+            "migrate",
+            "--dsn",
+            &socket,
+            "--table",
+            "t",
+            "--alter",
+            "ADD COLUMN w int",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "over the socket: {}",
+        show(&out)
+    );
+
+    // --ask-pass: typed at a terminal (a pty from `script`) once the prompt shows.
     let command = format!(
         "{} migrate --dsn '{dsn}' --table t --alter 'ALTER COLUMN v TYPE numeric' --execute --ask-pass",
         env!("CARGO_BIN_EXE_wraith")
@@ -235,6 +262,21 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
     a.extend(["--defaults-file".to_string(), cnf.display().to_string()]);
     let a: Vec<&str> = a.iter().map(String::as_str).collect();
     let out = run(&a, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    never_shows_the_password(&out);
+
+    // ~/.my.cnf when no --defaults-file is given.
+    c.query_drop("DROP TABLE t_wraith_old").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!("[client]\npassword={PASSWORD}\n"),
+    )
+    .unwrap();
+    let a = args("MODIFY v bigint NOT NULL");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let h = home.path().display().to_string();
+    let out = run(&a, &[("HOME", &h)]).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     never_shows_the_password(&out);
 

@@ -110,7 +110,17 @@ async fn mariadb_binlog_retention_shorter_than_the_run() {
     let out = wraith_async(args.map(String::from).to_vec()).await;
     refused_with(&out, "binlog_expire_logs_seconds = 30");
     assert_eq!(my_tables(&mut c).await, vec!["t".to_string()]);
-    c.query_drop("SET GLOBAL binlog_expire_logs_seconds = 0")
+    // RDS: its configuration procedure, with the retention unset.
+    c.query_drop(
+        "SET GLOBAL binlog_expire_logs_seconds = 0;
+         CREATE PROCEDURE mysql.rds_show_configuration()
+           SELECT 'binlog retention hours' AS name, NULL AS value, 'hours' AS description",
+    )
+    .await
+    .unwrap();
+    let out = wraith_async(args.map(String::from).to_vec()).await;
+    refused_with(&out, "rds_set_configuration('binlog retention hours', 24)");
+    c.query_drop("DROP PROCEDURE mysql.rds_show_configuration")
         .await
         .unwrap();
     drop(c);

@@ -198,8 +198,8 @@ pub async fn binlog_retention(
         let fix = "CALL mysql.rds_set_configuration('binlog retention hours', 24)";
         match hours.flatten().and_then(|h| h.parse::<u64>().ok()) {
             Some(h) => kept.push((h * 3600, format!("RDS binlog retention hours = {h}"), fix)),
-            // Unset, RDS purges binary logs within minutes.
-            None => kept.push((300, "RDS binlog retention hours = NULL".into(), fix)),
+            // Unset, RDS purges binary logs as soon as it can: nothing is kept for sure.
+            None => kept.push((0, "RDS binlog retention hours = NULL".into(), fix)),
         }
     }
     let Some((secs, setting, fix)) = kept.into_iter().min_by_key(|k| k.0) else {

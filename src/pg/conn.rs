@@ -24,22 +24,44 @@ pub async fn connect(dsn: &Dsn, role: &str) -> anyhow::Result<Arc<Client>> {
     let config = dsn
         .pg_config()
         .ok_or_else(|| bad_input(format!("{dsn} is not a PostgreSQL connection string")))?;
-    let tls = crate::pg::tls::connector(dsn.tls())?;
-    let (client, connection) = config
-        .connect(tls)
-        .await
-        .map_err(|e| connect_error(e, dsn, role))?;
-    let role_name = role.to_string();
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(session = %role_name, "connection closed: {e}");
-        }
-    });
+    // A unix socket is local: libpq never uses TLS there, and a path is no TLS name.
+    let local = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
+    let client = if local {
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| connect_error(e, dsn, role))?;
+        drive(connection, role);
+        client
+    } else {
+        let (client, connection) = config
+            .connect(crate::pg::tls::connector(dsn.tls())?)
+            .await
+            .map_err(|e| connect_error(e, dsn, role))?;
+        drive(connection, role);
+        client
+    };
     client
         .batch_execute(SESSION_SETUP)
         .await
         .map_err(|e| db_error(e, &format!("setting up the {role} session")))?;
     Ok(Arc::new(client))
+}
+
+/// Runs a session's connection until it closes.
+fn drive<C>(connection: C, role: &str)
+where
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    let role = role.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(session = %role, "connection closed: {e}");
+        }
+    });
 }
 
 /// A failed connection as the DBA needs it: TLS and authentication failures are

@@ -172,6 +172,11 @@ impl PgSandbox {
         Ok(client)
     }
 
+    /// The directory of the server's unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self._dir.path().join("socket")
+    }
+
     /// The server's log (its stdout and stderr).
     pub fn log_path(&self) -> PathBuf {
         self.log_path.clone()
