@@ -47,6 +47,10 @@ async fn postgres_names_the_managed_services_fix() {
             "rds.logical_replication = 1 in the DB parameter group",
         ),
         ("cloudsql.logical_decoding", "cloudsql.logical_decoding=on"),
+        (
+            "azure.extensions",
+            "az postgres flexible-server parameter set",
+        ),
     ] {
         let db = db_with(conf(&[("wal_level", "replica"), (setting, "off")])).await;
         db.client
