@@ -88,6 +88,13 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
         "{stderr}"
     );
 
+    // A wrong one: refused naming the user, never the password tried.
+    let out = run(&args, &[("PGPASSWORD", "not-the-password")]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused user mig"), "{stderr}");
+    assert!(!stderr.contains("not-the-password"), "{stderr}");
+
     // PGPASSWORD; a hook gets the migration's facts, not the password.
     let hook_dir = tempfile::tempdir().unwrap();
     let env_file = hook_dir.path().join("env");
@@ -204,6 +211,8 @@ fn typed_at_the_prompt(command: &str) -> String {
         assert!(n > 0, "no prompt: {}", String::from_utf8_lossy(&seen));
         seen.extend_from_slice(&buf[..n]);
     }
+    // A person types after the prompt, by which time echo is off: so do we.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{PASSWORD}").unwrap();
     stdout.read_to_end(&mut seen).unwrap();
@@ -302,6 +311,40 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
     ];
     let out = run(&a, &[("MYSQL_PWD", PASSWORD)]).await;
     assert_eq!(out.status.code(), Some(0), "without SUPER: {}", show(&out));
+
+    // Over the unix socket, logs as JSON: the password shows nowhere.
+    c.query_drop(format!(
+        "DROP TABLE t_wraith_old;
+         CREATE USER 'mig'@'localhost' IDENTIFIED BY '{PASSWORD}';
+         GRANT ALL ON *.* TO 'mig'@'localhost';"
+    ))
+    .await
+    .unwrap();
+    let socket = format!(
+        "mysql://mig@localhost/app?socket={}",
+        server.socket_path().display()
+    );
+    let a = [
+        "--log-format",
+        "json",
+        "migrate",
+        "--dsn",
+        &socket,
+        "--table",
+        "t",
+        "--alter",
+        "MODIFY v int NOT NULL",
+        "--execute",
+        "--json",
+    ];
+    let out = run(&a, &[("MYSQL_PWD", PASSWORD)]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "over the socket: {}",
+        show(&out)
+    );
+    never_shows_the_password(&out);
 
     // An option file that cannot be read is bad input naming it.
     let mut a = args("MODIFY v bigint NOT NULL");

@@ -195,6 +195,11 @@ impl MariaDbSandbox {
             .with_context(|| format!("connecting to sandbox database {db:?}"))
     }
 
+    /// The server's unix socket.
+    pub fn socket_path(&self) -> PathBuf {
+        self._dir.path().join("mysqld.sock")
+    }
+
     /// The server's log.
     pub fn log_path(&self) -> PathBuf {
         self.log_path.clone()
