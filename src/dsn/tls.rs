@@ -178,6 +178,31 @@ pub fn fill(tls: &mut Tls, other: Vec<(String, String)>, mysql: bool) -> anyhow:
     tls.check()
 }
 
+/// MySQL's TLS settings in the driver's terms: the mode's checks, the trusted
+/// root, a client certificate.
+pub fn mysql_ssl(tls: &Tls) -> Option<mysql_async::SslOpts> {
+    use mysql_async::{ClientIdentity, SslOpts};
+    let path = |p: &std::path::PathBuf| p.clone().into();
+    let mode = tls.effective_mode();
+    if mode == TlsMode::Disable {
+        return None;
+    }
+    let mut o = SslOpts::default();
+    if let Some(ca) = &tls.root_cert {
+        o = o
+            .with_root_certs(vec![path(ca)])
+            .with_disable_built_in_roots(true);
+    }
+    if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+        o = o.with_client_identity(Some(ClientIdentity::new(path(cert), path(key))));
+    }
+    Some(match mode {
+        TlsMode::VerifyFull => o,
+        TlsMode::VerifyCa => o.with_danger_skip_domain_validation(true),
+        _ => o.with_danger_accept_invalid_certs(true),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
