@@ -42,23 +42,6 @@ async fn migrate_cli(dsn: &str, table: &str, alter: &str, extra: &[&str]) -> std
     wraith_async(args).await
 }
 
-fn assert_refused(out: &std::process::Output, case: &str, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{case}: expected bad input\n{}",
-        show(out)
-    );
-    for n in needles {
-        assert!(
-            stderr.contains(n),
-            "{case}: stderr should say {n:?}\n{}",
-            show(out)
-        );
-    }
-}
-
 async fn count(c: &Client, table: &str) -> i64 {
     scalar_i64(c, &format!("SELECT count(*) FROM {table}")).await
 }

@@ -21,7 +21,7 @@ pub fn connector(tls: &Tls) -> anyhow::Result<MakeRustlsConnect> {
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| anyhow::anyhow!("setting up TLS: {e}"))?;
-    let verifier: Arc<dyn ServerCertVerifier> = match (tls.effective_mode(), &tls.root_cert) {
+    let verifier = match (tls.effective_mode(), &tls.root_cert) {
         (TlsMode::VerifyCa | TlsMode::VerifyFull, None) => {
             return Err(bad_input(format!(
                 "sslmode={} checks the server's certificate: give the CA that signed it with \
@@ -33,13 +33,20 @@ pub fn connector(tls: &Tls) -> anyhow::Result<MakeRustlsConnect> {
                 }
             )));
         }
-        (TlsMode::VerifyFull, Some(root)) => webpki(root, &provider)?,
-        (TlsMode::VerifyCa, Some(root)) => Arc::new(ChainOnly(webpki(root, &provider)?)),
-        _ => Arc::new(Unchecked(provider)),
+        (mode @ (TlsMode::VerifyCa | TlsMode::VerifyFull), Some(root)) => Checker {
+            chain: Some(webpki(root, &provider)?),
+            name: mode == TlsMode::VerifyFull,
+            provider: provider.clone(),
+        },
+        _ => Checker {
+            chain: None,
+            name: false,
+            provider: provider.clone(),
+        },
     };
     let builder = builder
         .dangerous()
-        .with_custom_certificate_verifier(verifier);
+        .with_custom_certificate_verifier(Arc::new(verifier));
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
@@ -75,11 +82,17 @@ fn webpki(
         .map_err(|e| read(&e))
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name is not checked.
+/// The server certificate check of one mode: the chain against the roots
+/// (`None`: taken as it comes, libpq's `prefer`/`require`), and the name or not
+/// (`verify-full` / `verify-ca`). The handshake's signatures are always checked.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct Checker {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    name: bool,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Checker {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -88,55 +101,15 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => Ok(ServerCertVerified::assertion()),
+            )) if !self.name => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` / `require` without a root: encrypted, the certificate taken as it
-/// comes (libpq's behaviour); the handshake's signatures are still checked.
-#[derive(Debug)]
-struct Unchecked(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unchecked {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -149,7 +122,7 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -163,11 +136,13 @@ impl ServerCertVerifier for Unchecked {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

@@ -344,3 +344,20 @@ pub fn sql_at(
         })
     })
 }
+
+pub fn assert_refused(out: &std::process::Output, case: &str, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{case}: expected bad input\n{}",
+        show(out)
+    );
+    for n in needles {
+        assert!(
+            stderr.contains(n),
+            "{case}: stderr should say {n:?}\n{}",
+            show(out)
+        );
+    }
+}
