@@ -21,16 +21,7 @@ fn conf(pairs: &[(&str, &str)]) -> PgOptions {
 }
 
 async fn dry_run(dsn: &str) -> std::process::Output {
-    let args = [
-        "migrate",
-        "--dsn",
-        dsn,
-        "--table",
-        "t",
-        "--alter",
-        "ADD COLUMN w int",
-    ];
-    wraith_async(args.map(String::from).to_vec()).await
+    wraith_async(migrate_args(dsn, "t", "ADD COLUMN w int", &[])).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,18 +85,8 @@ async fn mariadb_binlog_retention_shorter_than_the_run() {
         "the plan warns: {}",
         show(&out)
     );
-    let args = [
-        "migrate",
-        "--dsn",
-        &dsn,
-        "--table",
-        "t",
-        "--alter",
-        "ADD COLUMN w int",
-        "--execute",
-        "--resume",
-    ];
-    let out = wraith_async(args.map(String::from).to_vec()).await;
+    let args = migrate_args(&dsn, "t", "ADD COLUMN w int", &["--execute", "--resume"]);
+    let out = wraith_async(args.clone()).await;
     refused(&out, "binlog_expire_logs_seconds = 30");
     assert_eq!(my_tables(&mut c).await, vec!["t".to_string()]);
     // RDS: its configuration procedure, with the retention unset.
@@ -116,7 +97,7 @@ async fn mariadb_binlog_retention_shorter_than_the_run() {
     )
     .await
     .unwrap();
-    let out = wraith_async(args.map(String::from).to_vec()).await;
+    let out = wraith_async(args).await;
     refused(&out, "rds_set_configuration('binlog retention hours', 24)");
     c.query_drop("DROP PROCEDURE mysql.rds_show_configuration")
         .await

@@ -11,16 +11,8 @@ use wraith::sandbox::{MariaDbSandbox, MyOptions, PgOptions};
 
 /// `wraith migrate --execute` of `t` on `dsn`.
 fn migrate_t(dsn: &str, alter: &str) -> std::process::Output {
-    wraith(&[
-        "migrate",
-        "--dsn",
-        dsn,
-        "--table",
-        "t",
-        "--alter",
-        alter,
-        "--execute",
-    ])
+    let args = migrate_args(dsn, "t", alter, &["--execute"]);
+    wraith(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Row count and a sum over `t`: unchanged means untouched.

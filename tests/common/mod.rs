@@ -361,3 +361,12 @@ pub fn assert_refused(out: &std::process::Output, case: &str, needles: &[&str]) 
         );
     }
 }
+
+/// `wraith migrate --dsn DSN --table TABLE --alter ALTER` and `extra` flags.
+pub fn migrate_args(dsn: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<String> {
+    ["migrate", "--dsn", dsn, "--table", table, "--alter", alter]
+        .iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect()
+}
