@@ -52,33 +52,10 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
         .unwrap();
     let port = db.pg.port().to_string();
     let dsn = format!("postgres://mig@127.0.0.1:{port}/app");
-    let migrate = |alter: &'static str| {
-        vec![
-            "migrate",
-            "--dsn",
-            "DSN",
-            "--table",
-            "t",
-            "--alter",
-            alter,
-            "--execute",
-            "--json",
-        ]
-    };
-    let with_dsn = |args: Vec<&'static str>, dsn: &str| -> Vec<String> {
-        args.into_iter()
-            .map(|a| {
-                if a == "DSN" {
-                    dsn.to_string()
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect()
-    };
+    let migrate = |alter: &str, dsn: &str| migrate_args(dsn, "t", alter, &["--execute", "--json"]);
 
     // No password anywhere: refused, naming the user and where passwords come from.
-    let args = with_dsn(migrate("ALTER COLUMN v TYPE bigint"), &dsn);
+    let args = migrate("ALTER COLUMN v TYPE bigint", &dsn);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&args, &[]).await;
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -117,7 +94,7 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
     let pgpass = dir.path().join("pgpass");
     std::fs::write(&pgpass, format!("127.0.0.1:{port}:app:mig:{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let args = with_dsn(migrate("ALTER COLUMN v TYPE numeric"), &dsn);
+    let args = migrate("ALTER COLUMN v TYPE numeric", &dsn);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let file = pgpass.display().to_string();
     let out = run(&args, &[("PGPASSFILE", &file)]).await;
@@ -135,7 +112,7 @@ async fn postgres_passwords_from_the_environment_and_the_password_file() {
 
     // In --dsn it works, with a warning that `ps` shows it; still never printed.
     let inline = format!("postgres://mig:{PASSWORD}@127.0.0.1:{port}/app");
-    let args = with_dsn(migrate("ALTER COLUMN v TYPE bigint"), &inline);
+    let args = migrate("ALTER COLUMN v TYPE bigint", &inline);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run(&args, &[]).await;
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
@@ -233,21 +210,7 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
     .await
     .unwrap();
     let dsn = format!("mysql://mig@127.0.0.1:{}/app", server.port());
-    let args = |alter: &str| -> Vec<String> {
-        [
-            "migrate",
-            "--dsn",
-            &dsn,
-            "--table",
-            "t",
-            "--alter",
-            alter,
-            "--execute",
-            "--json",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let args = |alter: &str| migrate_args(&dsn, "t", alter, &["--execute", "--json"]);
 
     let a = args("MODIFY v bigint NOT NULL");
     let a: Vec<&str> = a.iter().map(String::as_str).collect();

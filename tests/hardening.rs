@@ -34,12 +34,7 @@ fn key(parts: &[&str]) -> Vec<String> {
 
 /// `wraith migrate` through the binary; stdout, stderr and the exit code.
 async fn migrate_cli(dsn: &str, table: &str, alter: &str, extra: &[&str]) -> std::process::Output {
-    let mut args: Vec<String> = ["migrate", "--dsn", dsn, "--table", table, "--alter", alter]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    wraith_async(args).await
+    wraith_async(migrate_args(dsn, table, alter, extra)).await
 }
 
 async fn count(c: &Client, table: &str) -> i64 {
