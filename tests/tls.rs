@@ -177,6 +177,32 @@ async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
         vec!["t".to_string(), "t_wraith_old".to_string()]
     );
 
+    // A user that must show a client certificate the CA signed.
+    c.query_drop(
+        "DROP TABLE t_wraith_old;
+         CREATE USER 'x509'@'127.0.0.1' REQUIRE X509; GRANT ALL ON *.* TO 'x509'@'127.0.0.1'",
+    )
+    .await
+    .unwrap();
+    let as_x509 = format!(
+        "{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
+        dsn.replace("root@", "x509@"),
+        certs.ca()
+    );
+    let out = migrate_t(&as_x509, "MODIFY v int NOT NULL");
+    assert_eq!(out.status.code(), Some(2), "no certificate: {}", show(&out));
+    let (cert, key) = certs.client("x509");
+    let out = migrate_t(
+        &format!("{as_x509}&ssl-cert={cert}&ssl-key={key}"),
+        "MODIFY v int NOT NULL",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "with its certificate: {}",
+        show(&out)
+    );
+
     // TLS required of a server that has none.
     let (_plain, plain_dsn, _) = my_sandbox().await;
     refused(
