@@ -11,7 +11,7 @@ mod postgres;
 mod process;
 
 pub use mariadb::{MariaDbSandbox, MyOptions};
-pub use postgres::{PgOptions, PgSandbox};
+pub use postgres::{PgOptions, PgSandbox, other_versions};
 
 /// A server certificate for a sandbox (PEM files), and the CA that signed it.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ pub struct ServerTls {
 
 /// A scratch server of either engine, for the demo and the benchmark.
 pub enum Scratch {
-    Postgres(PgSandbox),
+    Postgres(Box<PgSandbox>),
     MariaDb(MariaDbSandbox),
 }
 
@@ -33,7 +33,7 @@ impl Scratch {
         Ok(match engine {
             crate::Engine::Postgres => {
                 println!("Starting a scratch PostgreSQL (wal_level=logical)...");
-                Scratch::Postgres(PgSandbox::start().await?)
+                Scratch::Postgres(Box::new(PgSandbox::start().await?))
             }
             crate::Engine::MySql => {
                 println!("Starting a scratch MariaDB (binary log ROW, full row images)...");

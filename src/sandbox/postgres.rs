@@ -51,6 +51,8 @@ pub struct PgOptions {
     pub tls_only: bool,
     /// TCP connections must show a client certificate the CA signed, for their user.
     pub client_certs: bool,
+    /// The server's `bin` directory (default: `WRAITH_PG_BIN`, else Debian's newest).
+    pub bin: Option<PathBuf>,
     /// Roles that must give their password over TCP (scram-sha-256).
     pub password_roles: Vec<String>,
 }
@@ -79,7 +81,10 @@ impl PgSandbox {
     /// Creates a cluster in a new temporary directory and starts a server on it,
     /// returning once it accepts connections.
     pub async fn start_with(opts: PgOptions) -> Result<PgSandbox> {
-        let bin = find_pg_bin()?;
+        let bin = match &opts.bin {
+            Some(bin) => bin.clone(),
+            None => find_pg_bin()?,
+        };
         let owner = server_owner()?;
 
         let dir = temp_dir("wraith-pg-")?;
@@ -335,6 +340,26 @@ enum StartError {
 
 /// Finds a `bin` directory holding `initdb` and `postgres`: `$WRAITH_PG_BIN`, or
 /// the newest `/usr/lib/postgresql/<version>/bin`.
+/// The PostgreSQL versions `scripts/setup.sh` installs beside Debian's, as
+/// (major, `bin` directory), under `WRAITH_SERVERS` (default `/opt/wraith-servers`).
+pub fn other_versions() -> Vec<(u32, PathBuf)> {
+    let root = std::env::var_os("WRAITH_SERVERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/opt/wraith-servers"));
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.strip_prefix("pg")?.parse().ok()?;
+            let bin = e.path().join("native").join("bin");
+            bin.join("postgres").is_file().then_some((major, bin))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
 fn find_pg_bin() -> Result<PathBuf> {
     let has_binaries = |bin: &Path| bin.join("initdb").is_file() && bin.join("postgres").is_file();
     if let Some(bin) = std::env::var_os(PG_BIN_ENV) {
