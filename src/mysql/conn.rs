@@ -85,10 +85,14 @@ fn connect_error(e: &mysql_async::Error, dsn: &Dsn, purpose: &str) -> anyhow::Er
                 dsn.host()
             ))
         }
-        _ if what.contains("certificate") || what.contains("TLS") => Some(format!(
-            "TLS failed: {}; check ssl-mode, ssl-ca, ssl-cert and ssl-key",
-            describe(e)
-        )),
+        _ if tls.mode != TlsMode::Disable
+            && (what.contains("certificate") || what.contains("TLS")) =>
+        {
+            Some(format!(
+                "TLS failed: {}; check ssl-mode, ssl-ca, ssl-cert and ssl-key",
+                describe(e)
+            ))
+        }
         _ => None,
     };
     match fix {

@@ -113,7 +113,8 @@ fn connect_error(e: tokio_postgres::Error, dsn: &Dsn, role: &str) -> anyhow::Err
              sslmode=verify-ca to check the chain only",
             dsn.host()
         ))
-    } else if what.contains("certificate") || what.contains("TLS") || what.contains("tls") {
+    } else if tls.mode != TlsMode::Disable && (what.contains("certificate") || what.contains("TLS"))
+    {
         Some(format!(
             "TLS failed: {what}; check sslmode, sslrootcert, sslcert and sslkey"
         ))
