@@ -8,13 +8,11 @@ use futures_util::StreamExt;
 use mysql_async::BinlogStreamRequest;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
-use wraith::sandbox::MariaDbSandbox;
+use wraith::sandbox::MySqlSandbox;
 
 #[tokio::test]
 async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
-    let db = MariaDbSandbox::start()
-        .await
-        .expect("start MariaDB sandbox");
+    let db = MySqlSandbox::start().await.expect("start MariaDB sandbox");
     db.create_database("app").await.unwrap();
     let mut c = db.connect("app").await.unwrap();
     let (format, image, log_bin): (String, String, i64) = c

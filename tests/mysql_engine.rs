@@ -17,7 +17,7 @@ use wraith::engine::Stats;
 use wraith::engine::migration::Outcome;
 use wraith::error::exit_code;
 use wraith::plan::RunOptions;
-use wraith::sandbox::MariaDbSandbox;
+use wraith::sandbox::MySqlSandbox;
 
 #[tokio::test]
 async fn type_changes_renames_and_an_enum_transform_give_exact_rows() {
@@ -464,7 +464,7 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run() {
     db.stop().await;
 
     // A server without a binary log is refused with the fix.
-    let db = MariaDbSandbox::start_with(false)
+    let db = MySqlSandbox::start_with(false)
         .await
         .expect("start MariaDB sandbox");
     let dsn = db.create_database("app").await.unwrap();

@@ -5,7 +5,7 @@ use mysql_async::prelude::Queryable;
 use wraith::error::exit_code;
 use wraith::mysql::conn::connect;
 use wraith::mysql::preflight;
-use wraith::sandbox::MariaDbSandbox;
+use wraith::sandbox::MySqlSandbox;
 
 /// Runs preflight on `table`; on failure returns the message, checking it is bad input.
 async fn check(dsn: &str, table: &str) -> Result<Vec<String>, String> {
@@ -29,9 +29,7 @@ fn refused(r: Result<Vec<String>, String>, needles: &[&str]) {
 
 #[tokio::test]
 async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
-    let db = MariaDbSandbox::start()
-        .await
-        .expect("start MariaDB sandbox");
+    let db = MySqlSandbox::start().await.expect("start MariaDB sandbox");
     let dsn = db.create_database("app").await.unwrap();
     let mut c = db.connect("app").await.unwrap();
     c.query_drop(

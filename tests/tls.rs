@@ -7,7 +7,7 @@ mod common;
 
 use common::certs::Certs;
 use common::*;
-use wraith::sandbox::{MariaDbSandbox, MyOptions, PgOptions};
+use wraith::sandbox::{MyOptions, MySqlSandbox, PgOptions};
 
 /// `wraith migrate --execute` of `t` on `dsn`.
 fn migrate_t(dsn: &str, alter: &str) -> std::process::Output {
@@ -128,7 +128,7 @@ async fn postgres_names_and_missing_tls_are_refused() {
 async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
     use mysql_async::prelude::Queryable;
     let certs = Certs::new(&["localhost", "127.0.0.1"]);
-    let server = MariaDbSandbox::start_opts(MyOptions {
+    let server = MySqlSandbox::start_opts(MyOptions {
         tls: Some(certs.server.clone()),
         tls_only: true,
         ..MyOptions::default()

@@ -83,10 +83,10 @@ pub const ITEMS_ALTER: &str = "MODIFY qty bigint NOT NULL, MODIFY label varchar(
      MODIFY status enum('new','paid','shipped') NOT NULL, ADD INDEX items_label_idx (label)";
 pub const ITEMS_TRANSFORM: (&str, &str) = ("status", "LOWER(TRIM(status))");
 /// What `items` must hold afterwards, from the mirror; and what it holds.
-pub const ITEMS_EXPECTED: &str = "SELECT id, MD5(CONCAT_WS('|', qty, label, note, payload, doc, amount, \
-     LOWER(TRIM(status)), 7, ISNULL(label), ISNULL(note))) FROM items_mirror ORDER BY id";
-pub const ITEMS_ACTUAL: &str = "SELECT id, MD5(CONCAT_WS('|', qty, label, memo, payload, doc, amount, \
-     status, extra, ISNULL(label), ISNULL(memo))) FROM items ORDER BY id";
+pub const ITEMS_EXPECTED: &str = "SELECT id, SHA2(CONCAT_WS('|', qty, label, note, payload, doc, amount, \
+     LOWER(TRIM(status)), 7, ISNULL(label), ISNULL(note)), 256) FROM items_mirror ORDER BY id";
+pub const ITEMS_ACTUAL: &str = "SELECT id, SHA2(CONCAT_WS('|', qty, label, memo, payload, doc, amount, \
+     status, extra, ISNULL(label), ISNULL(memo)), 256) FROM items ORDER BY id";
 
 /// Rows of `expected` and `actual` (id, row hash) that differ, as ids.
 pub async fn diff(c: &mut Conn, expected: &str, actual: &str) -> anyhow::Result<Vec<i64>> {

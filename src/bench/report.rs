@@ -25,7 +25,7 @@ use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::ident;
 use crate::plan::SpecFile;
-use crate::sandbox::{MariaDbSandbox, PgSandbox};
+use crate::sandbox::{MySqlSandbox, PgSandbox};
 use crate::scenario::{orders, orders_mysql};
 
 /// What the benchmark migrates.
@@ -178,7 +178,7 @@ pub struct BenchConfig {
 /// Where the benchmark's databases live.
 enum Server {
     Sandbox(PgSandbox),
-    MariaDb(MariaDbSandbox),
+    MariaDb(MySqlSandbox),
     /// An existing server: databases are created through `dsn` and dropped at the end.
     Existing {
         dsn: Dsn,
@@ -312,7 +312,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         }
         None if engine == Engine::MySql => {
             say("bench: starting a scratch MariaDB");
-            Server::MariaDb(MariaDbSandbox::start().await?)
+            Server::MariaDb(MySqlSandbox::start().await?)
         }
         None => {
             say("bench: starting a scratch PostgreSQL");

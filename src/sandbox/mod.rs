@@ -6,12 +6,14 @@
 //! directory removed when the sandbox is stopped or dropped (including during a
 //! panic unwind).
 
-mod mariadb;
+mod mysql;
 mod postgres;
 mod process;
+mod servers;
 
-pub use mariadb::{MariaDbSandbox, MyOptions};
+pub use mysql::{MyOptions, MyServer, MySqlSandbox};
 pub use postgres::{PgOptions, PgSandbox, other_versions};
+pub use servers::{Kind, Server};
 
 /// A server certificate for a sandbox (PEM files), and the CA that signed it.
 #[derive(Debug, Clone)]
@@ -24,7 +26,7 @@ pub struct ServerTls {
 /// A scratch server of either engine, for the demo and the benchmark.
 pub enum Scratch {
     Postgres(Box<PgSandbox>),
-    MariaDb(MariaDbSandbox),
+    MariaDb(MySqlSandbox),
 }
 
 impl Scratch {
@@ -37,7 +39,7 @@ impl Scratch {
             }
             crate::Engine::MySql => {
                 println!("Starting a scratch MariaDB (binary log ROW, full row images)...");
-                Scratch::MariaDb(MariaDbSandbox::start().await?)
+                Scratch::MariaDb(MySqlSandbox::start().await?)
             }
         })
     }

@@ -338,15 +338,18 @@ enum StartError {
     Fatal(anyhow::Error),
 }
 
-/// Finds a `bin` directory holding `initdb` and `postgres`: `$WRAITH_PG_BIN`, or
-/// the newest `/usr/lib/postgresql/<version>/bin`.
-/// The PostgreSQL versions `scripts/setup.sh` installs beside Debian's, as
-/// (major, `bin` directory), under `WRAITH_SERVERS` (default `/opt/wraith-servers`).
-pub fn other_versions() -> Vec<(u32, PathBuf)> {
-    let root = std::env::var_os("WRAITH_SERVERS")
+/// Where `scripts/setup.sh` installs the servers Debian lacks: `WRAITH_SERVERS`,
+/// default `/opt/wraith-servers`.
+pub(super) fn servers_root() -> PathBuf {
+    std::env::var_os("WRAITH_SERVERS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/opt/wraith-servers"));
-    let mut found: Vec<(u32, PathBuf)> = fs::read_dir(&root)
+        .unwrap_or_else(|| PathBuf::from("/opt/wraith-servers"))
+}
+
+/// The PostgreSQL versions `scripts/setup.sh` installs beside Debian's, as
+/// (major, `bin` directory), under [`servers_root`].
+pub fn other_versions() -> Vec<(u32, PathBuf)> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir(servers_root())
         .into_iter()
         .flatten()
         .flatten()
@@ -360,7 +363,9 @@ pub fn other_versions() -> Vec<(u32, PathBuf)> {
     found
 }
 
-fn find_pg_bin() -> Result<PathBuf> {
+/// Finds a `bin` directory holding `initdb` and `postgres`: `$WRAITH_PG_BIN`, or
+/// the newest `/usr/lib/postgresql/<version>/bin`.
+pub(super) fn find_pg_bin() -> Result<PathBuf> {
     let has_binaries = |bin: &Path| bin.join("initdb").is_file() && bin.join("postgres").is_file();
     if let Some(bin) = std::env::var_os(PG_BIN_ENV) {
         let bin = PathBuf::from(bin);

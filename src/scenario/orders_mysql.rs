@@ -27,7 +27,7 @@ pub fn migration() -> anyhow::Result<SpecFile> {
 
 /// SQL for a deterministic number in [0, 1) for the seed and the SQL expression `n`.
 fn hash(seed: u64, n: &str) -> String {
-    format!("(CONV(SUBSTR(MD5(CONCAT('{seed}-', {n})), 1, 8), 16, 10) / 4294967296.0)")
+    format!("(CONV(SUBSTR(SHA2(CONCAT('{seed}-', {n}), 256), 1, 8), 16, 10) / 4294967296.0)")
 }
 
 /// Creates the schema and loads `orders` orders and `orders / 100` customers.
@@ -61,8 +61,8 @@ pub async fn load(c: &mut Conn, orders: i64, seed: u64) -> anyhow::Result<()> {
             "INSERT INTO orders (order_id, order_ref, customer_id, order_schedule, delivery_script_name,
                                  delivery_script_args, order_amount, order_status)
              SELECT g, g - (g - 1) % {CHAIN}, 1 + FLOOR((g - 1) / {CHAIN}) % {customers},
-                    UNHEX(SUBSTR(CONCAT(MD5(CONCAT('{seed}a', g)), MD5(CONCAT('{seed}b', g)),
-                                        MD5(CONCAT('{seed}c', g))), 1, 84)),
+                    UNHEX(SUBSTR(CONCAT(SHA2(CONCAT('{seed}a', g), 256),
+                                        SHA2(CONCAT('{seed}b', g), 256)), 1, 84)),
                     ELT(1 + g % 4, 'daily_feed', 'sms_blast', 'email_digest', 'webhook'),
                     JSON_OBJECT('retries', g % 3, 'window', 30 + g % 90,
                                 'channel', ELT(1 + g % 3, 'sms', 'email', 'push')),
@@ -94,13 +94,13 @@ pub async fn create_mirror(c: &mut Conn) -> anyhow::Result<()> {
 
 /// What the migrated `orders` must hold, from the mirror with the spec's
 /// conversions, and what it holds: (order_id, row hash), ordered.
-pub const EXPECTED: &str = "SELECT order_id, MD5(CONCAT_WS('|', order_ref, customer_id, HEX(order_schedule), \
+pub const EXPECTED: &str = "SELECT order_id, SHA2(CONCAT_WS('|', order_ref, customer_id, HEX(order_schedule), \
      delivery_script_name, delivery_script_args, order_amount, LOWER(TRIM(order_status)), ISNULL(customer_id), \
-     ISNULL(order_schedule), ISNULL(delivery_script_name), ISNULL(delivery_script_args), ISNULL(order_amount))) \
+     ISNULL(order_schedule), ISNULL(delivery_script_name), ISNULL(delivery_script_args), ISNULL(order_amount)), 256) \
      FROM orders_mirror ORDER BY order_id";
-pub const ACTUAL: &str = "SELECT order_id, MD5(CONCAT_WS('|', order_ref, customer_id, HEX(order_schedule), \
+pub const ACTUAL: &str = "SELECT order_id, SHA2(CONCAT_WS('|', order_ref, customer_id, HEX(order_schedule), \
      delivery_script_name, delivery_script_args, order_amount, order_status, ISNULL(customer_id), \
-     ISNULL(order_schedule), ISNULL(delivery_script_name), ISNULL(delivery_script_args), ISNULL(order_amount))) \
+     ISNULL(order_schedule), ISNULL(delivery_script_name), ISNULL(delivery_script_args), ISNULL(order_amount)), 256) \
      FROM orders ORDER BY order_id";
 
 /// One workload transaction on `orders` and, identically, on `orders_mirror`, as

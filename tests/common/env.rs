@@ -16,7 +16,7 @@ use super::*;
 #[allow(clippy::large_enum_variant)] // one per test
 pub enum Env {
     Pg(Db),
-    My(wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn),
+    My(wraith::sandbox::MySqlSandbox, String, mysql_async::Conn),
 }
 
 impl Env {
@@ -27,6 +27,19 @@ impl Env {
     pub async fn my() -> Env {
         let (db, dsn, c) = my_sandbox().await;
         Env::My(db, dsn, c)
+    }
+
+    /// A sandbox of the server in matrix slot `slot`, when this run tests on it.
+    pub async fn on(slot: &str) -> Option<Env> {
+        let server = servers::selected(slot)?;
+        Some(match (server.pg_options(), server.my_server()) {
+            (Some(opts), _) => Env::Pg(db_with(opts).await),
+            (_, Some(my)) => {
+                let (db, dsn, c) = my_sandbox_on(my).await;
+                Env::My(db, dsn, c)
+            }
+            _ => unreachable!("a server is one engine or the other"),
+        })
     }
 
     pub fn dsn(&self) -> String {
@@ -52,7 +65,8 @@ impl Env {
             ),
             Env::My(..) => format!(
                 "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); \
-                 INSERT INTO t SELECT seq, seq FROM seq_1_to_{rows}"
+                 INSERT INTO t SELECT seq, seq FROM {}",
+                seq(rows)
             ),
         };
         self.exec(&sql).await;

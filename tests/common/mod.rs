@@ -5,25 +5,7 @@
 pub mod certs;
 pub mod env;
 pub mod ops;
-
-/// Runs each named `async fn(Env)` as two tests, `<name>::postgres` and
-/// `<name>::mariadb`, each on a sandbox server of its own.
-#[macro_export]
-macro_rules! on_both_engines {
-    ($($case:ident),+ $(,)?) => {$(
-        mod $case {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$case(super::common::env::Env::pg().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn mariadb() {
-                super::$case(super::common::env::Env::my().await).await;
-            }
-        }
-    )+};
-}
+pub mod servers;
 
 use std::process::Output;
 use std::sync::Arc;
@@ -258,13 +240,41 @@ pub async fn table_fingerprint(c: &Client, table: &str) -> (i64, String) {
 }
 
 /// A sandbox MariaDB with a database `app`: the server, its DSN and a connection.
-pub async fn my_sandbox() -> (wraith::sandbox::MariaDbSandbox, String, mysql_async::Conn) {
-    let db = wraith::sandbox::MariaDbSandbox::start()
+pub async fn my_sandbox() -> (wraith::sandbox::MySqlSandbox, String, mysql_async::Conn) {
+    my_sandbox_on(wraith::sandbox::MyServer::MariaDb).await
+}
+
+/// A sandbox `server` with a database `app`: the server, its DSN and a connection.
+pub async fn my_sandbox_on(
+    server: wraith::sandbox::MyServer,
+) -> (wraith::sandbox::MySqlSandbox, String, mysql_async::Conn) {
+    my_sandbox_with(wraith::sandbox::MyOptions {
+        server,
+        ..Default::default()
+    })
+    .await
+}
+
+/// A sandbox started with `opts`, with a database `app`.
+pub async fn my_sandbox_with(
+    opts: wraith::sandbox::MyOptions,
+) -> (wraith::sandbox::MySqlSandbox, String, mysql_async::Conn) {
+    let label = format!("{:?}", opts.server);
+    let db = wraith::sandbox::MySqlSandbox::start_opts(opts)
         .await
-        .expect("start MariaDB sandbox");
+        .unwrap_or_else(|e| panic!("start the {label} sandbox: {e:#}"));
     let dsn = db.create_database("app").await.expect("create database");
     let c = db.connect("app").await.expect("connect");
     (db, dsn, c)
+}
+
+/// `n` rows of one column `seq` (1..=n) to select from, on MariaDB and MySQL alike
+/// (the sandboxes lift the recursion limits).
+pub fn seq(n: i64) -> String {
+    format!(
+        "(WITH RECURSIVE s(seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM s WHERE seq < {n}) \
+         SELECT seq FROM s) AS seq_rows"
+    )
 }
 
 /// Tables of the database, sorted.

@@ -225,8 +225,8 @@ pub async fn assert_untouched_equals_mirror(env: &mut Env) {
         Env::My(_, _, c) => {
             let q = |t: &str| {
                 format!(
-                    "SELECT id, MD5(CONCAT_WS('|', qty, label, note, gone, payload, doc, amount, \
-                     status, ISNULL(label), ISNULL(note), ISNULL(gone))) FROM {t} ORDER BY id"
+                    "SELECT id, SHA2(CONCAT_WS('|', qty, label, note, gone, payload, doc, amount, \
+                     status, ISNULL(label), ISNULL(note), ISNULL(gone)), 256) FROM {t} ORDER BY id"
                 )
             };
             let diff = mysql_workload::diff(c, &q("items_mirror"), &q("items"))

@@ -1,12 +1,14 @@
-//! A throwaway MariaDB server built from the installed Debian binaries.
+//! A throwaway MariaDB or MySQL server.
 //!
-//! [`MariaDbSandbox`] runs `mariadb-install-db` and `mariadbd` inside a fresh
-//! temporary directory (data, socket, binary logs and `mariadb.log` all live
-//! there), listening on a free port on 127.0.0.1 with the binary log on in ROW
-//! format with full row images, as wraith needs. Like the PostgreSQL sandbox it
-//! never touches the system service (`--no-defaults`: no /etc/mysql config, no
-//! shared socket, no fixed port) and never outlives its owner: dropping it kills
-//! the server and removes the directory. As root, the server runs as `mysql`.
+//! [`MySqlSandbox`] bootstraps a data directory (`mariadb-install-db`, or
+//! `mysqld --initialize-insecure`) and starts the server inside a fresh temporary
+//! directory (data, socket, binary logs and `mysqld.log` all live there),
+//! listening on a free port on 127.0.0.1 with the binary log on in ROW format with
+//! full row images, as wraith needs. MariaDB is Debian's; MySQL is the `mysqld`
+//! that `scripts/setup.sh` installs (see [`super::Server`]). Like the PostgreSQL
+//! sandbox it never touches the system service (`--no-defaults`: no /etc/mysql
+//! config, no shared socket, no fixed port) and never outlives its owner: dropping
+//! it kills the server and removes the directory. As root, the server runs as `mysql`.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -23,23 +25,44 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_WAIT: Duration = Duration::from_secs(30);
 const LOG_TAIL_LINES: usize = 40;
 
-/// A running throwaway MariaDB server; killed and deleted on drop.
+/// A running throwaway MariaDB or MySQL server; killed and deleted on drop.
 #[derive(Debug)]
-pub struct MariaDbSandbox {
+pub struct MySqlSandbox {
     // Dropped in order: the server before its directory.
     server: Option<Child>,
     port: u16,
     log_path: PathBuf,
-    /// mariadbd's arguments, for a restart.
+    /// The server binary and its arguments, for a restart.
+    program: PathBuf,
     args: Vec<String>,
     /// It offers TLS: its own sessions use it (it may require it).
     tls: bool,
     _dir: TempDir,
 }
 
+/// Which server a sandbox runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MyServer {
+    /// Debian's `mariadbd`, from `PATH`.
+    MariaDb,
+    /// MySQL: the `mysqld` in this directory.
+    MySql { bin: PathBuf },
+}
+
+impl MyServer {
+    fn label(&self) -> &'static str {
+        match self {
+            MyServer::MariaDb => "mariadbd",
+            MyServer::MySql { .. } => "mysqld",
+        }
+    }
+}
+
 /// How the sandbox server is configured.
 #[derive(Debug, Clone)]
 pub struct MyOptions {
+    /// MariaDB or MySQL.
+    pub server: MyServer,
     /// A binary log in ROW format with full row images.
     pub log_bin: bool,
     /// TLS with this certificate.
@@ -51,6 +74,7 @@ pub struct MyOptions {
 impl Default for MyOptions {
     fn default() -> Self {
         MyOptions {
+            server: MyServer::MariaDb,
             log_bin: true,
             tls: None,
             tls_only: false,
@@ -58,17 +82,17 @@ impl Default for MyOptions {
     }
 }
 
-impl MariaDbSandbox {
+impl MySqlSandbox {
     /// Creates a data directory in a new temporary directory and starts a server on
     /// it, returning once it accepts connections as `root` over TCP.
-    pub async fn start() -> Result<MariaDbSandbox> {
-        MariaDbSandbox::start_with(true).await
+    pub async fn start() -> Result<MySqlSandbox> {
+        MySqlSandbox::start_with(true).await
     }
 
-    /// Like [`MariaDbSandbox::start`]; `log_bin: false` starts it without a binary
+    /// Like [`MySqlSandbox::start`]; `log_bin: false` starts it without a binary
     /// log (to see wraith refuse such a server).
-    pub async fn start_with(log_bin: bool) -> Result<MariaDbSandbox> {
-        MariaDbSandbox::start_opts(MyOptions {
+    pub async fn start_with(log_bin: bool) -> Result<MySqlSandbox> {
+        MySqlSandbox::start_opts(MyOptions {
             log_bin,
             ..MyOptions::default()
         })
@@ -76,12 +100,12 @@ impl MariaDbSandbox {
     }
 
     /// A server configured by `opts`.
-    pub async fn start_opts(opts: MyOptions) -> Result<MariaDbSandbox> {
+    pub async fn start_opts(opts: MyOptions) -> Result<MySqlSandbox> {
         let log_bin = opts.log_bin;
         let owner = server_owner()?;
-        let dir = temp_dir("wraith-mariadb-")?;
+        let dir = temp_dir("wraith-mysql-")?;
         let data_dir = dir.path().join("data");
-        let log_path = dir.path().join("mariadb.log");
+        let log_path = dir.path().join("mysqld.log");
         // Root may log in over TCP from 127.0.0.1 without a password (names are not resolved).
         let init = dir.path().join("init.sql");
         fs::write(
@@ -91,12 +115,19 @@ impl MariaDbSandbox {
         )
         .context("writing the sandbox init file")?;
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        // MySQL reads and writes files only under secure-file-priv, which must exist.
+        let files = dir.path().join("files");
+        fs::create_dir(&files).context("creating the sandbox's secure-file-priv directory")?;
         if let Some(owner) = owner {
             chown_tree(dir.path(), owner)?;
         }
-        install_db(dir.path(), &data_dir, owner).await?;
+        install_db(&opts.server, dir.path(), &data_dir, &files, owner).await?;
 
         let port = free_port()?;
+        let program = match &opts.server {
+            MyServer::MariaDb => PathBuf::from("mariadbd"),
+            MyServer::MySql { bin } => bin.join("mysqld"),
+        };
         let mut args = vec![
             "--no-defaults".to_string(),
             format!("--datadir={}", data_dir.display()),
@@ -120,13 +151,36 @@ impl MariaDbSandbox {
                 // shadow stay in memory (the pool is only touched as it fills).
                 "--innodb-buffer-pool-size=1G",
                 "--max-connections=500",
-                // Shows who holds a table's metadata lock: the cutover's blocker check.
-                "--plugin-load-add=metadata_lock_info",
             ]
             .map(String::from),
         );
+        match &opts.server {
+            MyServer::MariaDb => args.extend(
+                [
+                    // Shows who holds a table's metadata lock: the cutover's blocker check.
+                    "--plugin-load-add=metadata_lock_info",
+                    // Tests generate rows with recursive CTEs on either server.
+                    "--max-recursive-iterations=10000000",
+                ]
+                .map(String::from),
+            ),
+            MyServer::MySql { .. } => {
+                args.extend(
+                    [
+                        "--cte-max-recursion-depth=10000000",
+                        "--mysqlx=OFF",
+                        "--innodb-redo-log-capacity=268435456",
+                    ]
+                    .map(String::from),
+                );
+                args.push(format!("--secure-file-priv={}", files.display()));
+            }
+        }
         if log_bin {
             args.push(format!("--log-bin={}", dir.path().join("binlog").display()));
+        } else if matches!(opts.server, MyServer::MySql { .. }) {
+            // MySQL logs by default.
+            args.push("--skip-log-bin".into());
         }
         if let Some(tls) = &opts.tls {
             for (flag, file, name) in [
@@ -148,9 +202,10 @@ impl MariaDbSandbox {
         if owner.is_some() {
             args.push("--user=mysql".into());
         }
-        let mut sandbox = MariaDbSandbox {
+        let mut sandbox = MySqlSandbox {
             server: None,
             port,
+            program,
             log_path,
             args,
             tls: opts.tls.is_some(),
@@ -158,7 +213,7 @@ impl MariaDbSandbox {
         };
         sandbox.spawn()?;
         sandbox.wait_ready().await?;
-        tracing::debug!(port, "mariadb sandbox ready");
+        tracing::debug!(port, server = opts.server.label(), "sandbox ready");
         Ok(sandbox)
     }
 
@@ -210,13 +265,13 @@ impl MariaDbSandbox {
             .append(true)
             .open(&self.log_path)
             .with_context(|| format!("opening {}", self.log_path.display()))?;
-        let mut cmd = command(Path::new("mariadbd"), self._dir.path(), None);
+        let mut cmd = command(&self.program, self._dir.path(), None);
         let child = cmd
             .args(&self.args)
             .stdout(log.try_clone().context("duplicating the log handle")?)
             .stderr(log)
             .spawn()
-            .context("starting mariadbd")?;
+            .with_context(|| format!("starting {}", self.program.display()))?;
         self.server = Some(child);
         Ok(())
     }
@@ -253,7 +308,8 @@ impl MariaDbSandbox {
                 && let Ok(Some(status)) = child.try_wait()
             {
                 bail!(
-                    "mariadbd exited during startup ({status}):\n{}",
+                    "{} exited during startup ({status}):\n{}",
+                    self.program.display(),
                     self.log_tail()
                 );
             }
@@ -264,7 +320,8 @@ impl MariaDbSandbox {
                 }
                 Err(e) if started.elapsed() > READY_TIMEOUT => {
                     return Err(e.context(format!(
-                        "mariadbd did not accept connections within {READY_TIMEOUT:?}:\n{}",
+                        "{} did not accept connections within {READY_TIMEOUT:?}:\n{}",
+                        self.program.display(),
                         self.log_tail()
                     )));
                 }
@@ -281,7 +338,7 @@ impl MariaDbSandbox {
     }
 }
 
-impl Drop for MariaDbSandbox {
+impl Drop for MySqlSandbox {
     fn drop(&mut self) {
         if let Some(mut child) = self.server.take() {
             // A sandbox is thrown away: no need for a clean shutdown.
@@ -318,12 +375,18 @@ fn server_owner() -> Result<Option<Owner>> {
 /// Bootstraps the data directory. Bootstraps running side by side have been seen to
 /// fail here, so they run one at a time in this process, and a failed one is
 /// retried on a fresh directory.
-async fn install_db(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result<()> {
+async fn install_db(
+    server: &MyServer,
+    cwd: &Path,
+    data_dir: &Path,
+    files: &Path,
+    owner: Option<Owner>,
+) -> Result<()> {
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
     let mut attempt = 1;
     loop {
-        match install_db_once(cwd, data_dir, owner).await {
+        match install_db_once(server, cwd, data_dir, files, owner).await {
             Err(e) if attempt < 3 => {
                 tracing::warn!(attempt, "{e:#}; retrying");
                 let _ = fs::remove_dir_all(data_dir);
@@ -334,26 +397,46 @@ async fn install_db(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result
     }
 }
 
-async fn install_db_once(cwd: &Path, data_dir: &Path, owner: Option<Owner>) -> Result<()> {
-    let mut cmd = command(Path::new("mariadb-install-db"), cwd, None);
+async fn install_db_once(
+    server: &MyServer,
+    cwd: &Path,
+    data_dir: &Path,
+    files: &Path,
+    owner: Option<Owner>,
+) -> Result<()> {
+    let (program, install) = match server {
+        MyServer::MariaDb => (
+            PathBuf::from("mariadb-install-db"),
+            "`apt-get install -y mariadb-server`",
+        ),
+        MyServer::MySql { bin } => (bin.join("mysqld"), "`scripts/setup.sh`"),
+    };
+    let mut cmd = command(&program, cwd, None);
     cmd.arg("--no-defaults")
         .arg(format!("--datadir={}", data_dir.display()))
-        .args([
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match server {
+        MyServer::MariaDb => cmd.args([
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
             "--skip-name-resolve",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        ]),
+        MyServer::MySql { .. } => cmd
+            .arg("--initialize-insecure")
+            .arg(format!("--secure-file-priv={}", files.display())),
+    };
     if owner.is_some() {
         cmd.arg("--user=mysql");
     }
-    let out = tokio::process::Command::from(cmd).output().await.context(
-        "running mariadb-install-db (install it with `apt-get install -y mariadb-server`)",
-    )?;
+    let out = tokio::process::Command::from(cmd)
+        .output()
+        .await
+        .with_context(|| format!("running {} (install it with {install})", program.display()))?;
     if !out.status.success() {
         bail!(
-            "mariadb-install-db failed ({}):\n{}{}",
+            "bootstrapping the data directory with {} failed ({}):\n{}{}",
+            program.display(),
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
