@@ -231,9 +231,9 @@ async fn pg_postponed_cutover_completes_exactly() {
     postponed_cutover_completes_exactly(Env::pg().await, false).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_postponed_cutover_completes_exactly() {
-    postponed_cutover_completes_exactly(Env::my().await, true).await;
+/// With the flag file on MariaDB and MySQL.
+async fn postponed_cutover_by_flag_file_completes_exactly(env: Env) {
+    postponed_cutover_completes_exactly(env, true).await;
 }
 
 /// Migrates `t` with `guard` (signals read every 100 ms), expects the guard to stop
@@ -379,6 +379,8 @@ async fn cli_hooks_and_refused_throttle_options() {
     }
     assert!(!socket.exists());
 }
+
+on_servers!([mariadb, mysql] postponed_cutover_by_flag_file_completes_exactly);
 
 on_both_engines!(
     flag_file_status_chunk_time_and_abort,

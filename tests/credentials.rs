@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use mysql_async::prelude::Queryable;
 use std::os::unix::fs::PermissionsExt;
+use wraith::sandbox::MyServer;
 use wraith::sandbox::PgOptions;
 
 const PASSWORD: &str = "Tr0ub4dor-and-3";
@@ -198,14 +199,14 @@ fn typed_at_the_prompt(command: &str) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_passwords_from_the_environment_and_an_option_file() {
-    let (server, _, mut c) = my_sandbox().await;
+async fn mysql_passwords_from_the_environment_and_an_option_file(server: MyServer) {
+    let (server, _, mut c) = my_sandbox_on(server.clone()).await;
     c.query_drop(format!(
         "CREATE USER 'mig'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
          GRANT ALL ON *.* TO 'mig'@'127.0.0.1';
          CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT seq, seq FROM seq_1_to_2000;"
+         INSERT INTO t SELECT seq, seq FROM {};",
+        seq(2000)
     ))
     .await
     .unwrap();
@@ -257,7 +258,7 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
         "DROP TABLE t_wraith_old;
          CREATE USER 'lim'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}';
          GRANT ALL ON app.* TO 'lim'@'127.0.0.1';
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'lim'@'127.0.0.1';"
+         GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'lim'@'127.0.0.1';"
     ))
     .await
     .unwrap();
@@ -326,3 +327,5 @@ async fn mariadb_passwords_from_the_environment_and_an_option_file() {
     drop(c);
     server.stop().await;
 }
+
+on_mysql_servers!(mysql_passwords_from_the_environment_and_an_option_file,);

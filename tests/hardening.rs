@@ -27,6 +27,7 @@ use wraith::engine::{ApplyOn, Backend, Phase, Stats};
 use wraith::error::exit_code;
 use wraith::key::KeyRange;
 use wraith::pg::PgBackend;
+use wraith::sandbox::MyServer;
 
 fn key(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| p.to_string()).collect()
@@ -760,14 +761,14 @@ use mysql_async::prelude::Queryable;
 /// An index, a trigger and another table's foreign key to the source created
 /// after preflight: the RENAME would leave the trigger and the foreign key with
 /// the old table and the index behind. The swap refuses, naming each.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_ddl_during_the_run_is_never_lost() {
-    let (db, dsn, mut c) = my_sandbox().await;
-    c.query_drop(
+async fn mysql_ddl_during_the_run_is_never_lost(server: MyServer) {
+    let (db, dsn, mut c) = my_sandbox_on(server.clone()).await;
+    c.query_drop(format!(
         "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT seq, seq FROM seq_1_to_3000;
+         INSERT INTO t SELECT seq, seq FROM {};
          CREATE TABLE child (id int PRIMARY KEY, t_id int NOT NULL);",
-    )
+        seq(3000)
+    ))
     .await
     .unwrap();
     let faults = sql_at(
@@ -824,12 +825,11 @@ async fn mariadb_ddl_during_the_run_is_never_lost() {
 /// gives a binary collation (all `X` before all `x`), over more than one
 /// verification range: the migration verifies, where ranges cut in the source's
 /// order used to differ on the new table's side.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_keys_compare_in_their_own_collation() {
-    let (db, dsn, mut c) = my_sandbox().await;
+async fn mysql_keys_compare_in_their_own_collation(server: MyServer) {
+    let (db, dsn, mut c) = my_sandbox_on(server.clone()).await;
     c.query_drop(
-        "CREATE TABLE k (k varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY, v int NOT NULL);
-         INSERT INTO k SELECT CONCAT(IF(seq % 2, 'x', 'X'), LPAD(seq, 6, '0')), seq FROM seq_1_to_60000;",
+        format!("CREATE TABLE k (k varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci PRIMARY KEY, v int NOT NULL);
+         INSERT INTO k SELECT CONCAT(IF(seq % 2, 'x', 'X'), LPAD(seq, 6, '0')), seq FROM {};", seq(60000)),
     )
     .await
     .unwrap();
@@ -857,13 +857,13 @@ async fn mariadb_keys_compare_in_their_own_collation() {
 /// A unique key the ALTER adds that the data does not satisfy: the copy used to
 /// skip the duplicates silently (`--verify off` swapped in a table with rows
 /// missing). Now the run stops before the swap, naming the key.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_a_new_unique_key_that_does_not_hold_stops_the_run() {
-    let (db, dsn, mut c) = my_sandbox().await;
-    c.query_drop(
+async fn mysql_a_new_unique_key_that_does_not_hold_stops_the_run(server: MyServer) {
+    let (db, dsn, mut c) = my_sandbox_on(server.clone()).await;
+    c.query_drop(format!(
         "CREATE TABLE g (id int PRIMARY KEY, email varchar(20) NOT NULL);
-         INSERT INTO g SELECT seq, CONCAT('e', seq % 900) FROM seq_1_to_1000;",
-    )
+         INSERT INTO g SELECT seq, CONCAT('e', seq % 900) FROM {};",
+        seq(1000)
+    ))
     .await
     .unwrap();
     let out = migrate_cli(
@@ -891,15 +891,15 @@ async fn mariadb_a_new_unique_key_that_does_not_hold_stops_the_run() {
 
 /// The writer of the PostgreSQL test above on MariaDB: rows move keys under a
 /// unique `email` through the whole migration; the table equals its mirror.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_unique_keys_under_key_moves_equal_the_mirror() {
-    let (db, dsn, mut c) = my_sandbox().await;
-    c.query_drop(
+async fn mysql_unique_keys_under_key_moves_equal_the_mirror(server: MyServer) {
+    let (db, dsn, mut c) = my_sandbox_on(server.clone()).await;
+    c.query_drop(format!(
         "CREATE TABLE u (id int PRIMARY KEY, email varchar(20) NOT NULL UNIQUE, v int NOT NULL);
-         INSERT INTO u SELECT seq, CONCAT('e', seq), seq FROM seq_1_to_20000;
+         INSERT INTO u SELECT seq, CONCAT('e', seq), seq FROM {};
          CREATE TABLE u_mirror (id int PRIMARY KEY, email varchar(20) NOT NULL, v bigint NOT NULL);
          INSERT INTO u_mirror SELECT * FROM u;",
-    )
+        seq(20000)
+    ))
     .await
     .unwrap();
     let mut opts = execute_on(Engine::MySql);
@@ -1203,3 +1203,10 @@ async fn pg_quoted_table_names() {
     .await;
     assert_refused(&bad, "unterminated quote", &["unterminated quote"]);
 }
+
+on_mysql_servers!(
+    mysql_ddl_during_the_run_is_never_lost,
+    mysql_keys_compare_in_their_own_collation,
+    mysql_a_new_unique_key_that_does_not_hold_stops_the_run,
+    mysql_unique_keys_under_key_moves_equal_the_mirror,
+);

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
+use wraith::sandbox::MyServer;
 use wraith::sandbox::PgOptions;
 
 fn conf(pairs: &[(&str, &str)]) -> PgOptions {
@@ -69,13 +70,13 @@ async fn postgres_names_the_managed_services_fix() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_binlog_retention_shorter_than_the_run() {
-    let (db, dsn, mut c) = my_sandbox().await;
-    c.query_drop(
-        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT seq, seq FROM seq_1_to_1000;
+async fn mysql_binlog_retention_shorter_than_the_run(server: MyServer) {
+    let (db, dsn, mut c) = my_sandbox_on(server.clone()).await;
+    c.query_drop(format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT seq, seq FROM {};
          SET GLOBAL binlog_expire_logs_seconds = 30",
-    )
+        seq(1000)
+    ))
     .await
     .unwrap();
     let out = dry_run(&dsn).await;
@@ -110,3 +111,5 @@ async fn mariadb_binlog_retention_shorter_than_the_run() {
 fn refused(out: &std::process::Output, needle: &str) {
     assert_refused(out, "", &[needle]);
 }
+
+on_mysql_servers!(mysql_binlog_retention_shorter_than_the_run,);

@@ -1,11 +1,13 @@
 //! MySQL/MariaDB preflight against a sandbox MariaDB: a good table passes with its
 //! key; each bad input is refused as bad input with a message that names the fix.
 
+mod common;
+
 use mysql_async::prelude::Queryable;
 use wraith::error::exit_code;
 use wraith::mysql::conn::connect;
 use wraith::mysql::preflight;
-use wraith::sandbox::MySqlSandbox;
+use wraith::sandbox::{MyOptions, MyServer, MySqlSandbox};
 
 /// Runs preflight on `table`; on failure returns the message, checking it is bad input.
 async fn check(dsn: &str, table: &str) -> Result<Vec<String>, String> {
@@ -27,9 +29,13 @@ fn refused(r: Result<Vec<String>, String>, needles: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
-    let db = MySqlSandbox::start().await.expect("start MariaDB sandbox");
+async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones(server: MyServer) {
+    let db = MySqlSandbox::start_opts(MyOptions {
+        server: server.clone(),
+        ..MyOptions::default()
+    })
+    .await
+    .expect("start the sandbox");
     let dsn = db.create_database("app").await.unwrap();
     let mut c = db.connect("app").await.unwrap();
     c.query_drop(
@@ -118,7 +124,8 @@ async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
             "GRANT REPLICATION CLIENT",
         ],
     );
-    c.query_drop("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'app'@'127.0.0.1'")
+    // REPLICATION CLIENT is BINLOG MONITOR's older name on MariaDB 10.5+.
+    c.query_drop("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'app'@'127.0.0.1'")
         .await
         .unwrap();
     assert_eq!(check(&app, "t").await, Ok(vec!["id".to_string()]));
@@ -178,3 +185,5 @@ async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones() {
     assert_eq!(tables.len(), 8, "{tables:?}");
     db.stop().await;
 }
+
+on_mysql_servers!(preflight_accepts_good_tables_and_names_the_fix_for_bad_ones,);

@@ -7,7 +7,7 @@ mod common;
 
 use common::certs::Certs;
 use common::*;
-use wraith::sandbox::{MyOptions, MySqlSandbox, PgOptions};
+use wraith::sandbox::{MyOptions, MyServer, MySqlSandbox, PgOptions};
 
 /// `wraith migrate --execute` of `t` on `dsn`.
 fn migrate_t(dsn: &str, alter: &str) -> std::process::Output {
@@ -124,11 +124,11 @@ async fn postgres_names_and_missing_tls_are_refused() {
     assert!(leftovers(&plain.client).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
+async fn mysql_verify_identity_migrates_and_bad_tls_is_refused(kind: MyServer) {
     use mysql_async::prelude::Queryable;
     let certs = Certs::new(&["localhost", "127.0.0.1"]);
     let server = MySqlSandbox::start_opts(MyOptions {
+        server: kind.clone(),
         tls: Some(certs.server.clone()),
         tls_only: true,
         ..MyOptions::default()
@@ -138,7 +138,7 @@ async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
     let dsn = server.create_database("app").await.unwrap();
     let mut c = server.connect("app").await.unwrap();
     c.query_drop(
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t SELECT seq, seq FROM seq_1_to_5000",
+        format!("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t SELECT seq, seq FROM {}", seq(5000)),
     )
     .await
     .unwrap();
@@ -204,7 +204,7 @@ async fn mariadb_verify_identity_migrates_and_bad_tls_is_refused() {
     );
 
     // TLS required of a server that has none.
-    let (_plain, plain_dsn, _) = my_sandbox().await;
+    let (_plain, plain_dsn, _) = my_sandbox_on(kind).await;
     refused(
         &wraith(&[
             "migrate",
@@ -249,3 +249,5 @@ async fn postgres_client_certificates() {
 fn refused(out: &std::process::Output, needle: &str) {
     assert_refused(out, "", &[needle]);
 }
+
+on_mysql_servers!(mysql_verify_identity_migrates_and_bad_tls_is_refused,);

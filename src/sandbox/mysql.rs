@@ -196,6 +196,11 @@ impl MySqlSandbox {
                 args.push(format!("{flag}={}", to.display()));
             }
         }
+        if opts.tls.is_none() && matches!(opts.server, MyServer::MySql { .. }) {
+            // MySQL offers TLS with certificates it generates; like MariaDB's, the
+            // sandbox offers it only when given a certificate.
+            args.push("--tls-version=".into());
+        }
         if opts.tls_only {
             args.push("--require-secure-transport=ON".into());
         }

@@ -1,6 +1,8 @@
-//! The MariaDB sandbox: a private server with the binary log in ROW format and full
+//! The MariaDB and MySQL sandboxes: a private server with the binary log in ROW format and full
 //! row images, whose row events a binlog stream reads back, every event of which
 //! the reader knows how to handle.
+
+mod common;
 
 use std::time::Duration;
 
@@ -8,11 +10,15 @@ use futures_util::StreamExt;
 use mysql_async::BinlogStreamRequest;
 use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
-use wraith::sandbox::MySqlSandbox;
+use wraith::sandbox::{MyOptions, MyServer, MySqlSandbox};
 
-#[tokio::test]
-async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
-    let db = MySqlSandbox::start().await.expect("start MariaDB sandbox");
+async fn sandbox_logs_rows_that_a_binlog_stream_reads_back(server: MyServer) {
+    let db = MySqlSandbox::start_opts(MyOptions {
+        server: server.clone(),
+        ..MyOptions::default()
+    })
+    .await
+    .expect("start the sandbox");
     db.create_database("app").await.unwrap();
     let mut c = db.connect("app").await.unwrap();
     let (format, image, log_bin): (String, String, i64) = c
@@ -28,12 +34,8 @@ async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
     c.query_drop("CREATE TABLE t (id int PRIMARY KEY, v text)")
         .await
         .unwrap();
-    let (file, pos): (String, u64) = c
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .map(|row: mysql_async::Row| (row.get(0).unwrap(), row.get(1).unwrap()))
-        .unwrap();
+    // SHOW MASTER STATUS, or SHOW BINARY LOG STATUS on MySQL 8.4 and later.
+    let (file, pos) = wraith::mysql::capture::position(&mut c).await.unwrap();
     let reader = db.connect("app").await.unwrap();
     let mut stream = reader
         .get_binlog_stream(
@@ -51,7 +53,7 @@ async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
     let read = async {
         while let Some(event) = stream.next().await {
             let event = event.unwrap();
-            // Every event a real MariaDB sends is one the reader knows.
+            // Every event a real server sends is one the reader knows.
             wraith::mysql::binlog::handling(&event).expect("a known event");
             if let Some(EventData::RowsEvent(ev)) = event.read_data().unwrap() {
                 assert!(matches!(
@@ -75,3 +77,5 @@ async fn sandbox_logs_rows_that_a_binlog_stream_reads_back() {
     assert_eq!(rows, 3);
     db.stop().await;
 }
+
+on_mysql_servers!(sandbox_logs_rows_that_a_binlog_stream_reads_back,);
