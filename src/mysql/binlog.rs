@@ -79,7 +79,11 @@ pub fn classify(raw: u8) -> anyhow::Result<Handling> {
         | E::DELETE_ROWS_EVENT_V1
         | E::WRITE_ROWS_EVENT
         | E::UPDATE_ROWS_EVENT
-        | E::DELETE_ROWS_EVENT => Handling::Rows,
+        | E::DELETE_ROWS_EVENT
+        // binlog_row_value_options = PARTIAL_JSON: JSON columns of the after image
+        // are diffs, but every other column is whole (binlog_row_image = FULL), and
+        // the keys are all the apply needs: it re-reads the rows.
+        | E::PARTIAL_UPDATE_ROWS_EVENT => Handling::Rows,
         E::XID_EVENT => Handling::Commit,
         E::GTID_EVENT | E::ANONYMOUS_GTID_EVENT => Handling::Begin,
         E::QUERY_EVENT => Handling::Query,
@@ -93,11 +97,6 @@ pub fn classify(raw: u8) -> anyhow::Result<Handling> {
         | E::INTVAR_EVENT
         | E::RAND_EVENT
         | E::USER_VAR_EVENT => Handling::Ignore,
-        E::PARTIAL_UPDATE_ROWS_EVENT => anyhow::bail!(
-            "the binary log holds partial JSON updates (binlog_row_value_options = PARTIAL_JSON): \
-             they lack full row images; aborting, nothing was swapped. \
-             Fix: SET GLOBAL binlog_row_value_options = '', then run again"
-        ),
         E::TRANSACTION_PAYLOAD_EVENT => anyhow::bail!(
             "the binary log holds compressed transactions (binlog_transaction_compression = ON): \
              wraith does not read them and will not skip row changes; aborting, nothing was \
@@ -206,15 +205,13 @@ mod tests {
     }
 
     #[test]
-    fn compressed_and_partial_events_stop_the_run_and_name_the_fix() {
+    fn compressed_events_stop_the_run_and_name_the_fix() {
         for raw in [165u8, 166, 169, 171] {
             let err = handling(&crafted(raw, &[0; 8])).unwrap_err();
             assert!(format!("{err}").contains("log_bin_compress = OFF"), "{err}");
         }
         let err = classify(EventType::TRANSACTION_PAYLOAD_EVENT as u8).unwrap_err();
         assert!(format!("{err}").contains("binlog_transaction_compression = OFF"));
-        let err = classify(EventType::PARTIAL_UPDATE_ROWS_EVENT as u8).unwrap_err();
-        assert!(format!("{err}").contains("PARTIAL_JSON"));
     }
 
     #[test]
@@ -224,6 +221,7 @@ mod tests {
         for (event, handled) in [
             (EventType::WRITE_ROWS_EVENT_V1, Handling::Rows),
             (EventType::DELETE_ROWS_EVENT, Handling::Rows),
+            (EventType::PARTIAL_UPDATE_ROWS_EVENT, Handling::Rows),
             (EventType::XID_EVENT, Handling::Commit),
             (EventType::TABLE_MAP_EVENT, Handling::TableMap),
         ] {
