@@ -149,12 +149,12 @@ async fn killed_after_swap_commit(env: Env) {
     killed_at(env, Point::AfterSwapCommit).await;
 }
 
+on_every_server!(blockers_are_waited_out_or_killed, killed_before_swap_commit);
+
 on_both_engines!(
-    blockers_are_waited_out_or_killed,
     killed_after_prepare,
     killed_mid_chunk,
     killed_after_cutover_lock,
     killed_after_fence,
-    killed_before_swap_commit,
     killed_after_swap_commit,
 );

@@ -96,4 +96,4 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror(mut env: Env) {
     env.stop().await;
 }
 
-on_both_engines!(rewrite_under_concurrent_writes_equals_the_mirror);
+on_every_server!(rewrite_under_concurrent_writes_equals_the_mirror);

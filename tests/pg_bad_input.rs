@@ -133,9 +133,8 @@ async fn create_t(c: &Client, name: &str) {
 }
 
 /// Tables wraith cannot rewrite: each refused with exit 2 and a message naming why.
-#[tokio::test]
-async fn unsupported_tables_are_refused_and_nothing_is_created() {
-    let db = db().await;
+async fn unsupported_tables_are_refused_and_nothing_is_created(opts: PgOptions) {
+    let db = db_with(opts).await;
     let c = &db.client;
     c.batch_execute(
         "CREATE TABLE nopk (id int NOT NULL, v text);
@@ -286,9 +285,8 @@ async fn unsupported_tables_are_refused_and_nothing_is_created() {
 
 /// ALTERs and transforms that cannot work are found in preflight, before anything exists;
 /// a valid dry run prints the plan and creates nothing either.
-#[tokio::test]
-async fn bad_alter_and_transforms_are_refused_and_dry_run_creates_nothing() {
-    let db = db().await;
+async fn bad_alter_and_transforms_are_refused_and_dry_run_creates_nothing(opts: PgOptions) {
+    let db = db_with(opts).await;
     let c = &db.client;
     create_t(c, "t").await;
     let dsn = db.dsn.as_str();
@@ -455,9 +453,8 @@ async fn no_free_replication_slot_is_refused_and_others_slot_kept() {
 }
 
 /// 5. A role without REPLICATION that does not own the table: refused, naming what is missing.
-#[tokio::test]
-async fn missing_privileges_are_refused_and_named() {
-    let db = db().await;
+async fn missing_privileges_are_refused_and_named(opts: PgOptions) {
+    let db = db_with(opts).await;
     let c = &db.client;
     create_t(c, "t").await;
     c.batch_execute(
@@ -791,3 +788,9 @@ async fn role_without_any_grant_gets_the_privilege_message() {
         before
     );
 }
+
+on_postgres_versions!(
+    unsupported_tables_are_refused_and_nothing_is_created,
+    bad_alter_and_transforms_are_refused_and_dry_run_creates_nothing,
+    missing_privileges_are_refused_and_named,
+);

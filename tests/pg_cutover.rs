@@ -13,10 +13,10 @@ use wraith::bench::workload;
 use wraith::bench::workload::{ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED};
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
+use wraith::sandbox::PgOptions;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn cutover_retries_while_a_transaction_holds_the_table() {
-    let db = db().await;
+async fn cutover_retries_while_a_transaction_holds_the_table(opts: PgOptions) {
+    let db = db_with(opts).await;
     let rows = 5_000;
     let load = items_under_load(&db, rows, 2, 200).await;
 
@@ -106,3 +106,5 @@ async fn gives_up_cleanly_when_the_lock_never_comes() {
         leftovers(&db.client).await
     );
 }
+
+on_postgres_versions!(cutover_retries_while_a_transaction_holds_the_table,);

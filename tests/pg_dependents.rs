@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::*;
 use tokio_postgres::Client;
 use wraith::engine::migration::Outcome;
+use wraith::sandbox::PgOptions;
 
 const FIXTURE: &str = "
     CREATE ROLE clerk; CREATE ROLE auditor;
@@ -84,9 +85,8 @@ async fn bound_to(c: &Client, table: &str) -> Vec<String> {
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dependents_follow_the_new_table() {
-    let db = db().await;
+async fn dependents_follow_the_new_table(opts: PgOptions) {
+    let db = db_with(opts).await;
     let c = &db.client;
     c.batch_execute(FIXTURE).await.unwrap();
     let before = bound_to(c, "orders").await;
@@ -312,3 +312,5 @@ async fn dependents_follow_the_new_table() {
     assert!(scalar_bool(c, "SELECT to_regclass('order_totals_customer') IS NOT NULL").await);
     assert!(leftovers(c).await.is_empty(), "{:?}", leftovers(c).await);
 }
+
+on_postgres_versions!(dependents_follow_the_new_table,);

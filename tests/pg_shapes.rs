@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use wraith::engine::migration::Outcome;
+use wraith::sandbox::PgOptions;
 
 async fn column_types(c: &tokio_postgres::Client, table: &str) -> Vec<(String, String)> {
     c.query(
@@ -21,9 +22,8 @@ async fn column_types(c: &tokio_postgres::Client, table: &str) -> Vec<(String, S
     .collect()
 }
 
-#[tokio::test]
-async fn types_rename_add_drop_and_transform() {
-    let db = db().await;
+async fn types_rename_add_drop_and_transform(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client
         .batch_execute(
             "CREATE TYPE mood AS ENUM ('happy', 'sad');
@@ -97,9 +97,8 @@ async fn types_rename_add_drop_and_transform() {
     assert!(leftovers(&db.client).await.is_empty());
 }
 
-#[tokio::test]
-async fn identity_column_continues_after_the_swap() {
-    let db = db().await;
+async fn identity_column_continues_after_the_swap(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client
         .batch_execute(
             "CREATE TABLE ident (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
@@ -128,9 +127,8 @@ async fn identity_column_continues_after_the_swap() {
     );
 }
 
-#[tokio::test]
-async fn composite_key_and_empty_table() {
-    let db = db().await;
+async fn composite_key_and_empty_table(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client
         .batch_execute(
             "CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b));
@@ -170,9 +168,8 @@ async fn composite_key_and_empty_table() {
     assert!(leftovers(&db.client).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_self_reference_added_by_the_alter_points_at_the_new_table() {
-    let db = db().await;
+async fn a_self_reference_added_by_the_alter_points_at_the_new_table(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client
         .batch_execute(
             "CREATE TABLE chain (id int PRIMARY KEY, ref int NOT NULL);
@@ -210,9 +207,8 @@ async fn a_self_reference_added_by_the_alter_points_at_the_new_table() {
         .expect("nothing depends on the old table");
 }
 
-#[tokio::test]
-async fn the_alter_can_drop_the_tables_own_foreign_keys() {
-    let db = db().await;
+async fn the_alter_can_drop_the_tables_own_foreign_keys(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client
         .batch_execute(
             "CREATE TABLE parent (id int PRIMARY KEY);
@@ -242,3 +238,11 @@ async fn the_alter_can_drop_the_tables_own_foreign_keys() {
         500
     );
 }
+
+on_postgres_versions!(
+    types_rename_add_drop_and_transform,
+    identity_column_continues_after_the_swap,
+    composite_key_and_empty_table,
+    a_self_reference_added_by_the_alter_points_at_the_new_table,
+    the_alter_can_drop_the_tables_own_foreign_keys,
+);

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use wraith::engine::faults::Point;
 use wraith::engine::migration::Outcome;
+use wraith::sandbox::PgOptions;
 
 /// A source with json, float, text and NULLs, and a target of the migrated shape.
 const SETUP: &str = "
@@ -31,9 +32,8 @@ fn corrupt(target: &str) -> String {
 
 const DIFFERENT: [i64; 5] = [10, 20, 30, 40, 100000];
 
-#[tokio::test]
-async fn wraith_verify_flags_exactly_the_real_differences() {
-    let db = db().await;
+async fn wraith_verify_flags_exactly_the_real_differences(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client.batch_execute(SETUP).await.unwrap();
     db.client
         .batch_execute(
@@ -74,9 +74,8 @@ async fn wraith_verify_flags_exactly_the_real_differences() {
     assert_eq!(missing.status.code(), Some(2));
 }
 
-#[tokio::test]
-async fn migration_repairs_a_corrupted_shadow_before_the_swap() {
-    let db = db().await;
+async fn migration_repairs_a_corrupted_shadow_before_the_swap(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client.batch_execute(SETUP).await.unwrap();
     let outcome = migrate(
         spec(
@@ -105,9 +104,8 @@ async fn migration_repairs_a_corrupted_shadow_before_the_swap() {
     assert!(leftovers(&db.client).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_difference_repair_cannot_fix_stops_the_swap() {
-    let db = db().await;
+async fn a_difference_repair_cannot_fix_stops_the_swap(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client.batch_execute(SETUP).await.unwrap();
     let before = table_fingerprint(&db.client, "v").await;
     let err = migrate(spec(
@@ -141,9 +139,8 @@ async fn a_difference_repair_cannot_fix_stops_the_swap() {
     assert!(leftovers(&db.client).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_truncate_of_the_source_during_the_run_aborts_cleanly() {
-    let db = db().await;
+async fn a_truncate_of_the_source_during_the_run_aborts_cleanly(opts: PgOptions) {
+    let db = db_with(opts).await;
     db.client.batch_execute(SETUP).await.unwrap();
     let err = migrate(
         spec(&db.dsn, "v", "ADD COLUMN w int", &[], execute()).with_faults(sql_at(
@@ -165,3 +162,10 @@ async fn a_truncate_of_the_source_during_the_run_aborts_cleanly() {
         leftovers(&db.client).await
     );
 }
+
+on_postgres_versions!(
+    wraith_verify_flags_exactly_the_real_differences,
+    migration_repairs_a_corrupted_shadow_before_the_swap,
+    a_difference_repair_cannot_fix_stops_the_swap,
+    a_truncate_of_the_source_during_the_run_aborts_cleanly,
+);

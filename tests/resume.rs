@@ -190,8 +190,9 @@ async fn reconnects_after_server_restart(mut env: Env) {
     env.stop().await;
 }
 
+on_every_server!(killed_mid_copy_then_resumed);
+
 on_both_engines!(
-    killed_mid_copy_then_resumed,
     server_restarted_mid_copy_then_resumed,
     reconnects_after_server_restart
 );
