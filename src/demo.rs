@@ -15,14 +15,14 @@ use crate::engine::progress::Reporter;
 use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
 use crate::plan::{MigrationSpec, Plan, RunOptions};
-use crate::sandbox::Scratch;
+use crate::sandbox::{Scratch, Target};
 use crate::scenario::orders;
 
 /// Options of `wraith demo`.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
-    /// The scratch server's engine (with `dsn`, the DSN decides).
-    pub engine: Engine,
+    /// The scratch server, by its matrix name (with `dsn`, the DSN decides).
+    pub server: String,
     /// Orders to generate.
     pub rows: i64,
     /// Workload transactions per second.
@@ -38,16 +38,18 @@ pub struct DemoConfig {
 /// The orders migration on a scratch server (or `--dsn`), under the scenario's
 /// workload, checked against the mirror at the end.
 pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
-    let engine = cfg.dsn.as_ref().map_or(cfg.engine, Engine::of);
+    let target = Target::of(cfg.dsn.clone(), &cfg.server)?;
+    let engine = target.engine();
     if engine == Engine::MySql && cfg.dirty {
         return Err(bad_input(
             "--dirty shows the orders scenario's dirt: PostgreSQL only",
         ));
     }
-    let (server, dsn) = match &cfg.dsn {
-        Some(dsn) => (None, dsn.clone()),
-        None => {
-            let server = Scratch::start(engine).await?;
+    let (server, dsn) = match target {
+        Target::Existing(dsn) => (None, dsn),
+        Target::Scratch(scratch) => {
+            println!("Starting a scratch {}...", scratch.title());
+            let server = Scratch::start(scratch).await?;
             let dsn = server.create_database("demo").await?;
             (Some(server), dsn)
         }

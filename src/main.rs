@@ -264,7 +264,7 @@ async fn ctl(args: CtlArgs) -> anyhow::Result<()> {
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     wraith::demo::run(wraith::demo::DemoConfig {
-        engine: args.engine,
+        server: args.server,
         rows: args.rows,
         tps: args.tps,
         dsn: args.dsn.as_deref().map(Dsn::parse).transpose()?,
@@ -276,7 +276,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     wraith::bench::report::run(BenchConfig {
-        engine: args.engine,
+        server: args.server,
         scenario: match args.scenario {
             BenchKind::Orders => BenchScenario::Orders,
             BenchKind::Table => BenchScenario::Table {

@@ -1,7 +1,8 @@
-//! The orders scenario on a sandbox MariaDB: the spec in MySQL types gives the new
-//! shape with exact rows and keeps the AUTO_INCREMENT counter; `wraith bench
-//! --engine mariadb` runs it under the scenario's workload and reports the
-//! ALGORITHM=COPY and pt-online-schema-change baselines from the same run.
+//! The orders scenario on sandbox MariaDB and MySQL: the spec in MySQL types gives
+//! the new shape with exact rows and keeps the AUTO_INCREMENT counter; `wraith
+//! demo --engine mysql` shows it; `wraith bench --engine mariadb|mysql` runs it
+//! under the scenario's workload and reports the ALGORITHM=COPY and
+//! pt-online-schema-change baselines from the same run.
 
 mod common;
 
@@ -84,12 +85,42 @@ async fn orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter(server
     );
 }
 
-#[test]
-fn wraith_bench_on_mariadb_compares_with_copy_and_pt_osc() {
+/// The `--engine` name of a sandbox server.
+fn engine_name(server: &MyServer) -> &'static str {
+    match server {
+        MyServer::MariaDb => "mariadb",
+        MyServer::MySql { .. } => "mysql",
+    }
+}
+
+async fn wraith_demo_shows_the_orders_normalization(server: MyServer) {
+    let stdout = wraith_async(
+        [
+            "demo",
+            "--engine",
+            engine_name(&server),
+            "--rows",
+            "20000",
+            "--tps",
+            "200",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let text = show(&stdout);
+    assert_eq!(stdout.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("The rewritten orders table equals the mirror row for row."),
+        "{text}"
+    );
+}
+
+async fn wraith_bench_compares_with_copy_and_pt_osc(server: MyServer) {
     let stdout = wraith_ok(&[
         "bench",
         "--engine",
-        "mariadb",
+        engine_name(&server),
         "--rows",
         "20000",
         "--tps",
@@ -138,4 +169,8 @@ fn wraith_bench_on_mariadb_compares_with_copy_and_pt_osc() {
     assert_eq!(r["rows_differing_from_mirror"], 0, "{r:#}");
 }
 
-on_mysql_servers!(orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter,);
+on_mysql_servers!(
+    orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter,
+    wraith_demo_shows_the_orders_normalization,
+    wraith_bench_compares_with_copy_and_pt_osc,
+);

@@ -25,7 +25,7 @@ use crate::error::bad_input;
 use crate::pg::conn::{self, DbResult};
 use crate::pg::sql::ident;
 use crate::plan::SpecFile;
-use crate::sandbox::{MySqlSandbox, PgSandbox};
+use crate::sandbox::{Scratch, Target};
 use crate::scenario::{orders, orders_mysql};
 
 /// What the benchmark migrates.
@@ -154,8 +154,8 @@ impl BenchScenario {
 
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
-    /// The scratch server's engine; `dsn`, when given, decides instead.
-    pub engine: Engine,
+    /// The scratch server, by its matrix name; `dsn`, when given, decides instead.
+    pub server: String,
     pub scenario: BenchScenario,
     /// Rows (orders) in the table.
     pub rows: i64,
@@ -177,8 +177,7 @@ pub struct BenchConfig {
 
 /// Where the benchmark's databases live.
 enum Server {
-    Sandbox(PgSandbox),
-    MariaDb(MySqlSandbox),
+    Scratch(Scratch),
     /// An existing server: databases are created through `dsn` and dropped at the end.
     Existing {
         dsn: Dsn,
@@ -189,27 +188,21 @@ enum Server {
 impl Server {
     fn engine(&self) -> Engine {
         match self {
-            Server::Sandbox(_) => Engine::Postgres,
-            Server::MariaDb(_) => Engine::MySql,
+            Server::Scratch(s) => s.engine(),
             Server::Existing { dsn, .. } => Engine::of(dsn),
         }
     }
 
     fn describe(&self) -> String {
         match self {
-            Server::Sandbox(_) => "PostgreSQL sandbox (fsync off), same machine".to_string(),
-            Server::MariaDb(_) => {
-                "MariaDB sandbox (binlog ROW, innodb_flush_log_at_trx_commit=2), same machine"
-                    .to_string()
-            }
+            Server::Scratch(s) => s.describe(),
             Server::Existing { dsn, .. } => dsn.to_string(),
         }
     }
 
     async fn database(&mut self, name: &str) -> anyhow::Result<Dsn> {
         match self {
-            Server::Sandbox(pg) => Dsn::parse(&pg.create_database(name).await?),
-            Server::MariaDb(my) => Dsn::parse(&my.create_database(name).await?),
+            Server::Scratch(s) => s.create_database(name).await,
             Server::Existing { dsn, created } if dsn.is_mysql() => {
                 let db = format!("wraith_bench_{name}");
                 mysql_bench::create_database(dsn, &db).await?;
@@ -239,8 +232,7 @@ impl Server {
 
     async fn finish(self) {
         match self {
-            Server::Sandbox(pg) => pg.stop().await,
-            Server::MariaDb(my) => my.stop().await,
+            Server::Scratch(s) => s.stop().await,
             Server::Existing { dsn, created } if dsn.is_mysql() => {
                 for db in created {
                     mysql_bench::drop_database(&dsn, &db).await;
@@ -295,28 +287,25 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         }
     };
     let scenario = cfg.scenario;
-    let engine = cfg.dsn.as_ref().map_or(cfg.engine, Engine::of);
+    let target = Target::of(cfg.dsn.clone(), &cfg.server)?;
+    let engine = target.engine();
     let spec_text = scenario.spec_toml(engine)?;
     let migration: SpecFile = toml::from_str(&spec_text).context("the benchmark's spec")?;
     let spec = tempfile::NamedTempFile::new().context("writing the migration spec")?;
     std::fs::write(spec.path(), &spec_text).context("writing the migration spec")?;
     let spec_path = spec.path().to_string_lossy().to_string();
 
-    let mut server = match &cfg.dsn {
-        Some(dsn) => {
+    let mut server = match target {
+        Target::Existing(dsn) => {
             say(&format!("bench: on {dsn}"));
             Server::Existing {
-                dsn: dsn.clone(),
+                dsn,
                 created: vec![],
             }
         }
-        None if engine == Engine::MySql => {
-            say("bench: starting a scratch MariaDB");
-            Server::MariaDb(MySqlSandbox::start().await?)
-        }
-        None => {
-            say("bench: starting a scratch PostgreSQL");
-            Server::Sandbox(PgSandbox::start().await?)
+        Target::Scratch(scratch) => {
+            say(&format!("bench: starting a scratch {}", scratch.title()));
+            Server::Scratch(Scratch::start(scratch).await?)
         }
     };
     let result = measure(&cfg, &mut server, &migration, &spec_path, &say).await;

@@ -65,7 +65,7 @@ impl Server {
     pub fn find(name: &str) -> Result<Server> {
         let installed = Server::installed();
         let found = match name {
-            "postgres" => installed
+            "postgres" | "postgresql" => installed
                 .iter()
                 .find(|s| s.kind == Kind::Postgres(None))
                 .cloned(),
@@ -87,6 +87,33 @@ impl Server {
                 names.join(", ")
             )
         })
+    }
+
+    /// `PostgreSQL 16`, `MariaDB 10.11`, `MySQL 9.7`.
+    pub fn title(&self) -> String {
+        let (product, prefix) = match &self.kind {
+            Kind::Postgres(_) => ("PostgreSQL", "pg"),
+            Kind::MySql(MyServer::MariaDb) => ("MariaDB", "mariadb"),
+            Kind::MySql(MyServer::MySql { .. }) => ("MySQL", "mysql"),
+        };
+        let version = self.name.strip_prefix(prefix).unwrap_or(&self.name);
+        format!("{product} {version}")
+    }
+
+    /// Whether `name` could name a server (an alias or `pg`/`mariadb`/`mysql`
+    /// and a version), installed or not: for checking flags before starting anything.
+    pub fn is_name(name: &str) -> bool {
+        let versioned = |prefix: &str| {
+            name.strip_prefix(prefix).is_some_and(|v| {
+                !v.is_empty()
+                    && v.split('.')
+                        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            })
+        };
+        matches!(name, "postgres" | "postgresql" | "mariadb" | "mysql")
+            || versioned("pg")
+            || versioned("mariadb")
+            || versioned("mysql")
     }
 
     pub fn engine(&self) -> Engine {
@@ -180,5 +207,22 @@ mod tests {
             Some("10.11")
         );
         assert_eq!(version_after("nothing here", "Ver "), None);
+    }
+
+    #[test]
+    fn server_names() {
+        for ok in [
+            "postgres",
+            "pg16",
+            "mariadb",
+            "mariadb10.11",
+            "mysql",
+            "mysql9.7",
+        ] {
+            assert!(Server::is_name(ok), "{ok}");
+        }
+        for bad in ["oracle", "pg", "mysql9.", "pg1x", "postgresql16", ""] {
+            assert!(!Server::is_name(bad), "{bad}");
+        }
     }
 }
