@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use wraith::Engine;
 use wraith::bench::report::{BenchConfig, BenchScenario, run};
 
 fn main() -> anyhow::Result<()> {
@@ -12,7 +11,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     tokio::runtime::Runtime::new()?.block_on(run(BenchConfig {
-        engine: Engine::Postgres,
+        server: "postgres".into(),
         scenario: BenchScenario::Orders,
         rows: 100_000,
         tps: 500,

@@ -46,7 +46,7 @@ pub async fn run(cfg: DemoConfig) -> anyhow::Result<()> {
         ));
     }
     let (server, dsn) = match target {
-        Target::Existing(dsn) => (None, dsn),
+        Target::Existing(dsn) => (None, *dsn),
         Target::Scratch(scratch) => {
             println!("Starting a scratch {}...", scratch.title());
             let server = Scratch::start(scratch).await?;

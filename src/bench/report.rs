@@ -299,7 +299,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         Target::Existing(dsn) => {
             say(&format!("bench: on {dsn}"));
             Server::Existing {
-                dsn,
+                dsn: *dsn,
                 created: vec![],
             }
         }

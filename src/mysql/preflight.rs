@@ -52,20 +52,19 @@ async fn server_checks(c: &mut Conn) -> anyhow::Result<Server> {
     };
     let numbers: Vec<u32> = version
         .split(|ch: char| !ch.is_ascii_digit())
-        .take(2)
+        .take(3)
         .filter_map(|n| n.parse().ok())
         .collect();
-    let (major, minor) = (
-        numbers.first().copied().unwrap_or(0),
-        numbers.get(1).copied().unwrap_or(0),
-    );
+    let at = |i: usize| numbers.get(i).copied().unwrap_or(0);
+    let release = (at(0), at(1), at(2));
+    // MySQL's cutover renames under LOCK TABLES in one session: 8.0.13 and later.
     let supported = match flavor {
-        Flavor::MariaDb => (major, minor) >= (10, 11),
-        Flavor::MySql => major >= 8,
+        Flavor::MariaDb => release >= (10, 11, 0),
+        Flavor::MySql => release >= (8, 0, 13),
     };
     if !supported {
         return Err(bad_input(format!(
-            "server version {version} is not supported: wraith needs MariaDB 10.11 or newer, or MySQL 8.0 or newer"
+            "server version {version} is not supported: wraith needs MariaDB 10.11 or newer, or MySQL 8.0.13 or newer"
         )));
     }
     let mut problems = Vec::new();

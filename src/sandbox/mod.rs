@@ -27,7 +27,7 @@ pub struct ServerTls {
 /// existing one (`--dsn`).
 pub enum Target {
     Scratch(Server),
-    Existing(crate::dsn::Dsn),
+    Existing(Box<crate::dsn::Dsn>),
 }
 
 impl Target {
@@ -35,7 +35,7 @@ impl Target {
     /// is not installed is bad input naming what is.
     pub fn of(dsn: Option<crate::dsn::Dsn>, server: &str) -> anyhow::Result<Target> {
         Ok(match dsn {
-            Some(dsn) => Target::Existing(dsn),
+            Some(dsn) => Target::Existing(Box::new(dsn)),
             None => Target::Scratch(
                 Server::find(server).map_err(|e| crate::error::bad_input(format!("{e:#}")))?,
             ),
