@@ -10,11 +10,13 @@
 //! in the PostgreSQL backend: [`conn`], [`names`], [`sql`], [`catalog`],
 //! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
 //! [`binlog`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
-//! [`signals`], [`runs`] (one run per table), [`definition`].
+//! [`signals`], [`runs`] (one run per table, the completed-run record),
+//! [`definition`]. MySQL's own: [`checks`] (data checks).
 
 pub mod binlog;
 pub mod capture;
 pub mod catalog;
+pub mod checks;
 pub mod cleanup;
 pub mod conn;
 pub mod cutover;
@@ -100,11 +102,11 @@ impl MyBackend {
         let schema = crate::Engine::MySql.schema_of(&spec)?;
         let names = Names::new(&schema, &spec.table)?;
         let alter = alter::parse(&spec.alter, &spec.table)?;
-        if !spec.prepare.is_empty() || !spec.shadow_statements.is_empty() || !spec.checks.is_empty()
-        {
+        if !spec.prepare.is_empty() {
             return Err(bad_input(
-                "the spec's prepare, shadow statements and data checks are PostgreSQL-only in this version; \
-                 remove them for a MySQL/MariaDB run",
+                "the spec's prepare statements are PostgreSQL-only: DDL cannot be rolled back on \
+                 MySQL/MariaDB, so a dry run could not try them. Run them yourself before wraith, \
+                 or put what the shadow needs in its shadow statements",
             ));
         }
         let ctrl = conn::connect(&spec.dsn, "control").await?;
@@ -173,9 +175,20 @@ impl Backend for MyBackend {
                 self.names.src()
             )));
         }
+        if let Some(when) =
+            runs::completed(&mut ctrl, &self.names, &self.spec.fingerprint()).await?
+        {
+            return Ok(Plan {
+                target: format!("{}.{}", self.names.schema, self.names.table),
+                server: "MySQL/MariaDB".into(),
+                completed: Some(when),
+                ..Plan::default()
+            });
+        }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
         catalog::check_key_types(&table, &self.names.src())?;
+        let findings = checks::run(&mut ctrl, &self.names, &table, &self.spec.checks).await?;
         let retention =
             preflight::binlog_retention(&mut ctrl, table.estimated_rows, self.opts.resume).await?;
         let _ = self
@@ -199,6 +212,7 @@ impl Backend for MyBackend {
             preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape);
         plan.warnings = warnings;
         plan.warnings.extend(retention);
+        plan.findings = findings;
         if shape.key_order_differs {
             plan.warnings.push(
                 "the ALTER changes the collation of a key column, so the two tables sort keys \
@@ -428,6 +442,17 @@ impl Backend for MyBackend {
             Flavor::MySql => {
                 cutover::swap_in_one_session(&mut ctrl, &self.names, &self.opts.faults).await?
             }
+        }
+        // The swap is done: a record that cannot be written costs a rerun's no-op, not the run.
+        if let Err(e) = runs::record(
+            &mut ctrl,
+            &self.names,
+            &self.spec.fingerprint(),
+            &self.spec.alter,
+        )
+        .await
+        {
+            tracing::warn!("the migration is done but could not be recorded: {e:#}");
         }
         if self.opts.drop_old {
             ctrl.query_drop(format!("DROP TABLE {}", self.names.old_q()))

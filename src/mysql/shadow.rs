@@ -135,6 +135,11 @@ pub async fn build(
             .iter()
             .map(|a| format!("ALTER TABLE {} {a}", names.shadow_q())),
     )
+    .chain(
+        spec.shadow_statements
+            .iter()
+            .map(|s| s.replace("{shadow}", &names.shadow_q())),
+    )
     .chain(carried)
     .collect();
     Ok(shape)
@@ -267,6 +272,15 @@ async fn shape_of(
                     describe(&e)
                 ))
             })?;
+    }
+    for stmt in &spec.shadow_statements {
+        let stmt = stmt.replace("{shadow}", target);
+        c.query_drop(&stmt).await.map_err(|e| {
+            bad_input(format!(
+                "a shadow statement of the spec failed: {}; nothing was created\n  statement: {stmt}",
+                describe(&e)
+            ))
+        })?;
     }
     let columns = columns(c, target).await?;
     let renamed = renames(&alter.actions);

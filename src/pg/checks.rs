@@ -9,8 +9,8 @@ use crate::pg::catalog::Table;
 use crate::pg::conn::{DbResult, describe};
 use crate::pg::names::Names;
 use crate::pg::sql::ident;
-use crate::plan::report::FINDING_KEYS;
-use crate::plan::{Check, CheckAction, Finding};
+use crate::plan::report::{FINDING_KEYS, settle_findings};
+use crate::plan::{Check, Finding};
 
 /// Runs every check in one read-only transaction.
 pub async fn run(
@@ -70,20 +70,5 @@ pub async fn run(
     c.batch_execute("ROLLBACK")
         .await
         .db("ending the data checks")?;
-    for f in &findings {
-        tracing::info!(check = %f.name, rows = f.rows, action = ?f.action, "data check");
-    }
-    let refused: Vec<String> = findings
-        .iter()
-        .filter(|f| f.action == CheckAction::Refuse && f.rows > 0)
-        .map(|f| format!("{f}"))
-        .collect();
-    if !refused.is_empty() {
-        return Err(bad_input(format!(
-            "{}: the spec refuses to migrate while these rows exist; nothing was changed:\n  - {}",
-            names.src(),
-            refused.join("\n  - ")
-        )));
-    }
-    Ok(findings)
+    settle_findings(&names.src(), findings)
 }

@@ -39,6 +39,26 @@ impl fmt::Display for Finding {
     }
 }
 
+/// Logs what each data check found; a `refuse` check that found rows stops the
+/// run (bad input) before anything is created.
+pub fn settle_findings(table: &str, findings: Vec<Finding>) -> anyhow::Result<Vec<Finding>> {
+    for f in &findings {
+        tracing::info!(check = %f.name, rows = f.rows, action = ?f.action, "data check");
+    }
+    let refused: Vec<String> = findings
+        .iter()
+        .filter(|f| f.action == CheckAction::Refuse && f.rows > 0)
+        .map(|f| format!("{f}"))
+        .collect();
+    if !refused.is_empty() {
+        return Err(crate::error::bad_input(format!(
+            "{table}: the spec refuses to migrate while these rows exist; nothing was changed:\n  - {}",
+            refused.join("\n  - ")
+        )));
+    }
+    Ok(findings)
+}
+
 /// The data checks' findings as a block of lines (plan and final report).
 pub fn findings_text(findings: &[Finding]) -> String {
     findings.iter().map(|x| format!("   - {x}\n")).collect()
