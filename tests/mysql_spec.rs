@@ -2,7 +2,8 @@
 //! checks (a refusing one stops the run with its keys, nothing created; a
 //! reporting one shows its count), shadow statements (an index the new table
 //! keeps), the completed-run record (a rerun of a completed spec is a no-op that
-//! says so), and `prepare`, refused with what to do instead.
+//! says so), and `prepare`, refused with what to do instead. A view over the
+//! table reads the new one afterwards, with its definer and SQL SECURITY.
 
 mod common;
 
@@ -31,7 +32,9 @@ async fn a_spec_checks_builds_and_is_recorded(server: MyServer) {
     let (db, dsn, mut c) = my_sandbox_on(server).await;
     c.query_drop(format!(
         "CREATE TABLE orders (id int PRIMARY KEY, status varchar(20) NOT NULL, ref int);
-         INSERT INTO orders SELECT seq, IF(seq % 10 = 0, '', 'open'), IF(seq IN (7, 3), -seq, seq) FROM {};",
+         INSERT INTO orders SELECT seq, IF(seq % 10 = 0, '', 'open'), IF(seq IN (7, 3), -seq, seq) FROM {};
+         CREATE DEFINER = 'root'@'127.0.0.1' SQL SECURITY DEFINER VIEW open_orders AS
+           SELECT id, ref FROM orders WHERE status = 'open';",
         seq(2000)
     ))
     .await
@@ -55,7 +58,7 @@ async fn a_spec_checks_builds_and_is_recorded(server: MyServer) {
         "refusing check",
         &["negative ref: 2 rows", "keys 3, 7", "nothing was changed"],
     );
-    assert_eq!(my_tables(&mut c).await, vec!["orders"]);
+    assert_eq!(my_tables(&mut c).await, vec!["open_orders", "orders"]);
 
     c.query_drop("UPDATE orders SET ref = -ref WHERE ref < 0")
         .await
@@ -93,7 +96,10 @@ async fn a_spec_checks_builds_and_is_recorded(server: MyServer) {
         assert_eq!(out.status.code(), Some(0), "{text}");
         assert!(text.contains("already applied on "), "{text}");
     }
-    assert_eq!(my_tables(&mut c).await, vec!["orders", "orders_wraith_old"]);
+    assert_eq!(
+        my_tables(&mut c).await,
+        vec!["open_orders", "orders", "orders_wraith_old"]
+    );
     // Once the table changes, the record no longer holds: the spec applies again.
     c.query_drop("ALTER TABLE orders ADD COLUMN note text")
         .await
