@@ -1,12 +1,15 @@
 //! The table as MySQL/MariaDB's catalog describes it: columns, the key wraith
-//! addresses rows by, and the checks that the table can be migrated (InnoDB, a
-//! usable key, no foreign keys or triggers yet, key types that round-trip as text).
+//! addresses rows by, its foreign keys to other tables, and the checks that the
+//! table can be migrated (InnoDB, a usable key, no foreign keys from other tables
+//! or triggers yet, key types that round-trip as text).
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
 use crate::error::bad_input;
 use crate::mysql::conn::MyResult;
+use crate::mysql::foreign_keys::{self, ForeignKey};
+use crate::mysql::sql::q;
 
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -16,6 +19,8 @@ pub struct Table {
     /// first unique key whose columns are all NOT NULL.
     pub key: Vec<String>,
     pub estimated_rows: u64,
+    /// Its foreign keys to other tables, moved to the new table after the swap.
+    pub foreign_keys: Vec<ForeignKey>,
 }
 
 /// Which of `tables` exist in `schema`, each with its comment (the marks of
@@ -95,20 +100,24 @@ pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Ta
         )
         .await
         .my("reading foreign keys")?;
-    for (fk, child, parent, side) in fks {
-        refused.push(if side == "child" {
-            format!(
-                "foreign key {fk} ({child} -> {parent}): the table references another one. Such a key \
-                 can be recreated on the new table, which wraith does not do yet: drop it before the \
-                 migration and add it back afterwards"
-            )
-        } else {
-            format!(
+    for (fk, child, parent, side) in &fks {
+        if side == "parent" && child.as_str() != table {
+            refused.push(format!(
                 "foreign key {fk} ({child} -> {parent}): another table references this one. MySQL \
                  cannot re-point it at the new table without triggers: drop it for the migration \
                  (and add it back afterwards), or migrate with a tool that uses triggers"
-            )
-        });
+            ));
+        }
+    }
+    let foreign_keys = foreign_keys::of(c, schema, table).await?;
+    refused.extend(foreign_keys::refusals(&foreign_keys));
+    let own = format!("{}.{}", q(schema), q(table));
+    for fk in foreign_keys.iter().filter(|k| k.parent == own) {
+        refused.push(format!(
+            "foreign key {}: the table references itself, and wraith does not carry such a key \
+             yet: drop it for the migration and add it back afterwards",
+            fk.name
+        ));
     }
     let triggers: Vec<String> = c
         .exec(
@@ -133,8 +142,19 @@ pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Ta
     Ok(Table {
         columns,
         key,
+        foreign_keys,
         estimated_rows: rows.unwrap_or(0),
     })
+}
+
+impl Table {
+    /// The tables its foreign keys reference.
+    pub fn parents(&self) -> Vec<String> {
+        let mut parents: Vec<String> = self.foreign_keys.iter().map(|k| k.parent.clone()).collect();
+        parents.sort();
+        parents.dedup();
+        parents
+    }
 }
 
 /// The primary key's columns, else those of the first unique key on NOT NULL columns.

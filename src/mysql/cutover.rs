@@ -78,13 +78,21 @@ pub fn create_sentry(names: &Names) -> String {
 }
 
 /// `LOCK TABLES` for the cutover: the source, the shadow, and the sentry on MariaDB.
-pub fn lock_tables(names: &Names, sentry: bool) -> String {
+pub fn lock_tables(names: &Names, sentry: bool, parents: &[String]) -> String {
     let mut tables = vec![
         format!("{} WRITE", names.src()),
         format!("{} WRITE", names.shadow_q()),
     ];
     if sentry {
         tables.push(format!("{} WRITE", names.old_q()));
+    }
+    // The tables the foreign keys reference, read-locked: the keys move under the
+    // lock, so no parent changes while the new table has none.
+    for parent in parents {
+        let read = format!("{parent} READ");
+        if !tables.contains(&read) {
+            tables.push(read);
+        }
     }
     format!("LOCK TABLES {}", tables.join(", "))
 }
@@ -118,19 +126,39 @@ pub async fn drop_sentry(c: &mut Conn, names: &Names) -> anyhow::Result<()> {
 }
 
 /// MySQL's swap: one session may RENAME tables it holds under `LOCK TABLES`, so
-/// the RENAME is the commit and the unlock follows.
+/// the RENAME is the commit; the foreign keys move (`moves`, metadata only) before
+/// the unlock, so no write ever meets the new table without them, or a parent
+/// held by the old table's copy of a key.
 pub async fn swap_in_one_session(
     ctrl: &mut Conn,
     names: &Names,
+    moves: &[String],
     faults: &Faults,
 ) -> anyhow::Result<()> {
     faults.hit(Point::BeforeSwapCommit).await;
     ctrl.query_drop(rename(names))
         .await
         .my("cutover: renaming the tables")?;
-    ctrl.query_drop("UNLOCK TABLES")
-        .await
-        .my("cutover: unlocking")
+    let moved = async {
+        ctrl.query_drop("SET SESSION foreign_key_checks = 0")
+            .await?;
+        for stmt in moves {
+            ctrl.query_drop(stmt).await?;
+        }
+        ctrl.query_drop("SET SESSION foreign_key_checks = 1").await
+    }
+    .await;
+    let unlocked = ctrl.query_drop("UNLOCK TABLES").await;
+    if let Err(e) = moved {
+        // The RENAME has committed: the swap stands; the keys are the DBA's to add.
+        tracing::error!(
+            "the swap is done, but the foreign keys did not move to the new table: {}. Run: \
+             SET foreign_key_checks = 0; {}",
+            describe(&e),
+            moves.join("; ")
+        );
+    }
+    unlocked.my("cutover: unlocking")
 }
 
 /// Steps 3 and 4 of the MariaDB protocol. `ctrl` holds the locks; `renamer`

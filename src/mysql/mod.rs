@@ -11,7 +11,8 @@
 //! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
 //! [`binlog`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
 //! [`signals`], [`runs`] (one run per table, the completed-run record),
-//! [`definition`]. MySQL's own: [`checks`] (data checks).
+//! [`definition`]. MySQL's own: [`checks`] (data checks), [`foreign_keys`]
+//! (moved to the new table after the swap).
 
 pub mod binlog;
 pub mod capture;
@@ -21,6 +22,7 @@ pub mod cleanup;
 pub mod conn;
 pub mod cutover;
 pub mod definition;
+pub mod foreign_keys;
 pub mod names;
 pub mod preflight;
 pub mod rows;
@@ -150,6 +152,27 @@ impl MyBackend {
             .ok_or_else(|| anyhow::anyhow!("the shadow table is not prepared"))
     }
 
+    /// After the swap: a read-only check that the new table's rows all have the
+    /// parents its foreign keys (moved in the swap) name.
+    async fn check_foreign_keys(&self, ctrl: &mut Conn) {
+        let Some(table) = self.table.get() else {
+            return;
+        };
+        let keys = &table.foreign_keys;
+        if keys.is_empty() {
+            return;
+        }
+        let key = &self.shape.get().map_or(&table.key, |s| &s.key_target);
+        match foreign_keys::orphans(ctrl, &self.names, key, keys).await {
+            Ok(found) => {
+                for f in found {
+                    tracing::error!("{}: {f}", self.names.src());
+                }
+            }
+            Err(e) => tracing::error!("{e:#}"),
+        }
+    }
+
     async fn lock(&self, sql: &str, timeout: Duration) -> anyhow::Result<bool> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         let mut killer = take(&self.s.killer, "killer").await?;
@@ -187,6 +210,18 @@ impl Backend for MyBackend {
         }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
+        if server.flavor == Flavor::MariaDb && !table.foreign_keys.is_empty() {
+            let names: Vec<&str> = table.foreign_keys.iter().map(|k| k.name.as_str()).collect();
+            return Err(bad_input(format!(
+                "{} has foreign keys to other tables ({}), and wraith carries them on MySQL only: \
+                 MariaDB renames in a second session, so the keys could not move to the new table \
+                 before writes resume (until they do, the old table's copy of a key would refuse \
+                 deletes of parents the application no longer references). Drop them for the \
+                 migration and add them back afterwards",
+                self.names.src(),
+                names.join(", ")
+            )));
+        }
         catalog::check_key_types(&table, &self.names.src())?;
         let findings = checks::run(&mut ctrl, &self.names, &table, &self.spec.checks).await?;
         let retention =
@@ -384,8 +419,12 @@ impl Backend for MyBackend {
                 .await
                 .my("cutover: creating the sentry table")?;
         }
+        let parents = self.table.get().map(|t| t.parents()).unwrap_or_default();
         let granted = self
-            .lock(&cutover::lock_tables(&self.names, sentry), timeout)
+            .lock(
+                &cutover::lock_tables(&self.names, sentry, &parents),
+                timeout,
+            )
             .await?;
         if !granted && sentry {
             cutover::drop_sentry(&mut *take(&self.s.ctrl, "control").await?, &self.names).await?;
@@ -440,10 +479,15 @@ impl Backend for MyBackend {
                 result?;
             }
             Flavor::MySql => {
-                cutover::swap_in_one_session(&mut ctrl, &self.names, &self.opts.faults).await?
+                let keys = self.table.get().map(|t| t.foreign_keys.as_slice());
+                let moves = foreign_keys::statements(&self.names, keys.unwrap_or_default());
+                cutover::swap_in_one_session(&mut ctrl, &self.names, &moves, &self.opts.faults)
+                    .await?
             }
         }
-        // The swap is done: a record that cannot be written costs a rerun's no-op, not the run.
+        // The swap is done: what follows reports its failures rather than fail the run.
+        self.check_foreign_keys(&mut ctrl).await;
+        // A record that cannot be written costs a rerun's no-op, not the run.
         if let Err(e) = runs::record(
             &mut ctrl,
             &self.names,

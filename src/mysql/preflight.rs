@@ -12,6 +12,7 @@ use crate::engine::checkpoint::{self, Checkpoint, Leftover};
 use crate::error::bad_input;
 use crate::mysql::catalog::{self, Table};
 use crate::mysql::conn::MyResult;
+use crate::mysql::foreign_keys;
 use crate::mysql::names::Names;
 use crate::mysql::shadow::Shape;
 use crate::mysql::{capture, cleanup, cutover};
@@ -257,7 +258,7 @@ pub fn plan(
     let n = names;
     let mut cutover_steps = vec![format!(
         "{}, with --cutover-lock-timeout {:?} (cancelled at the deadline, retried with backoff)",
-        cutover::lock_tables(n, server.flavor == Flavor::MariaDb),
+        cutover::lock_tables(n, server.flavor == Flavor::MariaDb, &table.parents()),
         opts.cutover_lock_timeout
     )];
     cutover_steps.push(format!(
@@ -279,6 +280,18 @@ pub fn plan(
         Flavor::MySql => {
             cutover_steps.push(format!("{}; UNLOCK TABLES", cutover::rename(n)));
         }
+    }
+    let moves = foreign_keys::statements(n, &table.foreign_keys);
+    if !moves.is_empty() {
+        // Before the UNLOCK TABLES of the RENAME's step.
+        let unlock = cutover_steps.pop().unwrap_or_default();
+        cutover_steps.push(format!(
+            "{}, then under the same lock the foreign keys move to the new table \
+             (foreign_key_checks = 0: metadata only): {}; UNLOCK TABLES; then a read-only check \
+             for child rows without a parent",
+            unlock.trim_end_matches("; UNLOCK TABLES"),
+            moves.join("; ")
+        ));
     }
     Plan {
         target: format!("{}.{}", n.schema, n.table),

@@ -13,6 +13,7 @@ use mysql_async::prelude::Queryable;
 use crate::error::bad_input;
 use crate::mysql::catalog::Table;
 use crate::mysql::conn::{self, MyResult, describe};
+use crate::mysql::foreign_keys;
 use crate::mysql::names::Names;
 use crate::mysql::sql::{RowSql, UniqueKey, q};
 use crate::plan::MigrationSpec;
@@ -77,6 +78,10 @@ pub async fn build(
         q(&format!("_{}_plan", names.table))
     );
     let mut on = on;
+    // A temporary table cannot hold foreign keys, which the dry run tries.
+    if on == On::Temporary && !table.foreign_keys.is_empty() {
+        on = On::Scratch;
+    }
     let target = loop {
         let (create, target) = match on {
             On::Temporary => (
@@ -110,6 +115,12 @@ pub async fn build(
     if on == On::Shadow
         && let Ok(shape) = &mut built
         && let Err(e) = carry_auto_increment(c, names, alter, shape).await
+    {
+        built = Err(e);
+    }
+    if on != On::Shadow
+        && built.is_ok()
+        && let Err(e) = foreign_keys::try_on(c, names, &target, &table.foreign_keys).await
     {
         built = Err(e);
     }
