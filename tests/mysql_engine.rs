@@ -412,7 +412,7 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run(server: MySer
         format!("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
          INSERT INTO t SELECT seq, seq FROM {};
          CREATE TABLE parent (id int PRIMARY KEY);
-         CREATE TABLE child (id int PRIMARY KEY, parent_id int, FOREIGN KEY (parent_id) REFERENCES parent (id));
+         CREATE TABLE child (id int PRIMARY KEY, parent_id int, FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE);
          CREATE TABLE audited (id int PRIMARY KEY, n int);
          CREATE TRIGGER audited_bump BEFORE UPDATE ON audited FOR EACH ROW SET NEW.n = OLD.n + 1;", seq(20000)),
     )
@@ -420,7 +420,7 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run(server: MySer
     .unwrap();
     let before = my_tables(&mut c).await;
     for (table, needle) in [
-        ("child", "references another one"),
+        ("child", "(ON DELETE CASCADE"),
         ("parent", "another table references this one"),
         ("audited", "trigger audited_bump"),
         ("missing", "does not exist"),
