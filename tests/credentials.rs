@@ -270,7 +270,7 @@ async fn mysql_passwords_from_the_environment_and_an_option_file(server: MyServe
         "--table",
         "t",
         "--alter",
-        "MODIFY v bigint NOT NULL",
+        "MODIFY v bigint NULL",
         "--execute",
     ];
     let out = run(&a, &[("MYSQL_PWD", PASSWORD)]).await;

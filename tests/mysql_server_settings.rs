@@ -110,25 +110,18 @@ async fn partial_json_and_instant_row_versions_are_followed(mut env: Env) {
     assert_eq!(gtid, "ON", "the MySQL sandbox logs GTID transactions");
     instant_table(c).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writes = Arc::new(AtomicU64::new(0));
-    let writer = tokio::spawn(partial_json_writer(
-        db.connect("app").await.unwrap(),
-        stop.clone(),
-        writes.clone(),
-    ));
+    let writer = Writer::start(db.connect("app").await.unwrap(), partial_json_writer);
     let mut opts = execute_on(Engine::MySql);
     opts.max_rows_per_sec = Some(3_000);
     opts.initial_chunk_rows = 200;
     let outcome = migrate(spec(dsn, "d", "MODIFY n bigint NOT NULL", &[], opts)).await;
-    stop.store(true, Relaxed);
-    writer.await.unwrap();
+    let ((), writes) = writer.stop().await;
     let summary = match outcome {
         Ok(Outcome::Migrated(_, s)) => s,
         other => panic!("no migration: {other:?}"),
     };
     assert!(summary.swapped);
-    assert!(writes.load(Relaxed) > 100, "the writer ran during the run");
+    assert!(writes > 100, "the writer ran during the run");
     assert!(
         summary.keys_applied > 0,
         "its changes came through the stream"

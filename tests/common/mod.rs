@@ -382,3 +382,51 @@ pub fn migrate_args(dsn: &str, table: &str, alter: &str, extra: &[&str]) -> Vec<
         .map(|s| s.to_string())
         .collect()
 }
+
+/// A writer running in the background until stopped, on its own connection,
+/// counting its transactions: the concurrent workload of a test.
+pub struct Writer<T> {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    count: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<T>,
+}
+
+impl<T: Send + 'static> Writer<T> {
+    /// Runs `write(c, stop, count)`, which loops until `stop` and counts in `count`.
+    pub fn start<C, F, Fut>(c: C, write: F) -> Writer<T>
+    where
+        F: FnOnce(C, Arc<std::sync::atomic::AtomicBool>, Arc<std::sync::atomic::AtomicU64>) -> Fut,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let task = tokio::spawn(write(c, stop.clone(), count.clone()));
+        Writer { stop, count, task }
+    }
+
+    /// Stops it; what it returned and how many transactions it counted. Its
+    /// panic (an error it met) fails the test.
+    pub async fn stop(self) -> (T, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let out = self.task.await.expect("the writer met no error");
+        (out, self.count.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Rows (by `id`) in which MySQL/MariaDB `table` and `mirror` differ over the
+/// comma-separated `columns` (`id` among them).
+pub async fn my_mirror_differences(
+    c: &mut mysql_async::Conn,
+    table: &str,
+    mirror: &str,
+    columns: &str,
+) -> i64 {
+    use mysql_async::prelude::Queryable;
+    c.query_first(format!(
+        "SELECT COUNT(*) FROM (SELECT id FROM (SELECT {columns} FROM {table} UNION ALL \
+         SELECT {columns} FROM {mirror}) x GROUP BY {columns} HAVING COUNT(*) <> 2) d"
+    ))
+    .await
+    .expect("comparing with the mirror")
+    .unwrap_or(-1)
+}
