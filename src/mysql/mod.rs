@@ -12,7 +12,7 @@
 //! [`binlog`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
 //! [`signals`], [`runs`] (one run per table, the completed-run record),
 //! [`definition`]. MySQL's own: [`checks`] (data checks), [`foreign_keys`]
-//! (moved to the new table after the swap).
+//! (moved to the new table within the cutover).
 
 pub mod binlog;
 pub mod capture;
