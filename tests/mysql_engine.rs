@@ -1,7 +1,7 @@
 //! The MySQL/MariaDB engine on a sandbox MariaDB: type changes and renames give
 //! exact rows; a value that does not fit stops the run with its keys and changes
 //! nothing; the cutover waits out a long transaction with bounded, retried
-//! attempts; bad input (binary log off, foreign keys, triggers, DDL on the source
+//! attempts; bad input (binary log off, keys with CASCADE actions, DDL on the source
 //! during the run) is refused or aborted with nothing left behind.
 
 mod common;
@@ -413,16 +413,13 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run(server: MySer
          INSERT INTO t SELECT seq, seq FROM {};
          CREATE TABLE parent (id int PRIMARY KEY);
          CREATE TABLE child (id int PRIMARY KEY, parent_id int, FOREIGN KEY (parent_id) REFERENCES parent (id) ON DELETE CASCADE);
-         CREATE TABLE audited (id int PRIMARY KEY, n int);
-         CREATE TRIGGER audited_bump BEFORE UPDATE ON audited FOR EACH ROW SET NEW.n = OLD.n + 1;", seq(20000)),
+", seq(20000)),
     )
     .await
     .unwrap();
     let before = my_tables(&mut c).await;
     for (table, needle) in [
         ("child", "(ON DELETE CASCADE"),
-        ("parent", "another table references this one"),
-        ("audited", "trigger audited_bump"),
         ("missing", "does not exist"),
     ] {
         let err = migrate(spec(

@@ -1,7 +1,7 @@
 //! The table as MySQL/MariaDB's catalog describes it: columns, the key wraith
-//! addresses rows by, its foreign keys to other tables, and the checks that the
-//! table can be migrated (InnoDB, a usable key, no foreign keys from other tables
-//! or triggers yet, key types that round-trip as text).
+//! addresses rows by, its foreign keys and triggers (moved in the swap), and
+//! the checks that the table can be migrated (InnoDB, a usable key, keys whose
+//! actions the binary log shows, key types that round-trip as text).
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -10,17 +10,25 @@ use crate::error::bad_input;
 use crate::mysql::conn::MyResult;
 use crate::mysql::foreign_keys::{self, ForeignKey};
 use crate::mysql::sql::q;
+use crate::mysql::triggers::{self, Trigger};
 
 #[derive(Debug, Clone)]
 pub struct Table {
+    /// `` `db`.`t` ``.
+    pub name: String,
     /// Columns in order: (name, full column type).
     pub columns: Vec<(String, String)>,
     /// The key the copy and the apply address rows by: the primary key, or the
     /// first unique key whose columns are all NOT NULL.
     pub key: Vec<String>,
     pub estimated_rows: u64,
-    /// Its foreign keys to other tables, moved to the new table after the swap.
+    /// Its own foreign keys (a reference to itself included), moved to the new
+    /// table after the swap.
     pub foreign_keys: Vec<ForeignKey>,
+    /// Other tables' foreign keys that reference it, re-pointed after the swap.
+    pub referencing: Vec<ForeignKey>,
+    /// Its triggers in firing order, moved to the new table after the swap.
+    pub triggers: Vec<Trigger>,
 }
 
 /// Which of `tables` exist in `schema`, each with its comment (the marks of
@@ -87,52 +95,10 @@ pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Ta
              rows by key. Add one first (ALTER TABLE {name} ADD PRIMARY KEY (...))"
         )));
     }
-    let mut refused = Vec::new();
-    let fks: Vec<(String, String, String, String)> = c
-        .exec(
-            "SELECT CONSTRAINT_NAME, TABLE_NAME, REFERENCED_TABLE_NAME, \
-                    IF(CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?, 'child', 'parent') \
-             FROM information_schema.REFERENTIAL_CONSTRAINTS \
-             WHERE (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) \
-                OR (UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ?) \
-             ORDER BY 1",
-            (schema, table, schema, table, schema, table),
-        )
-        .await
-        .my("reading foreign keys")?;
-    for (fk, child, parent, side) in &fks {
-        if side == "parent" && child.as_str() != table {
-            refused.push(format!(
-                "foreign key {fk} ({child} -> {parent}): another table references this one. MySQL \
-                 cannot re-point it at the new table without triggers: drop it for the migration \
-                 (and add it back afterwards), or migrate with a tool that uses triggers"
-            ));
-        }
-    }
     let foreign_keys = foreign_keys::of(c, schema, table).await?;
-    refused.extend(foreign_keys::refusals(&foreign_keys));
-    let own = format!("{}.{}", q(schema), q(table));
-    for fk in foreign_keys.iter().filter(|k| k.parent == own) {
-        refused.push(format!(
-            "foreign key {}: the table references itself, and wraith does not carry such a key \
-             yet: drop it for the migration and add it back afterwards",
-            fk.name
-        ));
-    }
-    let triggers: Vec<String> = c
-        .exec(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
-             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
-            (schema, table),
-        )
-        .await
-        .my("reading triggers")?;
-    for t in triggers {
-        refused.push(format!(
-            "trigger {t}: wraith does not carry triggers over to the new table yet; drop it for the \
-             migration and create it again afterwards"
-        ));
-    }
+    let refused = foreign_keys::refusals(&foreign_keys);
+    let referencing = foreign_keys::referencing(c, schema, table).await?;
+    let triggers = triggers::of(c, schema, table).await?;
     if !refused.is_empty() {
         return Err(bad_input(format!(
             "table {name} has what wraith cannot migrate yet:\n  - {}",
@@ -140,20 +106,42 @@ pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Ta
         )));
     }
     Ok(Table {
+        name: format!("{}.{}", q(schema), q(table)),
         columns,
         key,
         foreign_keys,
+        referencing,
+        triggers,
         estimated_rows: rows.unwrap_or(0),
     })
 }
 
 impl Table {
-    /// The tables its foreign keys reference.
+    /// The other tables its foreign keys reference (read-locked in the cutover).
     pub fn parents(&self) -> Vec<String> {
-        let mut parents: Vec<String> = self.foreign_keys.iter().map(|k| k.parent.clone()).collect();
+        let mut parents: Vec<String> = self
+            .foreign_keys
+            .iter()
+            .map(|k| k.parent.clone())
+            .filter(|p| *p != self.name)
+            .collect();
         parents.sort();
         parents.dedup();
         parents
+    }
+
+    /// The tables whose foreign keys reference it (write-locked in the cutover:
+    /// their keys are altered).
+    pub fn children(&self) -> Vec<String> {
+        let mut children: Vec<String> = self.referencing.iter().map(|k| k.child.clone()).collect();
+        children.sort();
+        children.dedup();
+        children
+    }
+
+    /// Whether anything moves from the old table to the new one in the swap.
+    pub fn has_dependents(&self) -> bool {
+        !self.foreign_keys.is_empty() || !self.referencing.is_empty() || !self.triggers.is_empty()
     }
 }
 

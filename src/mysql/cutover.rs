@@ -23,7 +23,8 @@
 //! waits at most `--cutover-lock-timeout` per attempt.
 
 use crate::engine::faults::{Faults, Point};
-use crate::mysql::catalog;
+use crate::mysql::catalog::{self, Table};
+use crate::mysql::{foreign_keys, triggers};
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
@@ -77,8 +78,9 @@ pub fn create_sentry(names: &Names) -> String {
     )
 }
 
-/// `LOCK TABLES` for the cutover: the source, the shadow, and the sentry on MariaDB.
-pub fn lock_tables(names: &Names, sentry: bool, parents: &[String]) -> String {
+/// `LOCK TABLES` for the cutover: the source, the shadow, and the sentry on
+/// MariaDB; on MySQL also what the swap alters beside them.
+pub fn lock_tables(names: &Names, sentry: bool, table: &Table) -> String {
     let mut tables = vec![
         format!("{} WRITE", names.src()),
         format!("{} WRITE", names.shadow_q()),
@@ -86,15 +88,30 @@ pub fn lock_tables(names: &Names, sentry: bool, parents: &[String]) -> String {
     if sentry {
         tables.push(format!("{} WRITE", names.old_q()));
     }
-    // The tables the foreign keys reference, read-locked: the keys move under the
-    // lock, so no parent changes while the new table has none.
-    for parent in parents {
-        let read = format!("{parent} READ");
-        if !tables.contains(&read) {
-            tables.push(read);
+    // Tables whose keys reference this one: their keys are re-pointed under the lock.
+    for child in table.children() {
+        tables.push(format!("{child} WRITE"));
+    }
+    // The tables its keys reference, read-locked: the keys move under the lock, so
+    // no parent changes while the new table has none.
+    for parent in table.parents() {
+        if !table.children().contains(&parent) {
+            tables.push(format!("{parent} READ"));
         }
     }
     format!("LOCK TABLES {}", tables.join(", "))
+}
+
+/// What moves from the old table to the new one after the RENAME, under the lock
+/// (MySQL): the triggers, then the foreign keys of both sides.
+pub fn moves(names: &Names, table: &Table) -> anyhow::Result<Vec<String>> {
+    let mut stmts = triggers::statements(names, &table.triggers)?;
+    stmts.extend(foreign_keys::statements(
+        names,
+        &table.foreign_keys,
+        &table.referencing,
+    ));
+    Ok(stmts)
 }
 
 pub fn rename(names: &Names) -> String {
@@ -126,9 +143,9 @@ pub async fn drop_sentry(c: &mut Conn, names: &Names) -> anyhow::Result<()> {
 }
 
 /// MySQL's swap: one session may RENAME tables it holds under `LOCK TABLES`, so
-/// the RENAME is the commit; the foreign keys move (`moves`, metadata only) before
-/// the unlock, so no write ever meets the new table without them, or a parent
-/// held by the old table's copy of a key.
+/// the RENAME is the commit; triggers and foreign keys move ([`moves`], metadata
+/// only) before the unlock, so no write ever meets the new table without them, or
+/// a parent held by the old table's copy of a key.
 pub async fn swap_in_one_session(
     ctrl: &mut Conn,
     names: &Names,
@@ -139,23 +156,28 @@ pub async fn swap_in_one_session(
     ctrl.query_drop(rename(names))
         .await
         .my("cutover: renaming the tables")?;
+    let mut done = 0;
     let moved = async {
         ctrl.query_drop("SET SESSION foreign_key_checks = 0")
             .await?;
         for stmt in moves {
             ctrl.query_drop(stmt).await?;
+            done += 1;
         }
         ctrl.query_drop("SET SESSION foreign_key_checks = 1").await
     }
     .await;
     let unlocked = ctrl.query_drop("UNLOCK TABLES").await;
     if let Err(e) = moved {
-        // The RENAME has committed: the swap stands; the keys are the DBA's to add.
+        // The RENAME has committed: the swap stands; what did not move is the DBA's to move.
         tracing::error!(
-            "the swap is done, but the foreign keys did not move to the new table: {}. Run: \
-             SET foreign_key_checks = 0; {}",
+            "the swap is done, but not everything moved to the new table: {} failed with {}. \
+             Run what is left: SET foreign_key_checks = 0; {}",
+            moves
+                .get(done)
+                .map_or("resetting foreign_key_checks", |s| s.as_str()),
             describe(&e),
-            moves.join("; ")
+            moves[done.min(moves.len())..].join("; ")
         );
     }
     unlocked.my("cutover: unlocking")

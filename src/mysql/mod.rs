@@ -11,8 +11,8 @@
 //! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
 //! [`binlog`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
 //! [`signals`], [`runs`] (one run per table, the completed-run record),
-//! [`definition`]. MySQL's own: [`checks`] (data checks), [`foreign_keys`]
-//! (moved to the new table within the cutover).
+//! [`definition`]. MySQL's own: [`checks`] (data checks), [`foreign_keys`] and
+//! [`triggers`] (moved to the new table within the cutover).
 
 pub mod binlog;
 pub mod capture;
@@ -30,6 +30,7 @@ pub mod runs;
 pub mod shadow;
 pub mod signals;
 pub mod sql;
+pub mod triggers;
 pub mod verify;
 
 use std::sync::OnceLock;
@@ -158,12 +159,11 @@ impl MyBackend {
         let Some(table) = self.table.get() else {
             return;
         };
-        let keys = &table.foreign_keys;
-        if keys.is_empty() {
+        if table.foreign_keys.is_empty() && table.referencing.is_empty() {
             return;
         }
         let key = &self.shape.get().map_or(&table.key, |s| &s.key_target);
-        match foreign_keys::orphans(ctrl, &self.names, key, keys).await {
+        match foreign_keys::orphans(ctrl, key, &table.foreign_keys, &table.referencing).await {
             Ok(found) => {
                 for f in found {
                     tracing::error!("{}: {f}", self.names.src());
@@ -210,18 +210,10 @@ impl Backend for MyBackend {
         }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
-        if server.flavor == Flavor::MariaDb && !table.foreign_keys.is_empty() {
-            let names: Vec<&str> = table.foreign_keys.iter().map(|k| k.name.as_str()).collect();
-            return Err(bad_input(format!(
-                "{} has foreign keys to other tables ({}), and wraith carries them on MySQL only: \
-                 MariaDB renames in a second session, so the keys could not move to the new table \
-                 before writes resume (until they do, the old table's copy of a key would refuse \
-                 deletes of parents the application no longer references). Drop them for the \
-                 migration and add them back afterwards",
-                self.names.src(),
-                names.join(", ")
-            )));
+        if server.flavor == Flavor::MariaDb && table.has_dependents() {
+            return Err(bad_input(mariadb_refusal(&self.names, &table)));
         }
+        foreign_keys::check_alterable(&mut ctrl, &table.referencing).await?;
         catalog::check_key_types(&table, &self.names.src())?;
         let findings = checks::run(&mut ctrl, &self.names, &table, &self.spec.checks).await?;
         let retention =
@@ -244,7 +236,7 @@ impl Backend for MyBackend {
         )
         .await?;
         let mut plan =
-            preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape);
+            preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape)?;
         plan.warnings = warnings;
         plan.warnings.extend(retention);
         plan.findings = findings;
@@ -419,12 +411,12 @@ impl Backend for MyBackend {
                 .await
                 .my("cutover: creating the sentry table")?;
         }
-        let parents = self.table.get().map(|t| t.parents()).unwrap_or_default();
+        let table = self
+            .table
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
         let granted = self
-            .lock(
-                &cutover::lock_tables(&self.names, sentry, &parents),
-                timeout,
-            )
+            .lock(&cutover::lock_tables(&self.names, sentry, table), timeout)
             .await?;
         if !granted && sentry {
             cutover::drop_sentry(&mut *take(&self.s.ctrl, "control").await?, &self.names).await?;
@@ -479,8 +471,11 @@ impl Backend for MyBackend {
                 result?;
             }
             Flavor::MySql => {
-                let keys = self.table.get().map(|t| t.foreign_keys.as_slice());
-                let moves = foreign_keys::statements(&self.names, keys.unwrap_or_default());
+                let table = self
+                    .table
+                    .get()
+                    .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
+                let moves = cutover::moves(&self.names, table)?;
                 cutover::swap_in_one_session(&mut ctrl, &self.names, &moves, &self.opts.faults)
                     .await?
             }
@@ -531,6 +526,32 @@ impl Backend for MyBackend {
         let _ = c.disconnect().await;
         Ok(())
     }
+}
+
+/// Why MariaDB cannot migrate a table with triggers or foreign keys, and what to do.
+fn mariadb_refusal(names: &Names, table: &Table) -> String {
+    let mut what: Vec<String> = table
+        .triggers
+        .iter()
+        .map(|t| format!("trigger {}", t.name))
+        .collect();
+    what.extend(
+        table
+            .foreign_keys
+            .iter()
+            .chain(&table.referencing)
+            .map(|k| format!("foreign key {} of {}", k.name, k.child)),
+    );
+    format!(
+        "{} has triggers or foreign keys ({}), and wraith moves them to the new table on MySQL \
+         8.0.13+ only: MariaDB cannot RENAME under LOCK TABLES, so it renames in a second session \
+         and writes resume at once, before they could move (for that moment the new table would \
+         take writes without its triggers and keys, and the old table's copy of a key would refuse \
+         deletes of parents the application no longer references). Drop them for the migration and \
+         create them again afterwards",
+        names.src(),
+        what.join(", ")
+    )
 }
 
 impl MyBackend {

@@ -1,7 +1,7 @@
 //! Preflight on MySQL/MariaDB: read-only checks of the server (version, binary log
 //! on, ROW format, full row images, replication privileges) and of the table
-//! (InnoDB, a primary key or a NOT NULL unique key, no foreign keys or triggers
-//! yet). Every failure is a bad-input error that names the fix.
+//! (InnoDB, a primary key or a NOT NULL unique key, see [`crate::mysql::catalog`]).
+//! Every failure is a bad-input error that names the fix.
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -12,7 +12,6 @@ use crate::engine::checkpoint::{self, Checkpoint, Leftover};
 use crate::error::bad_input;
 use crate::mysql::catalog::{self, Table};
 use crate::mysql::conn::MyResult;
-use crate::mysql::foreign_keys;
 use crate::mysql::names::Names;
 use crate::mysql::shadow::Shape;
 use crate::mysql::{capture, cleanup, cutover};
@@ -254,11 +253,11 @@ pub fn plan(
     server: &Server,
     table: &Table,
     shape: &Shape,
-) -> Plan {
+) -> anyhow::Result<Plan> {
     let n = names;
     let mut cutover_steps = vec![format!(
         "{}, with --cutover-lock-timeout {:?} (cancelled at the deadline, retried with backoff)",
-        cutover::lock_tables(n, server.flavor == Flavor::MariaDb, &table.parents()),
+        cutover::lock_tables(n, server.flavor == Flavor::MariaDb, table),
         opts.cutover_lock_timeout
     )];
     cutover_steps.push(format!(
@@ -281,19 +280,29 @@ pub fn plan(
             cutover_steps.push(format!("{}; UNLOCK TABLES", cutover::rename(n)));
         }
     }
-    let moves = foreign_keys::statements(n, &table.foreign_keys);
+    let moves = cutover::moves(n, table)?;
     if !moves.is_empty() {
         // Before the UNLOCK TABLES of the RENAME's step.
         let unlock = cutover_steps.pop().unwrap_or_default();
+        let children = table.children();
+        let altered = if children.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; the tables whose foreign keys reference it, {}, are write-locked with it and \
+                 their keys re-pointed",
+                children.join(", ")
+            )
+        };
         cutover_steps.push(format!(
-            "{}, then under the same lock the foreign keys move to the new table \
-             (foreign_key_checks = 0: metadata only): {}; UNLOCK TABLES; then a read-only check \
-             for child rows without a parent",
+            "{}, then under the same lock the triggers and foreign keys move to the new table \
+             (foreign_key_checks = 0: metadata only{altered}): {}; UNLOCK TABLES; then a read-only \
+             check for child rows without a parent",
             unlock.trim_end_matches("; UNLOCK TABLES"),
             moves.join("; ")
         ));
     }
-    Plan {
+    Ok(Plan {
         target: format!("{}.{}", n.schema, n.table),
         server: format!("{:?} {}", server.flavor, server.version),
         estimated_rows: table.estimated_rows,
@@ -312,7 +321,7 @@ pub fn plan(
         cutover_steps,
         fingerprint: spec.fingerprint(),
         ..Plan::default()
-    }
+    })
 }
 
 /// Tables an earlier run left, when they are wraith's (the changelog marks them):

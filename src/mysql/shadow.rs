@@ -13,9 +13,9 @@ use mysql_async::prelude::Queryable;
 use crate::error::bad_input;
 use crate::mysql::catalog::Table;
 use crate::mysql::conn::{self, MyResult, describe};
-use crate::mysql::foreign_keys;
 use crate::mysql::names::Names;
 use crate::mysql::sql::{RowSql, UniqueKey, q};
+use crate::mysql::{foreign_keys, triggers};
 use crate::plan::MigrationSpec;
 use crate::plan::alter::{AlterText, split_top_level};
 use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
@@ -62,6 +62,17 @@ pub enum On {
     Shadow,
 }
 
+/// The dry run's proof that the new shape takes the table's foreign keys and triggers.
+async fn try_dependents(
+    c: &mut Conn,
+    names: &Names,
+    target: &str,
+    table: &Table,
+) -> anyhow::Result<()> {
+    foreign_keys::try_on(c, names, target, &table.foreign_keys, &table.referencing).await?;
+    triggers::try_on(c, names, target, &table.triggers).await
+}
+
 /// Creates the table, applies the ALTER and derives the mapping. On any failure
 /// the table is dropped again.
 pub async fn build(
@@ -78,8 +89,8 @@ pub async fn build(
         q(&format!("_{}_plan", names.table))
     );
     let mut on = on;
-    // A temporary table cannot hold foreign keys, which the dry run tries.
-    if on == On::Temporary && !table.foreign_keys.is_empty() {
+    // A temporary table cannot hold foreign keys or triggers, which the dry run tries.
+    if on == On::Temporary && table.has_dependents() {
         on = On::Scratch;
     }
     let target = loop {
@@ -120,7 +131,7 @@ pub async fn build(
     }
     if on != On::Shadow
         && built.is_ok()
-        && let Err(e) = foreign_keys::try_on(c, names, &target, &table.foreign_keys).await
+        && let Err(e) = try_dependents(c, names, &target, table).await
     {
         built = Err(e);
     }
