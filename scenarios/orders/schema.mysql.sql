@@ -1,6 +1,6 @@
 -- The original orders schema in MySQL/MariaDB types, as it was found (see README.md).
--- No foreign key from orders to customers: wraith refuses tables with foreign keys
--- on MySQL/MariaDB for now.
+-- On MySQL the scenario adds the foreign key orders.customer_id -> customers after
+-- loading; on MariaDB, where wraith cannot carry foreign keys, it leaves it out.
 CREATE TABLE customers (
     customer_id INT AUTO_INCREMENT PRIMARY KEY,
     customer_name TEXT,
