@@ -2,7 +2,8 @@
 //! checks (a refusing one stops the run with its keys, nothing created; a
 //! reporting one shows its count), shadow statements (an index the new table
 //! keeps), the completed-run record (a rerun of a completed spec is a no-op that
-//! says so), and `prepare`, refused with what to do instead. A view over the
+//! says so), and `prepare` statements (listed by the dry run, run first by
+//! `--execute`, a failing one named). A view over the
 //! table reads the new one afterwards, with its definer and SQL SECURITY.
 
 mod common;
@@ -107,17 +108,53 @@ async fn a_spec_checks_builds_and_is_recorded(server: MyServer) {
     let out = run(false);
     assert!(!show(&out).contains("already applied"), "{}", show(&out));
 
-    // prepare statements are refused with the alternative.
-    let prepared = format!("prepare = [\"CREATE TABLE lookup (id int PRIMARY KEY)\"]\n{SPEC}");
+    // prepare statements: listed by the dry run (which runs no DDL here), run
+    // first by --execute.
+    let prepared = "table = \"orders\"\nalter = \"MODIFY note mediumtext\"\n\
+                    prepare = [\"CREATE TABLE IF NOT EXISTS notes_seen (id int PRIMARY KEY)\"]\n";
     std::fs::write(&path, prepared).unwrap();
+    c.query_drop("DROP TABLE orders_wraith_old").await.unwrap();
+    let out = run(false);
+    let text = show(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("CREATE TABLE IF NOT EXISTS notes_seen (id int PRIMARY KEY) -- the spec's prepare: run first by --execute"),
+        "{text}"
+    );
+    let before = vec!["open_orders", "orders"];
+    assert_eq!(my_tables(&mut c).await, before, "the dry run ran nothing");
+    let out = run(true);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let note: String = c
+        .query_first(
+            "SELECT COLUMN_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'app' \
+             AND TABLE_NAME = 'orders' AND COLUMN_NAME = 'note'",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(note, "mediumtext");
+    let after = vec!["notes_seen", "open_orders", "orders", "orders_wraith_old"];
+    c.query_drop("DROP TABLE orders_wraith_old").await.unwrap();
+    let after = &after[..3];
+    assert_eq!(my_tables(&mut c).await, after);
+    // A failing statement: exit 2 naming it; those before it stay, nothing else is created.
+    let failing = "table = \"orders\"\nalter = \"MODIFY note longtext\"\n\
+                   prepare = [\"CREATE TABLE IF NOT EXISTS kinds (id int PRIMARY KEY)\", \
+                              \"CREATE TABLE notes_seen (id int)\"]\n";
+    std::fs::write(&path, failing).unwrap();
     assert_refused(
         &run(true),
-        "prepare",
+        "failing prepare",
         &[
-            "prepare statements are PostgreSQL-only",
-            "Run them yourself",
+            "the spec's prepare statement failed",
+            "statement: CREATE TABLE notes_seen (id int)",
+            "the statements before it ran and stay",
         ],
     );
+    let mut kept = after.to_vec();
+    kept.insert(0, "kinds");
+    assert_eq!(my_tables(&mut c).await, kept);
     db.stop().await;
 }
 

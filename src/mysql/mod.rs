@@ -105,13 +105,6 @@ impl MyBackend {
         let schema = crate::Engine::MySql.schema_of(&spec)?;
         let names = Names::new(&schema, &spec.table)?;
         let alter = alter::parse(&spec.alter, &spec.table)?;
-        if !spec.prepare.is_empty() {
-            return Err(bad_input(
-                "the spec's prepare statements are PostgreSQL-only: DDL cannot be rolled back on \
-                 MySQL/MariaDB, so a dry run could not try them. Run them yourself before wraith, \
-                 or put what the shadow needs in its shadow statements",
-            ));
-        }
         let ctrl = conn::connect(&spec.dsn, "control").await?;
         Ok(MyBackend {
             spec,
@@ -226,6 +219,11 @@ impl Backend for MyBackend {
             .set(definition::read_other_databases(&mut ctrl, &self.names).await?);
         let (warnings, resume) =
             preflight::leftovers(&mut ctrl, &self.spec, &self.opts, &self.names).await?;
+        // DDL commits at once here: the spec's prepare statements run for real
+        // runs only, before the new shape is tried.
+        if self.opts.execute {
+            shadow::run_prepare(&mut ctrl, &self.spec.prepare).await?;
+        }
         let shape = shadow::build(
             &mut ctrl,
             &self.names,
@@ -234,7 +232,17 @@ impl Backend for MyBackend {
             &self.spec,
             shadow::On::Temporary,
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if self.opts.execute || self.spec.prepare.is_empty() {
+                return e;
+            }
+            e.context(
+                "the dry run does not run the spec's prepare statements on MySQL/MariaDB (DDL \
+                 commits at once there); if the ALTER depends on them, run --execute, which runs \
+                 them first",
+            )
+        })?;
         let mut plan =
             preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape)?;
         plan.warnings = warnings;

@@ -314,7 +314,17 @@ pub fn plan(
             ),
             "SHOW MASTER STATUS, then a binary log stream from that position".into(),
         ],
-        shadow_ddl: shape.ddl.clone(),
+        shadow_ddl: spec
+            .prepare
+            .iter()
+            .map(|stmt| {
+                format!(
+                    "{stmt} -- the spec's prepare: run first by --execute (DDL commits at once \
+                     here, so the dry run does not run it)"
+                )
+            })
+            .chain(shape.ddl.iter().cloned())
+            .collect(),
         mapping: shape.mapping.clone(),
         copy_sql: shape.sql.copy(true),
         apply_sql: vec![shape.sql.apply_delete(1), shape.sql.apply_insert(1)],

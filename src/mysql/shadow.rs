@@ -62,6 +62,23 @@ pub enum On {
     Shadow,
 }
 
+/// Runs the spec's prepare statements (DDL the new shape depends on; the spec
+/// asks that they be idempotent, since a rerun runs them again and nothing
+/// rolls them back).
+pub async fn run_prepare(c: &mut Conn, statements: &[String]) -> anyhow::Result<()> {
+    for stmt in statements {
+        c.query_drop(stmt).await.map_err(|e| {
+            bad_input(format!(
+                "the spec's prepare statement failed: {}\n  statement: {stmt}\nthe statements \
+                 before it ran and stay (DDL commits at once on MySQL/MariaDB); nothing else was \
+                 created",
+                describe(&e)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// The dry run's proof that the new shape takes the table's foreign keys and triggers.
 async fn try_dependents(
     c: &mut Conn,
