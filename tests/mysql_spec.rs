@@ -134,7 +134,7 @@ async fn a_spec_checks_builds_and_is_recorded(server: MyServer) {
         .unwrap()
         .unwrap();
     assert_eq!(note, "mediumtext");
-    let after = vec!["notes_seen", "open_orders", "orders", "orders_wraith_old"];
+    let after = ["notes_seen", "open_orders", "orders", "orders_wraith_old"];
     c.query_drop("DROP TABLE orders_wraith_old").await.unwrap();
     let after = &after[..3];
     assert_eq!(my_tables(&mut c).await, after);
