@@ -416,6 +416,12 @@ async fn what_cannot_move_is_refused(server: MyServer) {
     db.stop().await;
 }
 
+/// Every key points at `orders` under its name, and its triggers are `before`.
+async fn assert_in_place(c: &mut mysql_async::Conn, before: &[TriggerRow], case: &str) {
+    assert_eq!(foreign_keys(c).await, expected_keys("orders"), "{case}");
+    assert_eq!(triggers(c).await, before, "{case}");
+}
+
 /// wraith killed at each point of the cutover while the workload writes: before
 /// the swap commits, the old table has its keys and triggers and every write;
 /// after, the new table has them all.
@@ -459,13 +465,7 @@ async fn killed_in_the_cutover(server: MyServer) {
             "{}: orders equals its mirror",
             point.name()
         );
-        assert_eq!(
-            foreign_keys(&mut c).await,
-            expected_keys("orders"),
-            "{}",
-            point.name()
-        );
-        assert_eq!(triggers(&mut c).await, triggers_before, "{}", point.name());
+        assert_in_place(&mut c, &triggers_before, point.name()).await;
         let audit = count(&mut c, "SELECT COUNT(*) FROM orders_audit").await;
         assert_eq!(
             audit,
@@ -492,13 +492,7 @@ async fn killed_in_the_cutover(server: MyServer) {
             point.name(),
             show(&out)
         );
-        assert_eq!(
-            foreign_keys(&mut c).await,
-            expected_keys("orders"),
-            "{}",
-            point.name()
-        );
-        assert_eq!(triggers(&mut c).await, triggers_before, "{}", point.name());
+        assert_in_place(&mut c, &triggers_before, point.name()).await;
     }
     db.stop().await;
 }
