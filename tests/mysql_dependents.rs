@@ -1,12 +1,13 @@
-//! What moves with the table on MySQL: its triggers, its own foreign keys (a
+//! What moves with the table on MySQL/MariaDB: its triggers, its own foreign keys (a
 //! reference to itself included) and other tables' keys that reference it. A
 //! fixture like PostgreSQL's dependents test is migrated while a workload,
 //! mirrored in the same transactions, adds and removes parents, children and
 //! cascading grandchildren; afterwards every key and trigger is on the new table
 //! under its name and enforced, the audit table holds exactly the application's
-//! rows, and the old table holds nothing. MariaDB, which renames in a second
-//! session, refuses them. What the new shape cannot hold is refused in the dry
-//! run, and wraith killed at each cutover point leaves one complete table.
+//! rows, and the old table holds nothing. What the new shape cannot hold is
+//! refused in the dry run, and wraith killed at each cutover point leaves one
+//! complete table (killed between the RENAME and the moves, `wraith cleanup`
+//! completes the new one).
 
 mod common;
 
@@ -172,31 +173,10 @@ async fn count(c: &mut mysql_async::Conn, sql: &str) -> i64 {
 }
 
 async fn dependents_move_with_the_swap(server: MyServer) {
-    let mariadb = server == MyServer::MariaDb;
     let (db, dsn, mut c) = my_sandbox_on(server).await;
     c.query_drop(fixture()).await.unwrap();
     let triggers_before = triggers(&mut c).await;
     assert_eq!(triggers_before.len(), 4);
-
-    if mariadb {
-        for extra in [&[][..], &["--execute"][..]] {
-            let out = wraith_async(migrate_args(&dsn, "orders", ALTER, extra)).await;
-            assert_refused(
-                &out,
-                "MariaDB",
-                &[
-                    "trigger orders_ai",
-                    "foreign key items_order of `app`.`order_items`",
-                    "foreign key orders_parent",
-                    "MySQL 8.0.13+ only",
-                    "Drop them for the migration",
-                ],
-            );
-            assert_eq!(my_tables(&mut c).await, TABLES, "nothing was created");
-        }
-        db.stop().await;
-        return;
-    }
 
     // The dry run says what moves and which other tables the cutover locks.
     let out = wraith_async(migrate_args(&dsn, "orders", ALTER, &[])).await;
@@ -322,7 +302,6 @@ async fn dependents_move_with_the_swap(server: MyServer) {
 }
 
 async fn what_cannot_move_is_refused(server: MyServer) {
-    let mariadb = server == MyServer::MariaDb;
     let (db, dsn, mut c) = my_sandbox_on(server).await;
     c.query_drop(fixture()).await.unwrap();
     c.query_drop(
@@ -341,15 +320,6 @@ async fn what_cannot_move_is_refused(server: MyServer) {
     .unwrap();
     let mut tables = TABLES.to_vec();
     tables.push("shipments");
-    // A CASCADE key of the table is refused on both; beyond it MariaDB refuses
-    // every trigger and key before it tries the shape.
-    let on_mysql = |needles: &'static [&'static str]| -> &'static [&'static str] {
-        if mariadb {
-            &["MySQL 8.0.13+ only"]
-        } else {
-            needles
-        }
-    };
     let limited = dsn.replace("root@", "limited@");
     let cases: [(&str, &str, &str, &[&str]); 5] = [
         (
@@ -365,34 +335,32 @@ async fn what_cannot_move_is_refused(server: MyServer) {
             &dsn,
             "orders",
             "MODIFY customer_id bigint NOT NULL",
-            on_mysql(&[
+            &[
                 "cannot keep foreign key orders_customer",
                 "keep their names, types",
-            ]),
+            ],
         ),
         (
             &dsn,
             "orders",
             "MODIFY id bigint, MODIFY parent_id bigint",
-            on_mysql(&["cannot keep foreign key items_order of `app`.`order_items`"]),
+            &["cannot keep foreign key items_order of `app`.`order_items`"],
         ),
         (
             &dsn,
             "orders",
             "DROP COLUMN touched",
-            on_mysql(&[
+            &[
                 "cannot take trigger orders_bu (BEFORE UPDATE)",
                 "touched",
                 "drop the trigger",
-            ]),
+            ],
         ),
         (
             &limited,
             "orders",
             "ADD COLUMN x int",
-            on_mysql(&[
-                "`other`.`refunds`: GRANT ALTER, LOCK TABLES ON `other`.`refunds` TO limited@",
-            ]),
+            &["`other`.`refunds`: GRANT ALTER, LOCK TABLES ON `other`.`refunds` TO limited@"],
         ),
     ];
     // The refund key is only in the last case's way.
@@ -424,13 +392,15 @@ async fn assert_in_place(c: &mut mysql_async::Conn, before: &[TriggerRow], case:
 
 /// wraith killed at each point of the cutover while the workload writes: before
 /// the swap commits, the old table has its keys and triggers and every write;
-/// after, the new table has them all.
+/// after, the new table has them all. Killed between the RENAME and the moves
+/// (no workload: until `wraith cleanup` the new table lacks them), cleanup moves them.
 async fn killed_in_the_cutover(server: MyServer) {
     let (db, dsn, mut c) = my_sandbox_on(server).await;
     for point in [
         Point::AfterCutoverLock,
         Point::AfterFence,
         Point::BeforeSwapCommit,
+        Point::MidMoves,
         Point::AfterSwapCommit,
     ] {
         c.query_drop("DROP DATABASE app; CREATE DATABASE app; USE app")
@@ -438,7 +408,11 @@ async fn killed_in_the_cutover(server: MyServer) {
             .unwrap();
         c.query_drop(fixture()).await.unwrap();
         let triggers_before = triggers(&mut c).await;
-        let load = Writer::start(db.connect("app").await.unwrap(), writer);
+        let load = if point == Point::MidMoves {
+            None
+        } else {
+            Some(Writer::start(db.connect("app").await.unwrap(), writer))
+        };
         let vars = vec![(faults::ENV.to_string(), point.name().to_string())];
         let args = migrate_args(&dsn, "orders", ALTER, &["--execute"]);
         let out = wraith_async_env(args.clone(), vars).await;
@@ -450,14 +424,15 @@ async fn killed_in_the_cutover(server: MyServer) {
             show(&out)
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (done, _) = load.stop().await;
-        let swapped = my_tables(&mut c)
-            .await
-            .contains(&"orders_wraith_old".to_string())
-            && !my_tables(&mut c)
-                .await
-                .contains(&"orders_wraith_new".to_string());
-        assert_eq!(swapped, point == Point::AfterSwapCommit, "{}", point.name());
+        let done = match load {
+            Some(load) => load.stop().await.0,
+            None => Done::default(),
+        };
+        let tables = my_tables(&mut c).await;
+        let swapped = tables.contains(&"orders_wraith_old".to_string())
+            && !tables.contains(&"orders_wraith_new".to_string());
+        let after_rename = matches!(point, Point::MidMoves | Point::AfterSwapCommit);
+        assert_eq!(swapped, after_rename, "{}", point.name());
         let columns = "id, customer_id, parent_id, note, touched";
         assert_eq!(
             my_mirror_differences(&mut c, "orders", "orders_mirror", columns).await,
@@ -465,7 +440,12 @@ async fn killed_in_the_cutover(server: MyServer) {
             "{}: orders equals its mirror",
             point.name()
         );
-        assert_in_place(&mut c, &triggers_before, point.name()).await;
+        if point == Point::MidMoves {
+            let keys = foreign_keys(&mut c).await;
+            assert_ne!(keys, expected_keys("orders"), "killed before the moves");
+        } else {
+            assert_in_place(&mut c, &triggers_before, point.name()).await;
+        }
         let audit = count(&mut c, "SELECT COUNT(*) FROM orders_audit").await;
         assert_eq!(
             audit,
@@ -493,17 +473,17 @@ async fn killed_in_the_cutover(server: MyServer) {
             show(&out)
         );
         assert_in_place(&mut c, &triggers_before, point.name()).await;
+        assert!(
+            !my_tables(&mut c)
+                .await
+                .contains(&"orders_wraith_log".to_string()),
+            "{}: cleanup removed the changelog",
+            point.name()
+        );
     }
     db.stop().await;
 }
 
 on_mysql_servers!(dependents_move_with_the_swap, what_cannot_move_is_refused);
 
-mod killed_in_the_cutover {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn mysql() {
-        if let Some(s) = super::common::servers::selected("mysql") {
-            super::killed_in_the_cutover(s.my_server().expect("a MySQL-protocol server")).await;
-        }
-    }
-}
+on_mysql_servers!(killed_in_the_cutover);

@@ -28,10 +28,12 @@ pub enum Point {
     BeforeSwapCommit,
     /// The swap committed; cleanup has not run.
     AfterSwapCommit,
+    /// MySQL/MariaDB: the RENAME committed, triggers and foreign keys have not moved.
+    MidMoves,
 }
 
 impl Point {
-    pub const ALL: [Point; 7] = [
+    pub const ALL: [Point; 8] = [
         Point::AfterPrepare,
         Point::MidChunk,
         Point::BeforeVerify,
@@ -39,6 +41,7 @@ impl Point {
         Point::AfterFence,
         Point::BeforeSwapCommit,
         Point::AfterSwapCommit,
+        Point::MidMoves,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Point {
             Point::AfterFence => "after-fence",
             Point::BeforeSwapCommit => "before-swap-commit",
             Point::AfterSwapCommit => "after-swap-commit",
+            Point::MidMoves => "mid-moves",
         }
     }
 

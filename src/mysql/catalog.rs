@@ -12,7 +12,7 @@ use crate::mysql::foreign_keys::{self, ForeignKey};
 use crate::mysql::sql::q;
 use crate::mysql::triggers::{self, Trigger};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Table {
     /// `` `db`.`t` ``.
     pub name: String,

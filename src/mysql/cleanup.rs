@@ -1,5 +1,6 @@
 //! Removing what a run created: the changelog, the shadow and a cutover's
-//! sentry table, at the end of every run and by `wraith cleanup`.
+//! sentry table, at the end of every run and by `wraith cleanup`, which also
+//! finishes moving triggers and keys when a run stopped in the middle of that.
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -21,13 +22,20 @@ pub async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Resul
         .into_iter()
         .map(|(t, _)| t)
         .collect();
+    // Moves a swap could not finish stay recorded for `wraith cleanup`.
+    let moves_left = present.contains(&n.changelog)
+        && cutover::Recorded::read(c, n).await?.is_some()
+        && cutover::swapped(c, n).await?;
     if !keep_shadow && present.contains(&n.shadow) {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", n.shadow_q()))
             .await
             .my("cleanup: dropping the shadow table")?;
         removed.push(n.shadow_q());
     }
-    if present.contains(&n.changelog) && !(keep_shadow && present.contains(&n.shadow)) {
+    if present.contains(&n.changelog)
+        && !(keep_shadow && present.contains(&n.shadow))
+        && !moves_left
+    {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", n.changelog_q()))
             .await
             .my("cleanup: dropping the changelog table")?;
@@ -50,11 +58,19 @@ pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>
     let ours = !catalog::existing(&mut c, &names.schema, &[&names.changelog])
         .await?
         .is_empty();
-    let removed = if ours {
-        remove(&mut c, &names, false).await?
-    } else {
-        Vec::new()
-    };
+    let mut removed = Vec::new();
+    if ours {
+        // A run stopped between the RENAME and the last move: finish the moves first.
+        if cutover::Recorded::read(&mut c, &names).await?.is_some() {
+            let mut killer = conn::connect(&spec.dsn, "cleanup watch").await?;
+            let moved = cutover::finish_recorded(&mut c, &mut killer, &names).await;
+            let _ = killer.disconnect().await;
+            for stmt in moved? {
+                tracing::warn!("finished moving to the new table: {stmt}");
+            }
+        }
+        removed.extend(remove(&mut c, &names, false).await?);
+    }
     let _ = c.disconnect().await;
     Ok(removed)
 }

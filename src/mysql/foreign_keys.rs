@@ -86,13 +86,21 @@ pub async fn referencing(
     schema: &str,
     table: &str,
 ) -> anyhow::Result<Vec<ForeignKey>> {
+    // KEY_COLUMN_USAGE, not REFERENTIAL_CONSTRAINTS: MariaDB shows the latter
+    // only to users with more than SELECT on the child, and a key missed here
+    // would be left on the old table. The actions are read from the clause.
     let rules = c
         .exec(
-            format!(
-                "{RULES} WHERE UNIQUE_CONSTRAINT_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? \
-                   AND NOT (CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?) \
-                 ORDER BY CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME"
-            ),
+            "SELECT DISTINCT k.TABLE_SCHEMA, k.TABLE_NAME, k.CONSTRAINT_NAME, \
+                    k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, \
+                    COALESCE(r.DELETE_RULE, ''), COALESCE(r.UPDATE_RULE, '') \
+             FROM information_schema.KEY_COLUMN_USAGE k \
+             LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.TABLE_SCHEMA AND r.TABLE_NAME = k.TABLE_NAME \
+              AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+             WHERE k.REFERENCED_TABLE_SCHEMA = ? AND k.REFERENCED_TABLE_NAME = ? \
+               AND NOT (k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ?) \
+             ORDER BY 1, 2, 3",
             (schema, table, schema, table),
         )
         .await
@@ -356,17 +364,19 @@ pub async fn check_alterable(c: &mut Conn, referencing: &[ForeignKey]) -> anyhow
     if referencing.is_empty() {
         return Ok(());
     }
-    let (user, roles): (String, String) = c
+    // MariaDB answers NULL when no role is active, MySQL `NONE`.
+    let (user, roles): (Option<String>, Option<String>) = c
         .query_first("SELECT CURRENT_USER(), CURRENT_ROLE()")
         .await
         .my("reading the current user")?
         .unwrap_or_default();
+    let (user, roles) = (user.unwrap_or_default(), roles.unwrap_or_default());
     let grantee = |account: &str| {
         let (name, host) = account.rsplit_once('@').unwrap_or((account, "%"));
         format!("'{}'@'{}'", name.trim_matches('`'), host.trim_matches('`'))
     };
     let mut grantees = vec![grantee(&user)];
-    if roles != "NONE" {
+    if !roles.is_empty() && roles != "NONE" {
         grantees.extend(roles.split(',').map(|r| grantee(r.trim())));
     }
     let marks = vec!["?"; grantees.len()].join(", ");

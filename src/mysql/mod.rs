@@ -37,6 +37,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
+use anyhow::Context;
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
@@ -71,6 +72,8 @@ struct Sessions {
     beat: Slot,
     killer: Slot,
     renamer: Slot,
+    /// MariaDB, when triggers or keys move: the session that moves them.
+    mover: Slot,
 }
 
 pub struct MyBackend {
@@ -166,6 +169,20 @@ impl MyBackend {
         }
     }
 
+    fn table(&self) -> anyhow::Result<&Table> {
+        self.table
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))
+    }
+
+    /// The session in `slot`, or a new one when an earlier attempt lost it.
+    async fn session(&self, slot: &Slot, name: &str) -> anyhow::Result<Conn> {
+        match slot.lock().await.take() {
+            Some(c) => Ok(c),
+            None => conn::connect(&self.spec.dsn, name).await,
+        }
+    }
+
     async fn lock(&self, sql: &str, timeout: Duration) -> anyhow::Result<bool> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         let mut killer = take(&self.s.killer, "killer").await?;
@@ -203,9 +220,6 @@ impl Backend for MyBackend {
         }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
-        if server.flavor == Flavor::MariaDb && table.has_dependents() {
-            return Err(bad_input(mariadb_refusal(&self.names, &table)));
-        }
         foreign_keys::check_alterable(&mut ctrl, &table.referencing).await?;
         catalog::check_key_types(&table, &self.names.src())?;
         let findings = checks::run(&mut ctrl, &self.names, &table, &self.spec.checks).await?;
@@ -283,6 +297,7 @@ impl Backend for MyBackend {
             &self.s.beat,
             &self.s.killer,
             &self.s.renamer,
+            &self.s.mover,
             &self.s.ctrl,
         ] {
             if let Some(c) = slot.lock().await.take() {
@@ -296,16 +311,16 @@ impl Backend for MyBackend {
 
     async fn prepare(&self) -> anyhow::Result<Option<String>> {
         let dsn = &self.spec.dsn;
-        let table = self
-            .table
-            .get()
-            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
+        let table = self.table()?;
         *self.s.copy.lock().await = Some(conn::connect(dsn, "copy").await?);
         *self.s.apply.lock().await = Some(conn::connect(dsn, "apply").await?);
         *self.s.beat.lock().await = Some(conn::connect(dsn, "heartbeat").await?);
         *self.s.killer.lock().await = Some(conn::connect(dsn, "cutover watch").await?);
         if self.flavor() == Flavor::MariaDb {
             *self.s.renamer.lock().await = Some(conn::connect(dsn, "rename").await?);
+            if table.has_dependents() {
+                *self.s.mover.lock().await = Some(conn::connect(dsn, "move dependents").await?);
+            }
         }
         let stream_conn = conn::connect(dsn, "binlog stream").await?;
         let mut ctrl = take(&self.s.ctrl, "control").await?;
@@ -401,6 +416,13 @@ impl Backend for MyBackend {
     }
 
     async fn before_cutover(&self) -> anyhow::Result<()> {
+        let table = self.table()?;
+        if table.has_dependents() {
+            // Kept until the moves ran: `wraith cleanup` finishes them after a stop.
+            let recorded = cutover::Recorded::of(&self.names, table)?;
+            let value = serde_json::to_string(&recorded).context("recording the moves")?;
+            self.changelog(cutover::MOVES_ID, value).await?;
+        }
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         shadow::finish(&mut ctrl, &self.names, self.shape()?).await
     }
@@ -419,10 +441,7 @@ impl Backend for MyBackend {
                 .await
                 .my("cutover: creating the sentry table")?;
         }
-        let table = self
-            .table
-            .get()
-            .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
+        let table = self.table()?;
         let granted = self
             .lock(&cutover::lock_tables(&self.names, sentry, table), timeout)
             .await?;
@@ -457,35 +476,44 @@ impl Backend for MyBackend {
             definition::read(&mut *take(&self.s.killer, "killer").await?, &self.names).await?;
         before.ensure_unchanged(&now, &self.names.src())?;
         let mut ctrl = take(&self.s.ctrl, "control").await?;
-        match self.flavor() {
+        let moved = match self.flavor() {
             Flavor::MariaDb => {
-                let renamer = self
-                    .s
-                    .renamer
-                    .lock()
-                    .await
-                    .take()
-                    .ok_or_else(|| anyhow::anyhow!("the rename session is closed"))?;
+                let renamer = self.session(&self.s.renamer, "rename").await?;
+                let table = self.table()?;
+                let mover = if table.has_dependents() {
+                    Some(cutover::Mover {
+                        conn: self.session(&self.s.mover, "move dependents").await?,
+                        lock: cutover::lock_for_moves(&self.names, table),
+                        moves: cutover::moves(&self.names, table)?,
+                    })
+                } else {
+                    None
+                };
                 let mut killer = take(&self.s.killer, "killer").await?;
-                let (result, renamer) = cutover::swap_with_sentry(
+                let (result, spare) = cutover::swap_with_sentry(
                     &mut ctrl,
                     renamer,
+                    mover,
                     &mut killer,
                     &self.names,
                     &self.opts.faults,
                 )
                 .await;
-                *self.s.renamer.lock().await = renamer;
+                *self.s.renamer.lock().await = spare.renamer;
+                *self.s.mover.lock().await = spare.mover;
                 result?;
+                spare.moved
             }
             Flavor::MySql => {
-                let table = self
-                    .table
-                    .get()
-                    .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
-                let moves = cutover::moves(&self.names, table)?;
+                let moves = cutover::moves(&self.names, self.table()?)?;
                 cutover::swap_in_one_session(&mut ctrl, &self.names, &moves, &self.opts.faults)
                     .await?
+            }
+        };
+        if moved {
+            let mut beat = take(&self.s.beat, "heartbeat").await?;
+            if let Err(e) = cutover::Recorded::forget(&mut beat, &self.names).await {
+                tracing::warn!("{e:#}; `wraith cleanup` runs the moves again, harmlessly");
             }
         }
         // The swap is done: what follows reports its failures rather than fail the run.
@@ -534,32 +562,6 @@ impl Backend for MyBackend {
         let _ = c.disconnect().await;
         Ok(())
     }
-}
-
-/// Why MariaDB cannot migrate a table with triggers or foreign keys, and what to do.
-fn mariadb_refusal(names: &Names, table: &Table) -> String {
-    let mut what: Vec<String> = table
-        .triggers
-        .iter()
-        .map(|t| format!("trigger {}", t.name))
-        .collect();
-    what.extend(
-        table
-            .foreign_keys
-            .iter()
-            .chain(&table.referencing)
-            .map(|k| format!("foreign key {} of {}", k.name, k.child)),
-    );
-    format!(
-        "{} has triggers or foreign keys ({}), and wraith moves them to the new table on MySQL \
-         8.0.13+ only: MariaDB cannot RENAME under LOCK TABLES, so it renames in a second session \
-         and writes resume at once, before they could move (for that moment the new table would \
-         take writes without its triggers and keys, and the old table's copy of a key would refuse \
-         deletes of parents the application no longer references). Drop them for the migration and \
-         create them again afterwards",
-        names.src(),
-        what.join(", ")
-    )
 }
 
 impl MyBackend {

@@ -149,18 +149,7 @@ pub async fn try_on(
             c.query_drop(t.settings()?).await.my("trigger settings")?;
             c.query_drop(t.create(&names.schema, &name, target))
                 .await
-                .map_err(|e| {
-                    bad_input(format!(
-                        "the new shape cannot take trigger {} ({} {}): {}; nothing was created. \
-                         Change the ALTER so the columns the trigger uses keep their names, or drop \
-                         the trigger for the migration and create it again afterwards{}",
-                        t.name,
-                        t.timing,
-                        t.event,
-                        describe(&e),
-                        definer_hint(&e, &t.definer)
-                    ))
-                })
+                .map_err(|e| bad_input(refusal(t, &e)))
         }
         .await;
         if let Err(e) = created {
@@ -174,16 +163,43 @@ pub async fn try_on(
     result
 }
 
-/// The fix when the user may not create a trigger for another definer.
-fn definer_hint(e: &mysql_async::Error, definer: &str) -> String {
-    match e {
+/// Why the trigger cannot be created on the new shape, and the fix: a privilege
+/// the user lacks, or a body the new columns do not fit.
+fn refusal(t: &Trigger, e: &mysql_async::Error) -> String {
+    let what = format!(
+        "trigger {} ({} {}): {}; nothing was created",
+        t.name,
+        t.timing,
+        t.event,
+        describe(e)
+    );
+    let code = match e {
+        mysql_async::Error::Server(s) => s.code,
+        _ => 0,
+    };
+    match code {
         // Access denied; you need SUPER / SET_USER_ID / SET_ANY_DEFINER.
-        mysql_async::Error::Server(s) if s.code == 1227 => format!(
-            ". The trigger's definer is {definer}: wraith creates it again under that definer, \
-             which needs SET_ANY_DEFINER (MySQL 8.2+; SET_USER_ID before) — GRANT SET_ANY_DEFINER \
-             ON *.* TO the user wraith connects as — or run wraith as {definer}"
+        1227 => format!(
+            "wraith cannot create {what}. The trigger's definer is {}: wraith creates it again \
+             under that definer, which needs SET_ANY_DEFINER (MySQL 8.2+; SET_USER_ID before, \
+             SUPER on MariaDB) — grant it to the user wraith connects as — or run wraith as {}",
+            t.definer, t.definer
         ),
-        _ => String::new(),
+        // Binary logging on and no SUPER: creating triggers needs the server's trust.
+        1419 => format!(
+            "wraith cannot create {what}. With the binary log on, creating a trigger needs SUPER \
+             or the server's log_bin_trust_function_creators = 1 (SET GLOBAL \
+             log_bin_trust_function_creators = 1, or run wraith as a user with SUPER)"
+        ),
+        // TRIGGER command denied.
+        1142 => format!(
+            "wraith cannot create {what}. GRANT TRIGGER ON the table's database TO the user \
+             wraith connects as"
+        ),
+        _ => format!(
+            "the new shape cannot take {what}. Change the ALTER so the columns the trigger uses \
+             keep their names, or drop the trigger for the migration and create it again afterwards"
+        ),
     }
 }
 

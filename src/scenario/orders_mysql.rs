@@ -76,27 +76,17 @@ pub async fn load(c: &mut Conn, orders: i64, seed: u64) -> anyhow::Result<()> {
         .my("generating the orders")?;
         done += n;
     }
-    // The key from orders to customers, which wraith carries on MySQL only
-    // (MariaDB renames in a second session). The rows were generated with their
-    // customers, so it is added without checking them again.
-    let version: Option<String> = c
-        .query_first("SELECT VERSION()")
-        .await
-        .my("reading the server version")?;
-    if !version
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-        .contains("mariadb")
-    {
-        c.query_drop(
-            "SET SESSION foreign_key_checks = 0; \
-             ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
-             REFERENCES customers (customer_id); \
-             SET SESSION foreign_key_checks = 1",
-        )
-        .await
-        .my("adding the key from orders to customers")?;
-    }
+    // The key from orders to customers, which wraith carries to the new table.
+    // The rows were generated with their customers, so it is added without
+    // checking them again.
+    c.query_drop(
+        "SET SESSION foreign_key_checks = 0; \
+         ALTER TABLE orders ADD CONSTRAINT orders_customer_fk FOREIGN KEY (customer_id) \
+         REFERENCES customers (customer_id); \
+         SET SESSION foreign_key_checks = 1",
+    )
+    .await
+    .my("adding the key from orders to customers")?;
     c.query_drop("ANALYZE TABLE customers, orders")
         .await
         .my("analyzing the orders tables")
