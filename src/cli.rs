@@ -352,13 +352,23 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// What to migrate: the orders normalization, or a generic table of --rows rows
-    /// of --row-width bytes.
+    /// What to migrate: the orders normalization, a generic table of --rows rows
+    /// of --row-width bytes, or (MySQL/MariaDB) a table with --dependents other
+    /// tables' foreign keys and triggers, to measure what moving them adds to the
+    /// cutover's hold.
     #[arg(long, value_enum, default_value_t = BenchKind::Orders)]
     pub scenario: BenchKind,
-    /// Rows (orders) in the benchmark table.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: i64,
+    /// Rows (orders) in the benchmark table [default: 1000000; 20000 for
+    /// --scenario dependents].
+    #[arg(long)]
+    pub rows: Option<i64>,
+    /// --scenario dependents: the numbers of referencing tables (each with as many
+    /// triggers) to measure, e.g. 0,1,5.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
+    pub dependents: Vec<usize>,
+    /// --scenario dependents: migrations per number (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
     /// Row width in bytes for --scenario table.
     #[arg(long, default_value_t = 200)]
     pub row_width: usize,
@@ -403,6 +413,7 @@ pub struct BenchArgs {
 pub enum BenchKind {
     Orders,
     Table,
+    Dependents,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

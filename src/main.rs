@@ -13,7 +13,7 @@ use cli::{
     TableArgs, VerifyArgs,
 };
 use wraith::Engine;
-use wraith::bench::report::{BenchConfig, BenchScenario};
+use wraith::bench::report::{BenchConfig, BenchScenario, DependentsConfig};
 use wraith::dsn::Dsn;
 use wraith::engine::RunContext;
 use wraith::engine::faults::Faults;
@@ -275,15 +275,29 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let dsn = args.dsn.as_deref().map(Dsn::parse).transpose()?;
+    let scenario = match args.scenario {
+        BenchKind::Orders => BenchScenario::Orders,
+        BenchKind::Table => BenchScenario::Table {
+            row_width: args.row_width,
+        },
+        BenchKind::Dependents => {
+            return wraith::bench::report::run_dependents(DependentsConfig {
+                server: args.server,
+                dsn,
+                rows: args.rows.unwrap_or(20_000),
+                counts: args.dependents,
+                runs: args.runs,
+                json: args.json,
+                wraith: None,
+            })
+            .await;
+        }
+    };
     wraith::bench::report::run(BenchConfig {
         server: args.server,
-        scenario: match args.scenario {
-            BenchKind::Orders => BenchScenario::Orders,
-            BenchKind::Table => BenchScenario::Table {
-                row_width: args.row_width,
-            },
-        },
-        rows: args.rows,
+        scenario,
+        rows: args.rows.unwrap_or(1_000_000),
         tps: args.tps,
         clients: args.clients,
         window: Duration::from_secs(args.window_secs),
@@ -296,7 +310,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
         .collect(),
-        dsn: args.dsn.as_deref().map(Dsn::parse).transpose()?,
+        dsn,
         wraith: None,
         json: args.json,
     })

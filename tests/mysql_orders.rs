@@ -181,7 +181,36 @@ async fn wraith_bench_compares_with_copy_and_pt_osc(server: MyServer) {
     assert_eq!(r["rows_differing_from_mirror"], 0, "{r:#}");
 }
 
+/// The dependents scenario moves N keys and triggers (it checks each run) and
+/// reports the hold per N.
+async fn wraith_bench_measures_moving_dependents(server: MyServer) {
+    let stdout = wraith_ok(&[
+        "bench",
+        "--scenario",
+        "dependents",
+        "--engine",
+        engine_name(&server),
+        "--rows",
+        "2000",
+        "--dependents",
+        "0,2",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the report is JSON");
+    let rows = r["cutover_hold"].as_array().expect("one row per N");
+    let ns: Vec<u64> = rows.iter().filter_map(|row| row["n"].as_u64()).collect();
+    assert_eq!(ns, [0, 2], "{r:#}");
+    for row in rows {
+        assert!(row["median_ms"].as_f64().is_some_and(|v| v > 0.0), "{r:#}");
+        assert!(row["added_ms"].is_number(), "{r:#}");
+    }
+    assert_eq!(rows[0]["added_ms"], 0.0, "{r:#}");
+}
+
 on_mysql_servers!(
+    wraith_bench_measures_moving_dependents,
     orders_spec_gives_the_new_shape_exact_rows_and_keeps_the_counter,
     wraith_demo_shows_the_orders_normalization,
     wraith_bench_compares_with_copy_and_pt_osc,

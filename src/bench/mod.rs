@@ -9,8 +9,10 @@
 //! - [`report`]: `wraith bench`: the measurements and the JSON report.
 //! - [`print`]: the report as text.
 //! - [`child`]: each migration run as a child `wraith migrate`.
+//! - [`dependents`]: what moving triggers and foreign keys adds to the cutover.
 
 pub mod child;
+pub mod dependents;
 pub mod mysql_bench;
 pub mod mysql_workload;
 pub mod print;

@@ -16,9 +16,9 @@ use hdrhistogram::Histogram;
 
 use crate::Engine;
 use crate::bench::child::migrate_child;
-use crate::bench::mysql_bench;
 use crate::bench::print::print_report;
 use crate::bench::workload::{self, Workload, WorkloadConfig};
+use crate::bench::{dependents, mysql_bench};
 use crate::dsn::Dsn;
 use crate::engine::migration::unix_us;
 use crate::error::bad_input;
@@ -186,6 +186,22 @@ enum Server {
 }
 
 impl Server {
+    async fn start(target: Target, say: &dyn Fn(&str)) -> anyhow::Result<Server> {
+        Ok(match target {
+            Target::Existing(dsn) => {
+                say(&format!("bench: on {dsn}"));
+                Server::Existing {
+                    dsn: *dsn,
+                    created: vec![],
+                }
+            }
+            Target::Scratch(scratch) => {
+                say(&format!("bench: starting a scratch {}", scratch.title()));
+                Server::Scratch(Scratch::start(scratch).await?)
+            }
+        })
+    }
+
     fn engine(&self) -> Engine {
         match self {
             Server::Scratch(s) => s.engine(),
@@ -295,19 +311,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
     std::fs::write(spec.path(), &spec_text).context("writing the migration spec")?;
     let spec_path = spec.path().to_string_lossy().to_string();
 
-    let mut server = match target {
-        Target::Existing(dsn) => {
-            say(&format!("bench: on {dsn}"));
-            Server::Existing {
-                dsn: *dsn,
-                created: vec![],
-            }
-        }
-        Target::Scratch(scratch) => {
-            say(&format!("bench: starting a scratch {}", scratch.title()));
-            Server::Scratch(Scratch::start(scratch).await?)
-        }
-    };
+    let mut server = Server::start(target, &say).await?;
     let result = measure(&cfg, &mut server, &migration, &spec_path, &say).await;
     server.finish().await;
     let report = result?;
@@ -326,6 +330,74 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `wraith bench --scenario dependents`.
+#[derive(Debug, Clone)]
+pub struct DependentsConfig {
+    pub server: String,
+    pub dsn: Option<Dsn>,
+    pub rows: i64,
+    /// The numbers of referencing tables (and triggers) to measure.
+    pub counts: Vec<usize>,
+    pub runs: usize,
+    pub json: bool,
+    pub wraith: Option<std::path::PathBuf>,
+}
+
+/// Measures what moving N foreign keys and triggers adds to the cutover's hold
+/// ([`dependents`]).
+pub async fn run_dependents(cfg: DependentsConfig) -> anyhow::Result<()> {
+    let say = |s: &str| {
+        if !cfg.json {
+            eprintln!("{s}");
+        }
+    };
+    let target = Target::of(cfg.dsn.clone(), &cfg.server)?;
+    if target.engine() != Engine::MySql {
+        return Err(bad_input(
+            "bench: --scenario dependents runs on MySQL/MariaDB (--engine mariadb or mysql), \
+             where triggers and keys move in the cutover's lock",
+        ));
+    }
+    let spec = tempfile::NamedTempFile::new().context("writing the migration spec")?;
+    std::fs::write(spec.path(), dependents::SPEC).context("writing the migration spec")?;
+    let spec_path = spec.path().to_string_lossy().to_string();
+    let mut server = Server::start(target, &say).await?;
+    let described = server.describe();
+    let measured = measure_dependents(&cfg, &mut server, &spec_path, &say).await;
+    server.finish().await;
+    let report = dependents::report(&measured?, &described, cfg.rows);
+    if cfg.json {
+        println!("{report:#}");
+    } else {
+        dependents::print(&report);
+    }
+    Ok(())
+}
+
+async fn measure_dependents(
+    cfg: &DependentsConfig,
+    server: &mut Server,
+    spec_path: &str,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Vec<dependents::Measured>> {
+    let mut out = Vec::new();
+    for &n in &cfg.counts {
+        let mut m = dependents::Measured {
+            n,
+            holds_ms: Vec::new(),
+        };
+        for run in 1..=cfg.runs.max(1) {
+            let dsn = server.database(&format!("dependents_{n}_{run}")).await?;
+            dependents::load(&dsn, cfg.rows, n).await?;
+            say(&format!("bench: N = {n}, run {run}: {} rows", cfg.rows));
+            m.holds_ms
+                .push(dependents::run_once(cfg.wraith.as_deref(), &dsn, spec_path, n).await?);
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 async fn measure(

@@ -516,7 +516,24 @@ impl Backend for MyBackend {
                 tracing::warn!("{e:#}; `wraith cleanup` runs the moves again, harmlessly");
             }
         }
-        // The swap is done: what follows reports its failures rather than fail the run.
+        if self.opts.drop_old {
+            ctrl.query_drop(format!("DROP TABLE {}", self.names.old_q()))
+                .await
+                .my("dropping the old table (--drop-old)")?;
+        }
+        Ok(())
+    }
+
+    /// The swap is done and writes flow (the cutover's hold is measured): what
+    /// follows reports its failures rather than fail the run.
+    async fn after_swap(&self) {
+        let mut ctrl = match take(&self.s.ctrl, "control").await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("after the swap: {e:#}");
+                return;
+            }
+        };
         self.check_foreign_keys(&mut ctrl).await;
         // A record that cannot be written costs a rerun's no-op, not the run.
         if let Err(e) = runs::record(
@@ -529,15 +546,7 @@ impl Backend for MyBackend {
         {
             tracing::warn!("the migration is done but could not be recorded: {e:#}");
         }
-        if self.opts.drop_old {
-            ctrl.query_drop(format!("DROP TABLE {}", self.names.old_q()))
-                .await
-                .my("dropping the old table (--drop-old)")?;
-        }
-        Ok(())
     }
-
-    async fn after_swap(&self) {}
 
     async fn release_cutover(&self) -> anyhow::Result<()> {
         let mut ctrl = take(&self.s.ctrl, "control").await?;
