@@ -302,6 +302,7 @@ async fn dependents_move_with_the_swap(server: MyServer) {
 }
 
 async fn what_cannot_move_is_refused(server: MyServer) {
+    let mariadb = server == MyServer::MariaDb;
     let (db, dsn, mut c) = my_sandbox_on(server).await;
     c.query_drop(fixture()).await.unwrap();
     c.query_drop(
@@ -367,6 +368,10 @@ async fn what_cannot_move_is_refused(server: MyServer) {
     let refunds = c.query_drop("ALTER TABLE other.refunds DROP FOREIGN KEY refunds_order");
     refunds.await.unwrap();
     for (i, (dsn, table, alter, needles)) in cases.into_iter().enumerate() {
+        // MySQL 9 logs what a CASCADE key does: the table's own are followed there.
+        if i == 0 && !mariadb {
+            continue;
+        }
         if i == 4 {
             c.query_drop(
                 "ALTER TABLE other.refunds ADD CONSTRAINT refunds_order FOREIGN KEY (order_id) \
@@ -482,6 +487,101 @@ async fn killed_in_the_cutover(server: MyServer) {
         );
     }
     db.stop().await;
+}
+
+/// The table's own ON DELETE CASCADE / SET NULL keys, on a server that logs what
+/// they do (MySQL 9's SQL-layer foreign keys): parents deleted during the run
+/// take their rows (or their references) with them in the new table too, and the
+/// keys keep acting after the swap. MariaDB refuses such keys (above).
+async fn own_cascading_keys_are_followed(server: MyServer) {
+    const SHIPMENTS: i64 = 20_000;
+    let (db, dsn, mut c) = my_sandbox_on(server).await;
+    c.query_drop(format!(
+        "CREATE TABLE customers (id int PRIMARY KEY);
+         INSERT INTO customers SELECT seq FROM {customers};
+         CREATE TABLE agents (id int PRIMARY KEY);
+         INSERT INTO agents SELECT seq FROM {agents};
+         CREATE TABLE shipments (id int PRIMARY KEY, customer_id int NOT NULL, agent_id int NULL,
+                                 note varchar(20),
+             CONSTRAINT shipments_customer FOREIGN KEY (customer_id) REFERENCES customers (id)
+                 ON DELETE CASCADE,
+             CONSTRAINT shipments_agent FOREIGN KEY (agent_id) REFERENCES agents (id)
+                 ON DELETE SET NULL);
+         INSERT INTO shipments SELECT seq, 1 + seq % 500, 1 + seq % 200, 'x' FROM {shipments};",
+        customers = seq(500),
+        agents = seq(200),
+        shipments = seq(SHIPMENTS)
+    ))
+    .await
+    .unwrap();
+    // Deletes customers and agents one by one (each cascades), oldest first.
+    let load = Writer::start(
+        db.connect("app").await.unwrap(),
+        |mut c: mysql_async::Conn, stop: Arc<AtomicBool>, count: Arc<AtomicU64>| async move {
+            let mut deleted = 0i64;
+            while !stop.load(Relaxed) && deleted < 150 {
+                deleted += 1;
+                c.exec_drop("DELETE FROM customers WHERE id = ?", (deleted,))
+                    .await
+                    .expect("deleting a customer");
+                c.exec_drop("DELETE FROM agents WHERE id = ?", (deleted,))
+                    .await
+                    .expect("deleting an agent");
+                count.fetch_add(1, Relaxed);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            deleted
+        },
+    );
+    let mut opts = execute_on(Engine::MySql);
+    opts.max_rows_per_sec = Some(10_000);
+    opts.initial_chunk_rows = 200;
+    let outcome = migrate(spec(
+        &dsn,
+        "shipments",
+        "MODIFY note varchar(200)",
+        &[],
+        opts,
+    ))
+    .await;
+    let (deleted, writes) = load.stop().await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    assert!(writes > 10, "parents were deleted during the run");
+
+    // Shipment s belongs to customer 1 + s % 500 and agent 1 + s % 200.
+    let left = (1..=SHIPMENTS).filter(|s| s % 500 >= deleted).count() as i64;
+    assert_eq!(count(&mut c, "SELECT COUNT(*) FROM shipments").await, left);
+    let orphans = "SELECT COUNT(*) FROM shipments s WHERE NOT EXISTS                    (SELECT 1 FROM customers c WHERE c.id = s.customer_id)";
+    assert_eq!(count(&mut c, orphans).await, 0, "every cascade followed");
+    let unset = (1..=SHIPMENTS)
+        .filter(|s| s % 500 >= deleted && s % 200 < deleted)
+        .count() as i64;
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT COUNT(*) FROM shipments WHERE agent_id IS NULL"
+        )
+        .await,
+        unset,
+        "every SET NULL followed"
+    );
+    // The keys act on the new table.
+    c.query_drop("DELETE FROM customers WHERE id = 499; DELETE FROM agents WHERE id = 199")
+        .await
+        .unwrap();
+    let of = |what: &str| format!("SELECT COUNT(*) FROM shipments WHERE {what}");
+    assert_eq!(count(&mut c, &of("customer_id = 499")).await, 0);
+    assert_eq!(count(&mut c, &of("agent_id = 199")).await, 0);
+    db.stop().await;
+}
+
+mod own_cascading_keys_are_followed {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mysql() {
+        if let Some(s) = super::common::servers::selected("mysql") {
+            super::own_cascading_keys_are_followed(s.my_server().expect("a MySQL server")).await;
+        }
+    }
 }
 
 on_mysql_servers!(dependents_move_with_the_swap, what_cannot_move_is_refused);

@@ -418,10 +418,12 @@ async fn bad_input_is_refused_and_ddl_on_the_source_aborts_the_run(server: MySer
     .await
     .unwrap();
     let before = my_tables(&mut c).await;
-    for (table, needle) in [
-        ("child", "(ON DELETE CASCADE"),
-        ("missing", "does not exist"),
-    ] {
+    let mut bad = vec![("missing", "does not exist")];
+    // MySQL 9 logs what a CASCADE key does; InnoDB's own keys (MariaDB) do not.
+    if server == MyServer::MariaDb {
+        bad.push(("child", "(ON DELETE CASCADE"));
+    }
+    for (table, needle) in bad {
         let err = migrate(spec(
             &dsn,
             table,

@@ -72,14 +72,20 @@ async fn preflight_accepts_good_tables_and_names_the_fix_for_bad_ones(server: My
         &["app.missing does not exist"],
     );
     refused(check(&dsn, "tv").await, &["is a VIEW"]);
-    refused(
-        check(&dsn, "child").await,
-        &[
-            "foreign key child_parent_fk (ON DELETE SET NULL",
-            "without writing them to the binary log",
-            "Drop the key for the migration",
-        ],
-    );
+    // InnoDB's own foreign keys change rows without logging them; MySQL 9's
+    // SQL-layer ones log them (tests/mysql_dependents.rs follows them).
+    if server == MyServer::MariaDb {
+        refused(
+            check(&dsn, "child").await,
+            &[
+                "foreign key child_parent_fk (ON DELETE SET NULL",
+                "without writing them to the binary log",
+                "Drop the key for the migration",
+            ],
+        );
+    } else {
+        assert_eq!(check(&dsn, "child").await, Ok(vec!["id".to_string()]));
+    }
     // Other tables' keys and triggers move with the swap (tests/mysql_dependents.rs).
     for carried in ["parent", "audited"] {
         assert_eq!(check(&dsn, carried).await, Ok(vec!["id".to_string()]));

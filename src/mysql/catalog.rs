@@ -96,7 +96,8 @@ pub async fn table(c: &mut Conn, schema: &str, table: &str) -> anyhow::Result<Ta
         )));
     }
     let foreign_keys = foreign_keys::of(c, schema, table).await?;
-    let refused = foreign_keys::refusals(&foreign_keys);
+    let refused =
+        foreign_keys::refusals(&foreign_keys, foreign_keys::server_logs_cascades(c).await?);
     let referencing = foreign_keys::referencing(c, schema, table).await?;
     let triggers = triggers::of(c, schema, table).await?;
     if !refused.is_empty() {

@@ -57,9 +57,9 @@ impl ForeignKey {
         }
         Some(format!(
             "foreign key {} (ON DELETE {}, ON UPDATE {}): InnoDB applies these actions to the \
-             table's rows without writing them to the binary log, so wraith cannot follow them. \
-             Drop the key for the migration and add it back afterwards, or make its actions \
-             RESTRICT",
+             table's rows without writing them to the binary log, so wraith cannot follow them \
+             (MySQL 9 with innodb_native_foreign_keys = OFF, its default, logs them). Drop the \
+             key for the migration and add it back afterwards, or make its actions RESTRICT",
             self.name, self.delete_rule, self.update_rule
         ))
     }
@@ -166,9 +166,26 @@ async fn read(c: &mut Conn, rules: Vec<Rule>) -> anyhow::Result<Vec<ForeignKey>>
     Ok(keys)
 }
 
-/// The refusals for keys wraith cannot carry.
-pub fn refusals(keys: &[ForeignKey]) -> Vec<String> {
+/// The refusals for keys wraith cannot carry: none when the server writes what
+/// a key's actions do to the binary log (`logs_cascades`).
+pub fn refusals(keys: &[ForeignKey], logs_cascades: bool) -> Vec<String> {
+    if logs_cascades {
+        return Vec::new();
+    }
     keys.iter().filter_map(ForeignKey::refusal).collect()
+}
+
+/// Whether the server enforces foreign keys in its SQL layer, which writes the
+/// rows a CASCADE or SET NULL changes to the binary log as row events of their
+/// own (MySQL 9 with `innodb_native_foreign_keys = OFF`, its default; the
+/// setting is read-only while the server runs). InnoDB's own enforcement
+/// (MariaDB, MySQL 8) logs only the statement's table.
+pub async fn server_logs_cascades(c: &mut Conn) -> anyhow::Result<bool> {
+    let native: Option<(String, String)> = c
+        .query_first("SHOW GLOBAL VARIABLES LIKE 'innodb_native_foreign_keys'")
+        .await
+        .my("reading innodb_native_foreign_keys")?;
+    Ok(native.is_some_and(|(_, v)| v.eq_ignore_ascii_case("OFF") || v == "0"))
 }
 
 /// A name for a scratch object of the dry run, within MySQL's 64 characters.
