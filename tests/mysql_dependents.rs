@@ -448,6 +448,8 @@ async fn killed_in_the_cutover(server: MyServer) {
         if point == Point::MidMoves {
             let keys = foreign_keys(&mut c).await;
             assert_ne!(keys, expected_keys("orders"), "killed before the moves");
+            let again = wraith_async(args.clone()).await;
+            assert_refused(&again, "a rerun", &["wraith cleanup --table orders"]);
         } else {
             assert_in_place(&mut c, &triggers_before, point.name()).await;
         }

@@ -351,6 +351,15 @@ pub async fn leftovers(
     if let Some((_, comment)) = present.iter().find(|(t, _)| *t == n.old)
         && comment != cutover::SENTRY_COMMENT
     {
+        if ours && cutover::Recorded::read(c, n).await?.is_some() && !has(&n.shadow) {
+            return Err(bad_input(format!(
+                "an earlier run swapped {} but stopped before its triggers and foreign keys moved \
+                 from {}: run `wraith cleanup --table {}` to move them (it names what it ran)",
+                n.src(),
+                n.old_q(),
+                n.table
+            )));
+        }
         return Err(bad_input(format!(
             "table {} exists (the old table of an earlier migration?): wraith keeps the original \
              under that name after the swap. Drop or rename it first",
