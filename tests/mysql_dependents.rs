@@ -309,6 +309,9 @@ async fn what_cannot_move_is_refused(server: MyServer) {
         "CREATE TABLE shipments (id int PRIMARY KEY, customer_id int,
                                  CONSTRAINT shipments_customer FOREIGN KEY (customer_id)
                                  REFERENCES customers (id) ON DELETE CASCADE);
+         CREATE TABLE notes (id int PRIMARY KEY);
+         CREATE TRIGGER notes_ai AFTER INSERT ON notes FOR EACH ROW
+             INSERT INTO notes_wraith_old (id) VALUES (NEW.id);
          CREATE DATABASE other;
          CREATE TABLE other.refunds (id int PRIMARY KEY, order_id int,
                                      CONSTRAINT refunds_order FOREIGN KEY (order_id) REFERENCES app.orders (id));
@@ -320,9 +323,10 @@ async fn what_cannot_move_is_refused(server: MyServer) {
     .await
     .unwrap();
     let mut tables = TABLES.to_vec();
-    tables.push("shipments");
+    tables.extend(["notes", "shipments"]);
+    tables.sort();
     let limited = dsn.replace("root@", "limited@");
-    let cases: [(&str, &str, &str, &[&str]); 5] = [
+    let cases: [(&str, &str, &str, &[&str]); 6] = [
         (
             &dsn,
             "shipments",
@@ -358,6 +362,15 @@ async fn what_cannot_move_is_refused(server: MyServer) {
             ],
         ),
         (
+            &dsn,
+            "notes",
+            "ADD COLUMN x int",
+            &[
+                "trigger notes_ai names `notes_wraith_old`, a table wraith creates",
+                "Change the trigger",
+            ],
+        ),
+        (
             &limited,
             "orders",
             "ADD COLUMN x int",
@@ -372,7 +385,7 @@ async fn what_cannot_move_is_refused(server: MyServer) {
         if i == 0 && !mariadb {
             continue;
         }
-        if i == 4 {
+        if i == 5 {
             c.query_drop(
                 "ALTER TABLE other.refunds ADD CONSTRAINT refunds_order FOREIGN KEY (order_id) \
                  REFERENCES app.orders (id)",

@@ -220,6 +220,7 @@ impl Backend for MyBackend {
         }
         let (server, table) =
             preflight::run(&mut ctrl, &self.names.schema, &self.names.table).await?;
+        triggers::check_names(&self.names, &table.triggers)?;
         foreign_keys::check_alterable(&mut ctrl, &table.referencing).await?;
         catalog::check_key_types(&table, &self.names.src())?;
         let findings = checks::run(&mut ctrl, &self.names, &table, &self.spec.checks).await?;

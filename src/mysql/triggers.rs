@@ -163,6 +163,29 @@ pub async fn try_on(
     result
 }
 
+/// A trigger whose body names a table wraith creates beside the source (the
+/// shadow, the old table, the changelog) would act on wraith's tables during the
+/// run or after the swap: refused, with the fix.
+pub fn check_names(names: &Names, triggers: &[Trigger]) -> anyhow::Result<()> {
+    for t in triggers {
+        let body = t.body.to_ascii_lowercase();
+        for helper in [&names.shadow, &names.old, &names.changelog] {
+            if body.contains(&helper.to_ascii_lowercase()) {
+                return Err(bad_input(format!(
+                    "trigger {} names {}, a table wraith creates beside {} during the run (and \
+                     the name the original takes after the swap): its body would act on wraith's \
+                     tables. Change the trigger so it does not use that name, or drop it for the \
+                     migration and create it again afterwards; nothing was created",
+                    t.name,
+                    q(helper),
+                    names.src()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Why the trigger cannot be created on the new shape, and the fix: a privilege
 /// the user lacks, or a body the new columns do not fit.
 fn refusal(t: &Trigger, e: &mysql_async::Error) -> String {
