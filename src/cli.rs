@@ -187,9 +187,14 @@ pub struct MigrateArgs {
     /// writes to its rows wait for it.
     #[arg(long, value_parser = parse_duration)]
     pub chunk_time: Option<Duration>,
-    /// Hard cap on rows copied per second.
+    /// Hard cap on rows copied per second (all copy threads together).
     #[arg(long)]
     pub max_rows_per_sec: Option<u64>,
+    /// Copy workers, each on its own session (change it live with `ctl threads=N`).
+    /// Default: half the cores of this machine when the server runs on it, else 4;
+    /// at most 4 unless given.
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Longest wait for the cutover lock per attempt; the application waits at most
     /// this long. Default: 500ms on PostgreSQL, 2s on MySQL/MariaDB.
     #[arg(long, value_parser = parse_duration)]
@@ -293,7 +298,7 @@ pub struct OperateArgs {
 pub struct CtlArgs {
     /// The migration's control socket (printed when it starts).
     pub socket: PathBuf,
-    /// status | throttle | no-throttle | chunk-time=MS | max-lag=MS | max-load=N | cutover | abort
+    /// status | throttle | no-throttle | chunk-time=MS | threads=N | max-lag=MS | max-load=N | cutover | abort
     pub command: String,
 }
 
@@ -422,6 +427,23 @@ pub enum Baseline {
     None,
 }
 
+/// The copy threads when `--threads` is not given: half the cores when the
+/// server runs on this machine (they share them), else 4.
+fn default_threads(dsn: &Dsn) -> usize {
+    let host = dsn.host();
+    let local = dsn.socket().is_some()
+        || host.starts_with('/')
+        || matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+    if !local {
+        return MAX_DEFAULT_THREADS;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores / 2).clamp(1, MAX_DEFAULT_THREADS)
+}
+
+/// The most copy threads wraith picks by itself.
+const MAX_DEFAULT_THREADS: usize = 4;
+
 /// `--engine` of `demo` and `bench`: the scratch server to start (whether it is
 /// installed is checked when it starts).
 fn parse_server(s: &str) -> Result<String, String> {
@@ -467,6 +489,11 @@ impl MigrateArgs {
             execute: self.execute,
             chunk_time: self.chunk_time.unwrap_or(defaults.chunk_time),
             max_rows_per_sec: self.max_rows_per_sec,
+            threads: match self.threads {
+                Some(0) => return Err(bad_input("--threads 0: give at least 1 copy thread")),
+                Some(n) => n,
+                None => default_threads(&dsn),
+            },
             cutover_lock_timeout: self
                 .cutover_lock_timeout
                 .unwrap_or(defaults.cutover_lock_timeout),

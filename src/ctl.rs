@@ -16,8 +16,7 @@ use crate::error::bad_input;
 use crate::plan::{fnv1a, parse_duration};
 
 /// What `wraith ctl` accepts.
-pub const COMMANDS: &str =
-    "status, throttle, no-throttle, chunk-time=MS, max-lag=MS, max-load=N, cutover, abort";
+pub const COMMANDS: &str = "status, throttle, no-throttle, chunk-time=MS, threads=N, max-lag=MS, max-load=N, cutover, abort";
 
 /// The default socket of a migration: one per server, database and table (the
 /// hash tells apart servers whose databases share a name).
@@ -127,6 +126,14 @@ pub fn execute(command: &str, control: &Control, stats: &Stats) -> String {
                 format!("ok: chunk time {} ms", d.as_millis())
             }
             _ => format!("error: chunk-time wants a duration like 200ms, got {v:?}"),
+        },
+        ("threads", Some(v)) => match v.parse::<usize>() {
+            Ok(n) if n >= 1 => {
+                control.set_threads(n);
+                tracing::info!("ctl: copy threads {n}");
+                format!("ok: {n} copy threads (from the next chunk on)")
+            }
+            _ => format!("error: threads wants a number of copy threads, 1 or more, got {v:?}"),
         },
         ("max-lag", Some(v)) => match parse_duration(v) {
             Ok(d) => {

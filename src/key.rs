@@ -6,7 +6,7 @@
 pub type Key = Vec<String>;
 
 /// Keys after `after` (exclusive; `None`: from the start) up to `upto` (inclusive).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct KeyRange {
     pub after: Option<Key>,
     pub upto: Key,

@@ -331,12 +331,16 @@ async fn pg_exclusion_constraints_are_kept_and_older_versions_do_not_conflict() 
         "only the plain index is built after the copy: {deferred:?}"
     );
     b.prepare().await.expect("prepare");
+    b.copy_sessions(1).await.expect("a copy session");
     let end = b.copy_end().await.unwrap().unwrap();
     let copied = b
-        .copy_range(KeyRange {
-            after: None,
-            upto: end,
-        })
+        .copy_range(
+            0,
+            KeyRange {
+                after: None,
+                upto: end,
+            },
+        )
         .await
         .expect("copy");
     assert_eq!(copied.rows, 500);
@@ -396,6 +400,7 @@ async fn pg_keys_compare_in_their_own_collation() {
     .unwrap();
     b.preflight().await.expect("preflight");
     b.prepare().await.expect("prepare");
+    b.copy_sessions(1).await.expect("a copy session");
     let in_flight = vec![KeyRange {
         after: Some(key(&["a"])),
         upto: key(&["c"]),
@@ -419,14 +424,18 @@ async fn pg_keys_compare_in_their_own_collation() {
         .unwrap();
     b.preflight().await.expect("preflight");
     b.prepare().await.expect("prepare");
+    b.copy_sessions(1).await.expect("a copy session");
     b.apply_keys(vec![key(&["B"])], ApplyOn::Worker, vec![])
         .await
         .unwrap();
     let copied = b
-        .copy_range(KeyRange {
-            after: None,
-            upto: key(&["c"]),
-        })
+        .copy_range(
+            0,
+            KeyRange {
+                after: None,
+                upto: key(&["c"]),
+            },
+        )
         .await
         .expect("copying around an applied key");
     assert_eq!(copied.rows, 2);
@@ -484,12 +493,16 @@ async fn pg_older_versions_never_conflict_on_a_unique_key() {
         .unwrap();
     b.preflight().await.expect("preflight");
     b.prepare().await.expect("prepare");
+    b.copy_sessions(1).await.expect("a copy session");
     // The apply: row 1 moved to key 1001; key 1001 is re-read alone.
     let copied = b
-        .copy_range(KeyRange {
-            after: None,
-            upto: key(&["3"]),
-        })
+        .copy_range(
+            0,
+            KeyRange {
+                after: None,
+                upto: key(&["3"]),
+            },
+        )
         .await
         .unwrap();
     assert_eq!((copied.rows, copied.recheck.len()), (3, 0));
@@ -518,10 +531,13 @@ async fn pg_older_versions_never_conflict_on_a_unique_key() {
         .await
         .unwrap();
     let copied = b
-        .copy_range(KeyRange {
-            after: Some(key(&["3"])),
-            upto: key(&["5"]),
-        })
+        .copy_range(
+            0,
+            KeyRange {
+                after: Some(key(&["3"])),
+                upto: key(&["5"]),
+            },
+        )
         .await
         .expect("a chunk that meets an older version");
     assert_eq!(

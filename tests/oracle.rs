@@ -2,8 +2,9 @@
 //! inserts, updates (NULLs, TOASTed or 20 kB values, JSON, key moves), deletes
 //! and asynchronously committed transactions runs through the copy, verification
 //! and the cutover; every transaction writes its effect to a mirror too.
-//! Afterwards the rewritten table equals the mirror with the transform applied,
-//! row for row, and the workload saw no error.
+//! Four copy workers commit their chunks out of order. Afterwards the rewritten
+//! table equals the mirror with the transform applied, row for row, and the
+//! workload saw no error.
 
 mod common;
 
@@ -22,9 +23,11 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror(mut env: Env) {
     let load = Load::start_with(&mut env, rows, true, 4, 400).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Small, slow chunks so the copy, the apply and the workload interleave for seconds.
+    // Small, slow chunks so the copy, the apply and the workload interleave for
+    // seconds, copied by four workers at once.
     let options = RunOptions {
         execute: true,
+        threads: 4,
         initial_chunk_rows: 200,
         chunk_time: Duration::from_millis(20),
         max_rows_per_sec: Some(5_000),
@@ -41,6 +44,10 @@ async fn rewrite_under_concurrent_writes_equals_the_mirror(mut env: Env) {
         other => panic!("no migration: {other:?}"),
     };
     assert!(summary.swapped);
+    assert!(
+        summary.chunks_in_flight_peak > 1,
+        "copy workers overlapped: {summary:?}"
+    );
     assert!(
         summary.keys_applied > 0,
         "the workload's changes went through the change stream"

@@ -129,8 +129,15 @@ pub trait Backend: Checksums {
         end: Key,
         rows: u64,
     ) -> impl Future<Output = anyhow::Result<KeyRange>> + Send;
-    /// Copies the rows of `range` that the shadow lacks.
-    fn copy_range(&self, range: KeyRange) -> impl Future<Output = anyhow::Result<Copied>> + Send;
+    /// Opens copy sessions until there are `n`, one per copy worker (they stay
+    /// open for the run; `next_chunk` and `copy_end` have their own).
+    fn copy_sessions(&self, n: usize) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Copies the rows of `range` that the shadow lacks, on copy session `worker`.
+    fn copy_range(
+        &self,
+        worker: usize,
+        range: KeyRange,
+    ) -> impl Future<Output = anyhow::Result<Copied>> + Send;
     /// Reads committed changes from the stream (at most about `max_events` row events).
     fn poll_changes(
         &self,

@@ -7,15 +7,17 @@
 //!   `pending` (held back for a copy chunk in flight, DESIGN 2.C), which a resumed
 //!   run re-reads first; the stream is never confirmed past held keys that no saved
 //!   checkpoint lists;
-//! - every chunk up to `copied_upto` has committed. A resumed copy starts after it;
-//!   copying a range twice is harmless, since a chunk inserts only missing rows.
+//! - every chunk up to `copied_upto` has committed, and so has every range in
+//!   `copied_ahead` (copy workers commit out of order). A resumed copy starts after
+//!   `copied_upto` and skips those ranges; copying a range twice would be harmless
+//!   anyway, since a chunk inserts only missing rows.
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::dsn::Dsn;
 use crate::error::bad_input;
-use crate::key::Key;
+use crate::key::{Key, KeyRange};
 use crate::plan::{BackendOptions, MigrationSpec, Plan, RunOptions, fnv1a};
 
 /// How often a checkpoint is saved.
@@ -32,8 +34,11 @@ pub struct Checkpoint {
     pub shape: String,
     /// The copy's last key, fixed when the copy started.
     pub copy_end: Option<Key>,
-    /// Last key of the last committed chunk.
+    /// Last key of the committed prefix of chunks.
     pub copied_upto: Option<Key>,
+    /// Chunks committed beyond `copied_upto`, in key order.
+    #[serde(default)]
+    pub copied_ahead: Vec<KeyRange>,
     pub copy_done: bool,
     pub rows_copied: u64,
     /// Stream position whose changes are applied (the engine's own text form).

@@ -19,6 +19,8 @@ pub struct Control {
     /// `ctl throttle`: pause the copy until `ctl no-throttle`.
     user_throttle: AtomicBool,
     chunk_time_ms: AtomicU64,
+    /// Copy workers.
+    threads: AtomicU64,
     /// 0: no limit.
     max_lag_ms: AtomicU64,
     /// 0: no limit.
@@ -42,6 +44,7 @@ impl Control {
         Control {
             user_throttle: AtomicBool::new(false),
             chunk_time_ms: AtomicU64::new(opts.chunk_time.as_millis() as u64),
+            threads: AtomicU64::new(opts.threads.max(1) as u64),
             max_lag_ms: AtomicU64::new(opts.throttle.max_lag.map_or(0, |d| d.as_millis() as u64)),
             max_load: AtomicU64::new(opts.throttle.max_load.unwrap_or(0)),
             postpone: opts.postpone_cutover,
@@ -67,6 +70,15 @@ impl Control {
 
     pub fn set_chunk_time(&self, d: Duration) {
         self.chunk_time_ms.store(d.as_millis() as u64, Relaxed);
+    }
+
+    /// Copy workers wanted now (at least 1).
+    pub fn threads(&self) -> usize {
+        self.threads.load(Relaxed).max(1) as usize
+    }
+
+    pub fn set_threads(&self, n: usize) {
+        self.threads.store(n.max(1) as u64, Relaxed);
     }
 
     pub fn max_lag(&self) -> Option<Duration> {
@@ -165,6 +177,7 @@ impl Control {
                 "user": self.user_throttled(),
             },
             "chunk_time_ms": self.chunk_time().as_millis() as u64,
+            "threads": self.threads(),
             "chunk_rows": stats.chunk_rows.load(Relaxed),
             "max_lag_ms": self.max_lag().map(|d| d.as_millis() as u64),
             "max_load": self.max_load(),

@@ -70,10 +70,24 @@ pub struct ChunkTracker {
 /// How far the copy has committed, and the keys of committed chunks that the copy
 /// left to the apply ([`crate::engine::Copied::recheck`]): one lock, so a
 /// checkpoint never records a chunk as done without the keys it still owes.
+///
+/// Copy workers commit chunks out of order: `issued` holds every chunk handed
+/// out past the committed prefix, in key order; the prefix moves `mark.upto`
+/// as its chunks commit, and the committed ones beyond it are `mark.ahead`.
 #[derive(Debug, Default)]
 struct Progress {
     mark: CopyMark,
+    issued: std::collections::VecDeque<Issued>,
+    /// Ranges a resumed run found committed beyond `upto`, not yet reached.
+    resumed: std::collections::VecDeque<KeyRange>,
     recheck: Vec<Key>,
+}
+
+#[derive(Debug)]
+struct Issued {
+    id: u64,
+    range: KeyRange,
+    committed: bool,
 }
 
 /// The copy's committed progress.
@@ -81,9 +95,36 @@ struct Progress {
 pub struct CopyMark {
     /// The copy's last key, fixed when it starts.
     pub end: Option<Key>,
-    /// Last key of the last committed chunk.
+    /// Last key of the committed prefix: every chunk up to it has committed.
     pub upto: Option<Key>,
+    /// Chunks committed beyond `upto` (workers finish out of order), in key order.
+    pub ahead: Vec<KeyRange>,
     pub done: bool,
+}
+
+impl Progress {
+    /// Moves `upto` over the committed chunks at the front.
+    fn advance(&mut self) {
+        while self.issued.front().is_some_and(|c| c.committed) {
+            if let Some(c) = self.issued.pop_front() {
+                self.mark.upto = Some(c.range.upto);
+            }
+        }
+    }
+
+    fn mark(&self) -> CopyMark {
+        let mut ahead: Vec<KeyRange> = self
+            .issued
+            .iter()
+            .filter(|c| c.committed)
+            .map(|c| c.range.clone())
+            .collect();
+        ahead.extend(self.resumed.iter().cloned());
+        CopyMark {
+            ahead,
+            ..self.mark.clone()
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -127,18 +168,74 @@ impl ChunkTracker {
 
     /// How far the copy has committed.
     pub fn copy_mark(&self) -> CopyMark {
-        self.progress().mark.clone()
+        self.progress().mark()
     }
 
+    /// Where the copy starts: a resumed run's `ahead` ranges are skipped when reached.
     pub fn set_copy_mark(&self, mark: CopyMark) {
-        self.progress().mark = mark;
+        let mut p = self.progress();
+        p.resumed = mark.ahead.iter().cloned().collect();
+        p.issued.clear();
+        p.mark = CopyMark {
+            ahead: Vec::new(),
+            ..mark
+        };
     }
 
-    /// A chunk committed: the copy got as far as `mark`, and `recheck` must be re-read.
-    pub fn chunk_committed(&self, mark: CopyMark, recheck: Vec<Key>) {
+    /// The copy's last key is fixed (it starts now).
+    pub fn set_copy_end(&self, end: Key) {
+        self.progress().mark.end = Some(end);
+    }
+
+    /// The next range a resumed run found committed, if any: the chunker stops
+    /// before it and skips it.
+    pub fn next_resumed(&self) -> Option<KeyRange> {
+        self.progress().resumed.front().cloned()
+    }
+
+    /// The chunker reached the next resumed range: it counts as committed here.
+    pub fn skip_resumed(&self) {
         let mut p = self.progress();
-        p.mark = mark;
+        if let Some(range) = p.resumed.pop_front() {
+            p.issued.push_back(Issued {
+                id: 0,
+                range,
+                committed: true,
+            });
+            p.advance();
+        }
+    }
+
+    /// Chunk `id` (from [`ChunkTracker::begin`]) covers `range`; call in key order.
+    pub fn issue(&self, id: u64, range: KeyRange) {
+        self.progress().issued.push_back(Issued {
+            id,
+            range,
+            committed: false,
+        });
+    }
+
+    /// Chunk `id` committed: `recheck` must be re-read.
+    pub fn chunk_committed(&self, id: u64, recheck: Vec<Key>) {
+        let mut p = self.progress();
+        if let Some(chunk) = p.issued.iter_mut().find(|c| c.id == id && !c.committed) {
+            chunk.committed = true;
+        }
         p.recheck.extend(recheck);
+        p.advance();
+    }
+
+    /// There was nothing to copy (an empty table, or a resumed run's copy was done).
+    pub fn copy_finished_empty(&self) {
+        let mut p = self.progress();
+        p.resumed.clear();
+        p.mark.done = true;
+    }
+
+    /// Nothing is left to copy: the committed prefix reached the end.
+    pub fn copy_finished(&self) {
+        let mut p = self.progress();
+        p.mark.done = p.issued.is_empty() && p.resumed.is_empty();
     }
 
     /// The keys committed chunks left to the apply, removed from here.
@@ -149,7 +246,7 @@ impl ChunkTracker {
     /// How far the copy has committed, with the keys it left to the apply.
     pub fn checkpoint(&self) -> (CopyMark, Vec<Key>) {
         let p = self.progress();
-        (p.mark.clone(), p.recheck.clone())
+        (p.mark(), p.recheck.clone())
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, Progress> {
@@ -232,6 +329,62 @@ mod tests {
         let mut all: Vec<_> = first.into_iter().chain(rest).collect();
         all.sort();
         assert_eq!(all, vec![k("1"), k("2"), k("3")]);
+    }
+
+    #[test]
+    fn chunks_committed_out_of_order_move_the_mark_over_the_committed_prefix() {
+        let t = ChunkTracker::default();
+        t.set_copy_mark(CopyMark {
+            end: Some(k("9")),
+            ..CopyMark::default()
+        });
+        let ids: Vec<u64> = [range("0", "3"), range("3", "6"), range("6", "9")]
+            .into_iter()
+            .map(|r| {
+                let id = t.begin(r.clone());
+                t.issue(id, r);
+                id
+            })
+            .collect();
+        t.chunk_committed(ids[2], vec![]);
+        t.chunk_committed(ids[1], vec![k("4")]);
+        let (mark, recheck) = t.checkpoint();
+        assert_eq!(mark.upto, None, "the first chunk still runs");
+        assert_eq!(mark.ahead, vec![range("3", "6"), range("6", "9")]);
+        assert_eq!(recheck, vec![k("4")]);
+        t.chunk_committed(ids[0], vec![]);
+        t.copy_finished();
+        let mark = t.copy_mark();
+        assert_eq!(
+            (mark.upto, mark.ahead, mark.done),
+            (Some(k("9")), vec![], true)
+        );
+    }
+
+    #[test]
+    fn a_resumed_mark_keeps_its_ranges_ahead_until_the_chunker_reaches_them() {
+        let t = ChunkTracker::default();
+        t.set_copy_mark(CopyMark {
+            end: Some(k("9")),
+            upto: Some(k("3")),
+            ahead: vec![range("6", "9")],
+            done: false,
+        });
+        assert_eq!(t.next_resumed(), Some(range("6", "9")));
+        let id = t.begin(range("3", "6"));
+        t.issue(id, range("3", "6"));
+        assert_eq!(
+            t.copy_mark().ahead,
+            vec![range("6", "9")],
+            "saved again as is"
+        );
+        t.skip_resumed();
+        assert_eq!(t.copy_mark().upto, Some(k("3")));
+        t.chunk_committed(id, vec![]);
+        t.copy_finished();
+        let mark = t.copy_mark();
+        assert_eq!((mark.upto, mark.done), (Some(k("9")), true));
+        assert_eq!(t.next_resumed(), None);
     }
 
     #[test]

@@ -358,6 +358,7 @@ impl<B: Backend> Run<B> {
         let cp = &mut self.checkpoint;
         cp.copy_end = mark.end;
         cp.copied_upto = mark.upto;
+        cp.copied_ahead = mark.ahead;
         cp.copy_done = mark.done;
         cp.rows_copied =
             self.stats.rows_resumed.load(Relaxed) + self.stats.rows_copied.load(Relaxed);
@@ -388,6 +389,7 @@ impl<B: Backend> Run<B> {
         self.tracker.set_copy_mark(CopyMark {
             end: cp.copy_end.clone(),
             upto: cp.copied_upto.clone(),
+            ahead: cp.copied_ahead.clone(),
             done: cp.copy_done,
         });
         self.dirty.extend(cp.pending.iter().cloned());

@@ -71,6 +71,8 @@ pub struct Stats {
     /// Rows an interrupted run had copied before this one resumed it.
     pub rows_resumed: AtomicU64,
     pub chunks: AtomicU64,
+    /// Most copy chunks in flight at once (the copy workers' overlap).
+    pub chunks_in_flight_peak: AtomicU64,
     pub events_read: AtomicU64,
     pub keys_applied: AtomicU64,
     pub dirty_waiting: AtomicU64,
@@ -117,6 +119,7 @@ impl Default for Stats {
             rows_copied: AtomicU64::new(0),
             rows_resumed: AtomicU64::new(0),
             chunks: AtomicU64::new(0),
+            chunks_in_flight_peak: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
             keys_applied: AtomicU64::new(0),
             dirty_waiting: AtomicU64::new(0),
@@ -252,6 +255,7 @@ impl Stats {
                 0.0
             },
             chunks: self.chunks.load(Relaxed),
+            chunks_in_flight_peak: self.chunks_in_flight_peak.load(Relaxed),
             events_read: self.events_read.load(Relaxed),
             keys_applied: self.keys_applied.load(Relaxed),
             max_apply_lag_ms: self.max_apply_lag_ms.load(Relaxed),
@@ -279,6 +283,8 @@ pub struct Summary {
     pub copy_time: Duration,
     pub copy_rows_per_sec: f64,
     pub chunks: u64,
+    /// Most chunks in flight at once.
+    pub chunks_in_flight_peak: u64,
     pub events_read: u64,
     pub keys_applied: u64,
     pub max_apply_lag_ms: u64,
@@ -311,6 +317,7 @@ impl Summary {
             "copy_ms": self.copy_time.as_millis() as u64,
             "copy_rows_per_sec": self.copy_rows_per_sec.round(),
             "chunks": self.chunks,
+            "chunks_in_flight_peak": self.chunks_in_flight_peak,
             "events_read": self.events_read,
             "keys_applied": self.keys_applied,
             "max_apply_lag_ms": self.max_apply_lag_ms,

@@ -33,8 +33,8 @@ pub mod sql;
 pub mod triggers;
 pub mod verify;
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -67,7 +67,10 @@ type Slot = Mutex<Option<Conn>>;
 #[derive(Default)]
 struct Sessions {
     ctrl: Slot,
+    /// The chunker's: `copy_end`, `next_chunk`.
     copy: Slot,
+    /// One per copy worker.
+    copies: std::sync::Mutex<Vec<Arc<Slot>>>,
     apply: Slot,
     beat: Slot,
     killer: Slot,
@@ -167,6 +170,10 @@ impl MyBackend {
             }
             Err(e) => tracing::error!("{e:#}"),
         }
+    }
+
+    fn copy_slots(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
+        self.s.copies.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn table(&self) -> anyhow::Result<&Table> {
@@ -292,6 +299,12 @@ impl Backend for MyBackend {
     }
 
     async fn close(&self) {
+        let copies: Vec<Arc<Slot>> = std::mem::take(&mut *self.copy_slots());
+        for slot in copies {
+            if let Some(c) = slot.lock().await.take() {
+                let _ = c.disconnect().await;
+            }
+        }
         for slot in [
             &self.s.copy,
             &self.s.apply,
@@ -371,9 +384,22 @@ impl Backend for MyBackend {
         rows::next_chunk(&mut c, sql, after.as_ref(), &end, rows).await
     }
 
-    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<Copied> {
+    async fn copy_sessions(&self, n: usize) -> anyhow::Result<()> {
+        while self.copy_slots().len() < n {
+            let c = conn::connect(&self.spec.dsn, "copy worker").await?;
+            self.copy_slots().push(Arc::new(Mutex::new(Some(c))));
+        }
+        Ok(())
+    }
+
+    async fn copy_range(&self, worker: usize, range: KeyRange) -> anyhow::Result<Copied> {
         let sql = &self.shape()?.sql;
-        rows::copy_range(&mut *take(&self.s.copy, "copy").await?, sql, &range).await
+        let slot = self
+            .copy_slots()
+            .get(worker)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("copy worker {worker} has no session"))?;
+        rows::copy_range(&mut *take(&slot, "copy worker").await?, sql, &range).await
     }
 
     async fn poll_changes(&self, max_events: u64) -> anyhow::Result<ChangeBatch> {

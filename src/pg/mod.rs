@@ -54,7 +54,10 @@ use shadow::Shape;
 #[derive(Default)]
 struct Sessions {
     ctrl: Option<Arc<Client>>,
+    /// The chunker's (`copy_end`, `next_chunk`) and the fence's.
     copy: Option<Arc<Client>>,
+    /// One per copy worker.
+    copies: Vec<Arc<Client>>,
     apply: Option<Arc<Client>>,
     capture: Option<Arc<Client>>,
     heartbeat: Option<Arc<Client>>,
@@ -123,6 +126,14 @@ impl PgBackend {
         pick(&s)
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the {name} session is closed"))
+    }
+
+    fn copy_workers(&self) -> usize {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .copies
+            .len()
     }
 
     fn ctrl(&self) -> anyhow::Result<Arc<Client>> {
@@ -298,8 +309,27 @@ impl Backend for PgBackend {
         rows::next_chunk(&copy, &self.shape()?.sql, after.as_ref(), &end, rows).await
     }
 
-    async fn copy_range(&self, range: KeyRange) -> anyhow::Result<Copied> {
-        let copy = self.session(|s| &s.copy, "copy")?;
+    async fn copy_sessions(&self, n: usize) -> anyhow::Result<()> {
+        while self.copy_workers() < n {
+            let c = conn::connect(&self.spec.dsn, "copy worker").await?;
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .copies
+                .push(c);
+        }
+        Ok(())
+    }
+
+    async fn copy_range(&self, worker: usize, range: KeyRange) -> anyhow::Result<Copied> {
+        let copy = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .copies
+            .get(worker)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("copy worker {worker} has no session"))?;
         rows::copy_range(&copy, &self.shape()?.sql, &range).await
     }
 

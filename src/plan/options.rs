@@ -22,6 +22,8 @@ pub struct RunOptions {
     pub initial_chunk_rows: u64,
     /// Hard cap on copied rows per second.
     pub max_rows_per_sec: Option<u64>,
+    /// Copy workers at the start (`ctl threads=N` changes it live).
+    pub threads: usize,
     /// Longest wait for the cutover lock in one attempt; the application waits at most this long.
     pub cutover_lock_timeout: Duration,
     /// Attempts before giving up on the cutover (the run then fails cleanly).
@@ -63,6 +65,7 @@ impl RunOptions {
             chunk_time: engine.chunk_time(),
             initial_chunk_rows: 1000,
             max_rows_per_sec: None,
+            threads: 1,
             cutover_lock_timeout: engine.cutover_lock_timeout(),
             cutover_attempts: 30,
             cutover_drain_timeout: Duration::from_secs(2),
