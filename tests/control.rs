@@ -17,6 +17,8 @@ use wraith::plan::{RunOptions, ThrottleOptions};
 
 const STATUS_FIELDS: &[&str] = &[
     "phase",
+    "threads",
+    "copy_workers",
     "elapsed_secs",
     "rows_copied",
     "rows_estimate",
@@ -101,6 +103,18 @@ async fn flag_file_status_chunk_time_and_abort(mut env: Env) {
     })
     .await;
     assert_eq!(s["chunk_time_ms"], 5, "{s}");
+    // Copy workers come and go with `threads`.
+    for n in [3u64, 1] {
+        let reply = wraith_ok(&["ctl", socket_arg, &format!("threads={n}")]);
+        assert!(reply.starts_with("ok"), "{reply}");
+        let s = wait_status(&socket, Duration::from_secs(10), |s| {
+            s["copy_workers"].as_u64() == Some(n)
+        })
+        .await;
+        assert_eq!(s["threads"], n, "{s}");
+    }
+    let bad = wraith(&["ctl", socket_arg, "threads=0"]);
+    assert_eq!(bad.status.code(), Some(2), "no copy thread is refused");
     let bad = wraith(&["ctl", socket_arg, "chunk-time=soon"]);
     assert_eq!(bad.status.code(), Some(2), "a bad value is refused");
     let bad = wraith(&["ctl", socket_arg, "explode"]);

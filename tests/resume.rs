@@ -69,13 +69,15 @@ fn spawn_throttled(args: &[String], log: &tempfile::NamedTempFile) -> std::proce
         .expect("start wraith")
 }
 
-/// kill -9 mid-copy, then `--resume`. The run finishes where
-/// the killed one stopped (it copies fewer rows than the table has) and equals the
+/// kill -9 mid-copy of four copy workers, then `--resume` with four. The run
+/// finishes where the killed one stopped (it copies fewer rows than the table
+/// has, skipping chunks the workers committed out of order) and equals the
 /// mirror. Without `--resume`, the interrupted migration is refused with both ways on.
 async fn killed_mid_copy_then_resumed(mut env: Env) {
     let rows = 30_000;
     let load = Load::start(&mut env, rows, true).await;
-    let args = items_migrate_args(&env);
+    let mut args = items_migrate_args(&env);
+    args.extend(["--threads".to_string(), "4".to_string()]);
     let resume: Vec<String> = args
         .iter()
         .cloned()

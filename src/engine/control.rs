@@ -178,6 +178,7 @@ impl Control {
             },
             "chunk_time_ms": self.chunk_time().as_millis() as u64,
             "threads": self.threads(),
+            "copy_workers": stats.copy_workers.load(Relaxed),
             "chunk_rows": stats.chunk_rows.load(Relaxed),
             "max_lag_ms": self.max_lag().map(|d| d.as_millis() as u64),
             "max_load": self.max_load(),

@@ -121,6 +121,10 @@ pub(crate) async fn copy_all<B: Backend>(
                 }
             }
         }
+        shared
+            .stats
+            .copy_workers
+            .store(running.iter().filter(|on| **on).count() as u64, Relaxed);
         tokio::select! {
             joined = workers.join_next() => match joined {
                 None => break,
@@ -137,6 +141,7 @@ pub(crate) async fn copy_all<B: Backend>(
             break;
         }
     }
+    shared.stats.copy_workers.store(0, Relaxed);
     if shared.control.aborted() {
         // The run reports why (user or guard) at its next check.
         return Ok(());

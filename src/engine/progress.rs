@@ -73,6 +73,8 @@ pub struct Stats {
     pub chunks: AtomicU64,
     /// Most copy chunks in flight at once (the copy workers' overlap).
     pub chunks_in_flight_peak: AtomicU64,
+    /// Copy workers running now.
+    pub copy_workers: AtomicU64,
     pub events_read: AtomicU64,
     pub keys_applied: AtomicU64,
     pub dirty_waiting: AtomicU64,
@@ -120,6 +122,7 @@ impl Default for Stats {
             rows_resumed: AtomicU64::new(0),
             chunks: AtomicU64::new(0),
             chunks_in_flight_peak: AtomicU64::new(0),
+            copy_workers: AtomicU64::new(0),
             events_read: AtomicU64::new(0),
             keys_applied: AtomicU64::new(0),
             dirty_waiting: AtomicU64::new(0),
