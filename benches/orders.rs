@@ -19,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         window: Duration::from_secs(5),
         offline_baseline: true,
         migrate_args: Vec::new(),
+        threads: vec![1, 2],
         dsn: None,
         json: false,
         wraith: Some(env!("CARGO_BIN_EXE_wraith").into()),

@@ -371,6 +371,10 @@ pub struct BenchArgs {
     /// triggers) to measure, e.g. 0,1,5.
     #[arg(long, value_delimiter = ',', default_value = "0,1,5")]
     pub dependents: Vec<usize>,
+    /// Also time wraith at idle with each of these copy thread counts (e.g. 1,2,4),
+    /// each on its own copy of the data: the scaling table.
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
     /// --scenario dependents: migrations per number (the median is reported).
     #[arg(long, default_value_t = 3)]
     pub runs: usize,

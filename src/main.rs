@@ -275,6 +275,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.threads.contains(&0) {
+        return Err(bad_input(
+            "--threads 0: each count needs at least 1 copy thread (e.g. --threads 1,2,4)",
+        ));
+    }
     let dsn = args.dsn.as_deref().map(Dsn::parse).transpose()?;
     let scenario = match args.scenario {
         BenchKind::Orders => BenchScenario::Orders,
@@ -310,6 +315,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
         .collect(),
+        threads: args.threads,
         dsn,
         wraith: None,
         json: args.json,

@@ -55,6 +55,23 @@ pub fn print_report(r: &serde_json::Value) {
             r["idle_peak_rss_mb"]
         );
     }
+    if let Some(rows) = r["threads_scaling"].as_array().filter(|a| !a.is_empty()) {
+        println!(
+            "  copy threads at idle:  threads   copy ms   rows/s     MB/s   speedup   verify (% of copy)"
+        );
+        for t in rows {
+            println!(
+                "                         {:>7} {:>9.0} {:>8.0} {:>8.1} {:>8.2}x {:>8.0} ms ({:.0}%)",
+                t["threads"],
+                f(&t["copy_ms"]),
+                f(&t["copy_rows_per_sec"]),
+                f(&t["copy_mb_per_sec"]),
+                f(&t["copy_speedup"]),
+                f(&t["verify_ms"]),
+                100.0 * f(&t["verify_share_of_copy"])
+            );
+        }
+    }
     println!(
         "  wraith under {} tx/s:         {:>8.0} ms; copy {:.0} rows/s ({:.1} MB/s); apply {:.0} keys/s; peak memory {} MB",
         r["workload_tps_target"],

@@ -168,6 +168,8 @@ pub struct BenchConfig {
     pub offline_baseline: bool,
     /// Extra `wraith migrate` arguments for the loaded run (rate cap, throttle limits).
     pub migrate_args: Vec<String>,
+    /// Copy thread counts to time at idle, each on its own database (`--threads 1,2,4`).
+    pub threads: Vec<usize>,
     /// An existing server instead of a scratch one.
     pub dsn: Option<Dsn>,
     pub json: bool,
@@ -451,6 +453,8 @@ async fn measure(
     let bytes = scenario.load(engine, &idle_dsn, cfg.rows, false).await?;
     let idle = migrate_child(cfg.wraith.as_deref(), &idle_dsn, spec_path, &[]).await?;
 
+    let scaling = threads_scaling(cfg, server, spec_path, say).await?;
+
     say(&format!(
         "bench: workload at {} tx/s ({} sessions): {} s before, during, {} s after",
         cfg.tps,
@@ -513,6 +517,7 @@ async fn measure(
         "idle_ratio_vs_offline": ratio(idle_total),
         "idle_ratio_without_verification": ratio(idle_total - idle_verify),
         "idle_peak_rss_mb": idle.peak_rss_kb / 1024,
+        "threads_scaling": scaling,
         "loaded": loaded.summary,
         "loaded_wall_ms": ms(loaded_wall).round(),
         "loaded_migrate_args": cfg.migrate_args.join(" "),
@@ -537,6 +542,44 @@ async fn measure(
         "rows_differing_from_mirror": diff,
         "pt_osc_loaded": pt_osc_loaded,
     }))
+}
+
+/// wraith at idle with each of `cfg.threads` copy threads, each on a database of
+/// its own: copy and verification time, rows/s and MB/s, and the speedup over
+/// the first count.
+async fn threads_scaling(
+    cfg: &BenchConfig,
+    server: &mut Server,
+    spec_path: &str,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let engine = server.engine();
+    let num = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    let mut first_copy_ms = None;
+    for &n in &cfg.threads {
+        say(&format!("bench: wraith at idle with {n} copy threads"));
+        let dsn = server.database(&format!("threads_{n}")).await?;
+        let bytes = cfg.scenario.load(engine, &dsn, cfg.rows, false).await?;
+        let args = ["--threads".to_string(), n.to_string()];
+        let run = migrate_child(cfg.wraith.as_deref(), &dsn, spec_path, &args).await?;
+        let s = &run.summary;
+        let copy_ms = num(s, "copy_ms").max(0.001);
+        let first = *first_copy_ms.get_or_insert(copy_ms);
+        out.push(serde_json::json!({
+            "threads": n,
+            "total_ms": num(s, "total_ms"),
+            "copy_ms": num(s, "copy_ms"),
+            "verify_ms": num(s, "verify_ms"),
+            "verify_share_of_copy": num(s, "verify_ms") / copy_ms,
+            "copy_rows_per_sec": num(s, "copy_rows_per_sec"),
+            "copy_mb_per_sec": bytes as f64 / 1048576.0 / (copy_ms / 1000.0),
+            "copy_speedup": first / copy_ms,
+            "chunks_in_flight_peak": num(s, "chunks_in_flight_peak"),
+            "peak_rss_mb": run.peak_rss_kb / 1024,
+        }));
+    }
+    Ok(out)
 }
 
 /// pt-online-schema-change under the same workload on the same data: how long it

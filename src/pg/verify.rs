@@ -2,11 +2,15 @@
 //! column mapping applied) against a target table, under one exported snapshot
 //! shared by the worker sessions.
 //!
-//! A row's hash is `hashtextextended(ROW(...)::text, 0)` over the compared
-//! columns; the source side casts each expression to the target column's type, so
-//! values are compared as the target stores them (jsonb key order, numeric scale,
-//! bigint vs int are normalized; NULL and '' or -0 and 0 are not). A span's hash is
-//! the sum of its rows' hashes, so order does not matter.
+//! A row's hash is `hash_record_extended(ROW(...), 0)` over the compared columns,
+//! each hashed in binary where its type's hash follows its equality closely
+//! (integers, numeric, booleans, dates and timestamps, uuid, bytea, jsonb), and as
+//! its text in the "C" collation otherwise (see [`hash_input`]): no row is turned
+//! into text as a whole, which cost most of the checksum. The source side casts
+//! each expression to the target column's type, so values are compared as the
+//! target stores them (jsonb key order, numeric scale, bigint vs int are
+//! normalized; NULL and '' or -0 and 0 are not). A span's hash is the sum of its
+//! rows' hashes (`int8` summed in 128 bits), so order does not matter.
 
 use crate::dsn::Dsn;
 use std::sync::{Arc, Mutex};
@@ -55,9 +59,12 @@ impl Verifier {
             key,
             exprs: pairs
                 .iter()
-                .map(|(e, _, t)| format!("CAST(({e}) AS {t})"))
+                .map(|(e, _, t)| hash_input(&format!("CAST(({e}) AS {t})"), t))
                 .collect(),
-            columns: pairs.iter().map(|(_, c, _)| ident(c)).collect(),
+            columns: pairs
+                .iter()
+                .map(|(_, c, t)| hash_input(&ident(c), t))
+                .collect(),
             workers: Mutex::new(Vec::new()),
             exporter: Mutex::new(None),
         }
@@ -116,7 +123,40 @@ impl Verifier {
     }
 
     fn row_hash(cols: &[String]) -> String {
-        format!("hashtextextended(ROW({})::text, 0)", cols.join(", "))
+        format!("hash_record_extended(ROW({}), 0)", cols.join(", "))
+    }
+}
+
+/// How a value of type `ty` (as `format_type` names it) enters the row hash:
+/// itself where the type's hash tells apart what a copy could get wrong, else its
+/// text in the "C" collation: floats (-0 equals 0), intervals ('1 day' equals
+/// '24 hours'), strings (a nondeterministic collation hashes them case-blind),
+/// arrays, and types without a hash function or unknown here.
+fn hash_input(expr: &str, ty: &str) -> String {
+    let base = ty.split('(').next().unwrap_or(ty).trim();
+    let binary = matches!(
+        base,
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "numeric"
+            | "boolean"
+            | "date"
+            | "time without time zone"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "uuid"
+            | "bytea"
+            | "jsonb"
+            | "oid"
+    ) && !ty.ends_with(']');
+    // `timestamp(3) with time zone`: the typmod sits inside the name.
+    let binary =
+        binary || (!ty.ends_with(']') && (ty.starts_with("timestamp(") || ty.starts_with("time(")));
+    if binary {
+        expr.to_string()
+    } else {
+        format!("({expr})::text COLLATE \"C\"")
     }
 }
 
@@ -248,7 +288,7 @@ impl Checksums for Verifier {
         let c = self.worker(worker)?;
         let params = Self::span_params(&span);
         let sum = |cols: &[String]| match mode {
-            Mode::Checksum => format!("coalesce(sum({}::numeric), 0)::text", Self::row_hash(cols)),
+            Mode::Checksum => format!("coalesce(sum({}), 0)::text", Self::row_hash(cols)),
             _ => "''".to_string(),
         };
         let source = format!(
@@ -393,4 +433,37 @@ pub async fn verify_tables(
     let report = crate::verify::tables(&verifier, &skipped, mode, workers).await;
     verifier.close();
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_input;
+
+    #[test]
+    fn values_hash_in_binary_only_where_equality_keeps_what_a_copy_could_change() {
+        for ty in [
+            "integer",
+            "bigint",
+            "numeric(12,2)",
+            "timestamp(3) with time zone",
+            "timestamp with time zone",
+            "jsonb",
+            "uuid",
+        ] {
+            assert_eq!(hash_input("x", ty), "x", "{ty}");
+        }
+        for ty in [
+            "double precision",
+            "real",
+            "interval",
+            "text",
+            "character varying(80)",
+            "integer[]",
+            "json",
+            "point",
+            "public.mood",
+        ] {
+            assert_eq!(hash_input("x", ty), "(x)::text COLLATE \"C\"", "{ty}");
+        }
+    }
 }
