@@ -100,7 +100,8 @@ pub(crate) async fn copy_all<B: Backend>(
         started: Instant::now(),
     });
     let mut workers = JoinSet::new();
-    let mut running = vec![false; 0];
+    // Which worker indices run now.
+    let mut running: Vec<bool> = Vec::new();
     loop {
         let exhausted = shared.chunker.lock().await.exhausted;
         if !exhausted && !shared.control.aborted() {

@@ -23,9 +23,8 @@ pub async fn remove(c: &mut Conn, n: &Names, keep_shadow: bool) -> anyhow::Resul
         .map(|(t, _)| t)
         .collect();
     // Moves a swap could not finish stay recorded for `wraith cleanup`.
-    let moves_left = present.contains(&n.changelog)
-        && cutover::Recorded::read(c, n).await?.is_some()
-        && cutover::swapped(c, n).await?;
+    let moves_left =
+        present.contains(&n.changelog) && cutover::Recorded::left(c, n).await?.is_some();
     if !keep_shadow && present.contains(&n.shadow) {
         c.query_drop(format!("DROP TABLE IF EXISTS {}", n.shadow_q()))
             .await
@@ -61,9 +60,9 @@ pub async fn cleanup_command(spec: &MigrationSpec) -> anyhow::Result<Vec<String>
     let mut removed = Vec::new();
     if ours {
         // A run stopped between the RENAME and the last move: finish the moves first.
-        if cutover::Recorded::read(&mut c, &names).await?.is_some() {
+        if let Some(recorded) = cutover::Recorded::left(&mut c, &names).await? {
             let mut killer = conn::connect(&spec.dsn, "cleanup watch").await?;
-            let moved = cutover::finish_recorded(&mut c, &mut killer, &names).await;
+            let moved = cutover::finish_recorded(&mut c, &mut killer, &names, recorded).await;
             let _ = killer.disconnect().await;
             for stmt in moved? {
                 tracing::warn!("finished moving to the new table: {stmt}");

@@ -249,6 +249,15 @@ impl Recorded {
             .transpose()
     }
 
+    /// The recorded moves of a swap that committed without finishing them (the
+    /// moves run only after the RENAME: without a swap nothing was moved).
+    pub async fn left(c: &mut Conn, names: &Names) -> anyhow::Result<Option<Recorded>> {
+        match Recorded::read(c, names).await? {
+            Some(r) if swapped(c, names).await? => Ok(Some(r)),
+            _ => Ok(None),
+        }
+    }
+
     pub async fn forget(c: &mut Conn, names: &Names) -> anyhow::Result<()> {
         c.exec_drop(
             format!("DELETE FROM {} WHERE id = ?", names.changelog_q()),
@@ -270,15 +279,8 @@ pub async fn finish_recorded(
     c: &mut Conn,
     killer: &mut Conn,
     names: &Names,
+    recorded: Recorded,
 ) -> anyhow::Result<Vec<String>> {
-    let Some(recorded) = Recorded::read(c, names).await? else {
-        return Ok(Vec::new());
-    };
-    // The moves run only after the RENAME: no swap, nothing was moved.
-    if !swapped(c, names).await? {
-        Recorded::forget(c, names).await?;
-        return Ok(Vec::new());
-    }
     let lock = &recorded.lock;
     if !lock_within(c, killer, lock, Duration::from_secs(5)).await? {
         return Err(anyhow::anyhow!(

@@ -351,7 +351,7 @@ pub async fn leftovers(
     if let Some((_, comment)) = present.iter().find(|(t, _)| *t == n.old)
         && comment != cutover::SENTRY_COMMENT
     {
-        if ours && cutover::Recorded::read(c, n).await?.is_some() && !has(&n.shadow) {
+        if ours && cutover::Recorded::left(c, n).await?.is_some() {
             return Err(bad_input(format!(
                 "an earlier run swapped {} but stopped before its triggers and foreign keys moved \
                  from {}: run `wraith cleanup --table {}` to move them (it names what it ran)",
