@@ -108,3 +108,87 @@ async fn gives_up_cleanly_when_the_lock_never_comes() {
 }
 
 on_postgres_versions!(cutover_retries_while_a_transaction_holds_the_table,);
+
+/// The shadow's foreign keys lock the tables they reference; an autovacuum (or
+/// ANALYZE) of one holds SHARE UPDATE EXCLUSIVE, which conflicts. Building the
+/// shadow waits at most the lock timeout each time and tries again, in the dry
+/// run's preflight and in the run, instead of failing the run as bad input.
+#[tokio::test]
+async fn shadow_build_retries_while_a_referenced_table_is_vacuumed() {
+    let db = db().await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE parent (id int PRIMARY KEY); INSERT INTO parent SELECT generate_series(1, 10); \
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id), v text); \
+             INSERT INTO child SELECT g, 1 + g % 10, 'v' FROM generate_series(1, 200) g;",
+        )
+        .await
+        .unwrap();
+    let options = |execute| RunOptions {
+        execute,
+        cutover_lock_timeout: Duration::from_millis(50),
+        cutover_attempts: 100,
+        ..RunOptions::for_engine(Engine::Postgres)
+    };
+    let alter = "ADD COLUMN w int";
+
+    let released = hold_parent(&db, 2).await;
+    let dry = migrate(spec(&db.dsn, "child", alter, &[], options(false))).await;
+    assert!(
+        matches!(dry, Ok(Outcome::Planned(_))),
+        "the dry run waits for the lock: {dry:?}"
+    );
+    released.await.unwrap();
+
+    let released = hold_parent(&db, 2).await;
+    let run = migrate(spec(&db.dsn, "child", alter, &[], options(true))).await;
+    released.await.unwrap();
+    assert!(
+        matches!(run, Ok(Outcome::Migrated(..))),
+        "the run waits for the lock: {run:?}"
+    );
+    assert!(scalar_bool(&db.client, "SELECT count(*) = 200 FROM child").await);
+    db.client
+        .batch_execute("DROP TABLE _child_old")
+        .await
+        .unwrap();
+
+    // A lock that never comes: a clear error, nothing created.
+    let released = hold_parent(&db, 5).await;
+    let err = migrate(spec(
+        &db.dsn,
+        "child",
+        "ADD COLUMN x int",
+        &[],
+        RunOptions {
+            cutover_attempts: 2,
+            ..options(true)
+        },
+    ))
+    .await
+    .expect_err("the lock never comes");
+    released.await.unwrap();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("was not granted") && text.contains("--cutover-lock-timeout"),
+        "{text}"
+    );
+    assert!(
+        leftovers(&db.client).await.is_empty(),
+        "{:?}",
+        leftovers(&db.client).await
+    );
+}
+
+/// Holds what autovacuum and ANALYZE take on `parent` for `secs`.
+async fn hold_parent(db: &Db, secs: u64) -> tokio::task::JoinHandle<()> {
+    let blocker = db.pg.connect("app").await.unwrap();
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE parent IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        blocker.batch_execute("COMMIT").await.unwrap();
+    })
+}

@@ -184,6 +184,17 @@ pub fn db_error(e: tokio_postgres::Error, doing: &str) -> anyhow::Error {
     .into()
 }
 
+/// SQLSTATE `lock_not_available`: `lock_timeout` ran out.
+pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// A lock was not granted within `lock_timeout`: the statement may run again later.
+pub fn is_lock_timeout(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<DbError>()
+            .is_some_and(|d| d.code.as_deref() == Some(LOCK_NOT_AVAILABLE))
+    })
+}
+
 /// Deadlocks and serialization failures: the transaction can simply run again.
 pub fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

@@ -265,13 +265,15 @@ impl Backend for PgBackend {
             self.opts.resume,
         )
         .await?;
-        let shape = shadow::create(
+        let shape = shadow::bounded(
             &ctrl,
             &self.names,
             table,
             &self.alter,
             &self.spec,
             self.opts.cutover_lock_timeout,
+            self.opts.lock_attempts,
+            shadow::Outcome::Commit,
         )
         .await?;
         self.set_verifier(&shape);

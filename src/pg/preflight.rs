@@ -50,24 +50,21 @@ pub async fn run(
     privileges(c, names).await?;
     let definition = definition::read(c, names, table.oid).await?;
     let earlier = leftovers(c, spec, opts, names).await?;
-    c.batch_execute(&format!(
-        "BEGIN; SET LOCAL lock_timeout = {}",
-        opts.cutover_lock_timeout.as_millis().max(1)
-    ))
-    .await
-    .db("starting the preflight transaction")?;
-    if earlier.shadow {
-        // A dry run leaves the earlier attempt's shadow alone: it is only out of the
-        // way inside this transaction, which is rolled back.
-        c.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
-            .await
-            .db("setting aside the earlier attempt's shadow")?;
-    }
-    let shape = shadow::build(c, names, &table, alter, spec).await;
-    c.batch_execute("ROLLBACK")
-        .await
-        .db("rolling back the preflight transaction")?;
-    let shape = shape?;
+    let shape = shadow::bounded(
+        c,
+        names,
+        &table,
+        alter,
+        spec,
+        opts.cutover_lock_timeout,
+        opts.lock_attempts,
+        // A dry run leaves an earlier attempt's shadow alone: it is only out of the
+        // way inside the transaction, which is rolled back.
+        shadow::Outcome::RollBack {
+            set_aside: earlier.shadow,
+        },
+    )
+    .await?;
     let deps = dependents::read(c, names, &table, &shape.mapping, server.0).await?;
     let findings = checks::run(c, names, &table, &spec.checks).await?;
     let mut warnings = deps.warnings.clone();

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use crate::error::bad_input;
 use crate::pg::catalog::{self, Table};
-use crate::pg::conn::{DbError, DbResult, describe};
+use crate::pg::conn::{self, DbError, DbResult, describe};
 use crate::pg::cutover;
 use crate::pg::dependents;
 use crate::pg::names::Names;
@@ -58,6 +58,9 @@ pub async fn build(
 
     for stmt in &spec.prepare {
         c.batch_execute(stmt).await.map_err(|e| {
+            if conn::sqlstate(&e) == Some(conn::LOCK_NOT_AVAILABLE) {
+                return conn::db_error(e, "running the spec's preparatory DDL");
+            }
             bad_input(format!(
                 "the spec's preparatory DDL failed: {}\n  statement: {stmt}",
                 describe(&e)
@@ -126,6 +129,9 @@ pub async fn build(
     for actions in &alter.actions {
         let stmt = format!("ALTER TABLE {shadow} {actions}");
         c.batch_execute(&stmt).await.map_err(|e| {
+            if conn::sqlstate(&e) == Some(conn::LOCK_NOT_AVAILABLE) {
+                return conn::db_error(e, "applying the ALTER to the shadow table");
+            }
             bad_input(format!(
                 "PostgreSQL rejected the ALTER on the shadow table: {}\n  statement: {stmt}",
                 describe(&e)
@@ -383,33 +389,81 @@ async fn unique_indexes(
     Ok(out)
 }
 
-/// Creates the shadow table in one transaction whose DDL waits at most
-/// `lock_timeout` for a lock (the shadow's foreign keys lock the tables they
-/// reference); on failure nothing of it stays.
-pub async fn create(
+/// What [`bounded`] does with the shadow it built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Create it (the run).
+    Commit,
+    /// Only see that it builds (preflight); `set_aside` first drops an earlier
+    /// attempt's shadow inside the transaction, so it stays as it was.
+    RollBack { set_aside: bool },
+}
+
+/// Builds the shadow in one transaction whose DDL waits at most `lock_timeout`
+/// for a lock (the shadow's foreign keys lock the tables they reference; an
+/// autovacuum of one holds a conflicting lock), retried with backoff up to
+/// `attempts` times when not granted; on failure nothing of it stays.
+#[allow(clippy::too_many_arguments)]
+pub async fn bounded(
     ctrl: &Client,
     names: &Names,
     table: &Table,
     alter: &AlterText,
     spec: &MigrationSpec,
     lock_timeout: Duration,
+    attempts: u32,
+    outcome: Outcome,
 ) -> anyhow::Result<Shape> {
-    ctrl.batch_execute(&format!(
-        "BEGIN; SET LOCAL lock_timeout = {}",
-        lock_timeout.as_millis().max(1)
-    ))
-    .await
-    .db("starting the shadow transaction")?;
-    match build(ctrl, names, table, alter, spec).await {
-        Ok(shape) => {
-            ctrl.batch_execute("COMMIT")
-                .await
-                .db("creating the shadow table")?;
-            Ok(shape)
+    let attempts = attempts.max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        ctrl.batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis().max(1)
+        ))
+        .await
+        .db("starting the shadow transaction")?;
+        let built = async {
+            if outcome == (Outcome::RollBack { set_aside: true }) {
+                ctrl.batch_execute(&format!("DROP TABLE {}", names.shadow_q()))
+                    .await
+                    .db("setting aside the earlier attempt's shadow")?;
+            }
+            build(ctrl, names, table, alter, spec).await
         }
-        Err(e) => {
-            let _ = ctrl.batch_execute("ROLLBACK").await;
-            Err(e)
+        .await;
+        match (built, outcome) {
+            (Ok(shape), Outcome::Commit) => {
+                ctrl.batch_execute("COMMIT")
+                    .await
+                    .db("creating the shadow table")?;
+                return Ok(shape);
+            }
+            (built, _) => {
+                ctrl.batch_execute("ROLLBACK")
+                    .await
+                    .db("rolling back the shadow transaction")?;
+                match built {
+                    Err(e) if conn::is_lock_timeout(&e) && attempt < attempts => {
+                        let wait = crate::engine::pacing::cutover_backoff(attempt);
+                        tracing::warn!(
+                            attempt,
+                            "building the shadow: a lock was not granted within {lock_timeout:?} ({e:#}); retrying in {wait:?}"
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) if conn::is_lock_timeout(&e) => {
+                        return Err(e.context(format!(
+                            "building the shadow of {}: a lock was not granted within {lock_timeout:?} in {attempts} \
+                             attempts; nothing was changed. Look for a long transaction on the tables its \
+                             foreign keys reference, or raise --cutover-lock-timeout / --cutover-attempts",
+                            names.src()
+                        )));
+                    }
+                    other => return other,
+                }
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ impl RunOptions {
             resume: self.resume,
             drop_old: self.drop_old,
             cutover_lock_timeout: self.cutover_lock_timeout,
+            lock_attempts: self.cutover_attempts.max(1),
             slot_create_timeout: self.slot_create_timeout,
             faults,
         }
@@ -108,6 +109,8 @@ pub struct BackendOptions {
     pub drop_old: bool,
     /// Bounds the DDL that locks other tables (shadow creation, foreign keys).
     pub cutover_lock_timeout: Duration,
+    /// Attempts at such DDL when its lock is not granted in time (with backoff).
+    pub lock_attempts: u32,
     /// How long creating the change source may wait.
     pub slot_create_timeout: Duration,
     /// Fault points inside the backend's own steps (mid-chunk, before the swap commits).
