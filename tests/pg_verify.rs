@@ -9,15 +9,19 @@ use wraith::engine::faults::Point;
 use wraith::engine::migration::Outcome;
 use wraith::sandbox::PgOptions;
 
-/// A source with json, float, text and NULLs, and a target of the migrated shape.
+/// A source with json, float, text, bits, intervals, arrays and NULLs, and a
+/// target of the migrated shape.
 const SETUP: &str = "
-    CREATE TABLE v (id int PRIMARY KEY, t text, f float8, j json, n int);
+    CREATE TABLE v (id int PRIMARY KEY, t text, f float8, j json, n int, b bit(8), i interval, a float8[]);
     INSERT INTO v SELECT g, CASE WHEN g % 3 = 0 THEN NULL ELSE 't' || g END, (g % 5) * 0.5,
-                         ('{\"b\": ' || g || ', \"a\": \"x\"}')::json, g FROM generate_series(1, 5000) g;
+                         ('{\"b\": ' || g || ', \"a\": \"x\"}')::json, g, (g % 256)::bit(8),
+                         make_interval(days => g % 7), ARRAY[g % 3, 0.5]
+                  FROM generate_series(1, 5000) g;
     UPDATE v SET f = 0.0 WHERE id = 40;";
 
 /// Corrupts a target of v's shape: a changed row, a missing row, an extra row,
-/// '' where the source has NULL, -0 where it has 0. Rewriting a jsonb with its
+/// '' where the source has NULL, -0 where it has 0 (also in an array), a flipped
+/// bit, '24 hours' where it has '1 day'. Rewriting a jsonb with its
 /// keys in another order is not a difference.
 fn corrupt(target: &str) -> String {
     format!(
@@ -26,19 +30,22 @@ fn corrupt(target: &str) -> String {
          INSERT INTO {target} (id, t, f, j, n) VALUES (100000, 'extra', 1, '{{}}', 1);
          UPDATE {target} SET t = '' WHERE id = 30;
          UPDATE {target} SET f = '-0' WHERE id = 40;
-         UPDATE {target} SET j = '{{\"a\": \"x\", \"b\": 50}}'::jsonb WHERE id = 50;"
+         UPDATE {target} SET j = '{{\"a\": \"x\", \"b\": 50}}'::jsonb WHERE id = 50;
+         UPDATE {target} SET b = b # B'00000001' WHERE id = 60;
+         UPDATE {target} SET i = interval '24 hours' WHERE id = 71;
+         UPDATE {target} SET a = ARRAY['-0'::float8, 0.5] WHERE id = 81;"
     )
 }
 
-const DIFFERENT: [i64; 5] = [10, 20, 30, 40, 100000];
+const DIFFERENT: [i64; 8] = [10, 20, 30, 40, 60, 71, 81, 100000];
 
 async fn wraith_verify_flags_exactly_the_real_differences(opts: PgOptions) {
     let db = db_with(opts).await;
     db.client.batch_execute(SETUP).await.unwrap();
     db.client
         .batch_execute(
-            "CREATE TABLE w (id bigint PRIMARY KEY, t text, f float8, j jsonb, n int);
-             INSERT INTO w SELECT id, t, f, j::jsonb, n FROM v;",
+            "CREATE TABLE w (id bigint PRIMARY KEY, t text, f float8, j jsonb, n int, b bit(8), i interval, a float8[]);
+             INSERT INTO w SELECT id, t, f, j::jsonb, n, b, i, a FROM v;",
         )
         .await
         .unwrap();
@@ -95,8 +102,8 @@ async fn migration_repairs_a_corrupted_shadow_before_the_swap(opts: PgOptions) {
     assert_eq!(summary.verify_repaired, DIFFERENT.len() as u64);
     let diff = wraith::bench::workload::diff_count(
         &db.client,
-        "SELECT id::bigint, t, f, j::jsonb, n FROM _v_old",
-        "SELECT id, t, f, j, n FROM v",
+        "SELECT id::bigint, t, f, j::jsonb, n, b, i, a FROM _v_old",
+        "SELECT id, t, f, j, n, b, i, a FROM v",
     )
     .await
     .unwrap();

@@ -4,9 +4,11 @@
 //!
 //! A row's hash is `hash_record_extended(ROW(...), 0)` over the compared columns,
 //! each hashed in binary where its type's hash follows its equality closely
-//! (integers, numeric, booleans, dates and timestamps, uuid, bytea, jsonb), and as
-//! its text in the "C" collation otherwise (see [`hash_input`]): no row is turned
-//! into text as a whole, which cost most of the checksum. The source side casts
+//! (integers, numeric, booleans, dates and timestamps, uuid, bytea, jsonb), else as
+//! its binary wire form (the type's send function: `bit_send`, `float8send`,
+//! `textsend`, `array_send`, …), and as its text in the "C" collation for a type
+//! without one (see [`hash_input`]): no value is turned into text where it need
+//! not be, which cost most of the checksum. The source side casts
 //! each expression to the target column's type, so values are compared as the
 //! target stores them (jsonb key order, numeric scale, bigint vs int are
 //! normalized; NULL and '' or -0 and 0 are not). A span's hash is the sum of its
@@ -34,10 +36,12 @@ pub struct Verifier {
     source: String,
     target: String,
     key: KeyCols,
-    /// Source expressions, cast to the target columns' types.
-    exprs: Vec<String>,
-    /// The target columns they are compared with.
-    columns: Vec<String>,
+    /// (source expression, target column, target column type) for each compared column.
+    pairs: Vec<(String, String, String)>,
+    /// What enters the row hash on each side, known once a session has read the
+    /// types' send functions: source expressions cast to the target columns' types,
+    /// and the target columns they are compared with.
+    inputs: std::sync::OnceLock<Inputs>,
     workers: Mutex<Vec<Arc<Client>>>,
     /// Exports the snapshot the workers import.
     exporter: Mutex<Option<Arc<Client>>>,
@@ -57,14 +61,8 @@ impl Verifier {
             source,
             target,
             key,
-            exprs: pairs
-                .iter()
-                .map(|(e, _, t)| hash_input(&format!("CAST(({e}) AS {t})"), t))
-                .collect(),
-            columns: pairs
-                .iter()
-                .map(|(_, c, t)| hash_input(&ident(c), t))
-                .collect(),
+            pairs,
+            inputs: std::sync::OnceLock::new(),
             workers: Mutex::new(Vec::new()),
             exporter: Mutex::new(None),
         }
@@ -80,6 +78,45 @@ impl Verifier {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+
+    fn inputs(&self) -> anyhow::Result<&Inputs> {
+        self.inputs
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("verification sessions are not connected"))
+    }
+
+    /// Reads the compared types' send functions once, on `c`.
+    async fn resolve_inputs(&self, c: &Client) -> anyhow::Result<()> {
+        if self.inputs.get().is_some() {
+            return Ok(());
+        }
+        let types: Vec<String> = self.pairs.iter().map(|(_, _, t)| t.clone()).collect();
+        let send: std::collections::HashMap<String, String> = c
+            .query(
+                "SELECT n, t.typsend::regproc::text FROM unnest($1::text[]) n \
+                 JOIN pg_type t ON t.oid = to_regtype(n) WHERE t.typsend <> 0",
+                &[&types],
+            )
+            .await
+            .db("reading the compared types' send functions")?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let input = |expr: String, ty: &str| hash_input(&expr, ty, send.get(ty).map(String::as_str));
+        let _ = self.inputs.set(Inputs {
+            source: self
+                .pairs
+                .iter()
+                .map(|(e, _, t)| input(format!("CAST(({e}) AS {t})"), t))
+                .collect(),
+            target: self
+                .pairs
+                .iter()
+                .map(|(_, c, t)| input(ident(c), t))
+                .collect(),
+        });
+        Ok(())
     }
 
     fn worker(&self, i: usize) -> anyhow::Result<Arc<Client>> {
@@ -127,12 +164,19 @@ impl Verifier {
     }
 }
 
+/// The row hash's inputs on each side, one per compared column.
+struct Inputs {
+    source: Vec<String>,
+    target: Vec<String>,
+}
+
 /// How a value of type `ty` (as `format_type` names it) enters the row hash:
 /// itself where the type's hash tells apart what a copy could get wrong, else its
-/// text in the "C" collation: floats (-0 equals 0), intervals ('1 day' equals
-/// '24 hours'), strings (a nondeterministic collation hashes them case-blind),
-/// arrays, and types without a hash function or unknown here.
-fn hash_input(expr: &str, ty: &str) -> String {
+/// binary wire form through the type's `send` function (equal bytes for equal
+/// values, and unlike the type's hash it tells apart -0 and 0, '1 day' and
+/// '24 hours', strings a nondeterministic collation equates; it also serves types
+/// without a hash function, such as bit), else its text in the "C" collation.
+fn hash_input(expr: &str, ty: &str, send: Option<&str>) -> String {
     let base = ty.split('(').next().unwrap_or(ty).trim();
     let binary = matches!(
         base,
@@ -153,10 +197,10 @@ fn hash_input(expr: &str, ty: &str) -> String {
     // `timestamp(3) with time zone`: the typmod sits inside the name.
     let binary =
         binary || (!ty.ends_with(']') && (ty.starts_with("timestamp(") || ty.starts_with("time(")));
-    if binary {
-        expr.to_string()
-    } else {
-        format!("({expr})::text COLLATE \"C\"")
+    match send {
+        _ if binary => expr.to_string(),
+        Some(send) => format!("{send}({expr})"),
+        None => format!("({expr})::text COLLATE \"C\""),
     }
 }
 
@@ -218,6 +262,7 @@ impl Checksums for Verifier {
         while sessions.len() < workers.max(1) {
             sessions.push(conn::connect(&self.dsn, "verify").await?);
         }
+        self.resolve_inputs(&sessions[0]).await?;
         *self.workers.lock().unwrap_or_else(|e| e.into_inner()) = sessions;
         if self
             .exporter
@@ -293,13 +338,13 @@ impl Checksums for Verifier {
         };
         let source = format!(
             "SELECT count(*), {} FROM ONLY {} WHERE {}",
-            sum(&self.exprs),
+            sum(&self.inputs()?.source),
             self.source,
             self.span_cond(&self.key.source, &span)
         );
         let target = format!(
             "SELECT count(*), {} FROM ONLY {} WHERE {}",
-            sum(&self.columns),
+            sum(&self.inputs()?.target),
             self.target,
             self.span_cond(&self.key.shadow, &span)
         );
@@ -343,8 +388,8 @@ impl Checksums for Verifier {
         let sql = format!(
             "SELECT {} FROM ({}) s FULL JOIN ({}) t USING ({}) WHERE s.h IS DISTINCT FROM t.h ORDER BY {} LIMIT {MAX_KEYS}",
             names.join(", "),
-            side(&self.key.source, &self.exprs, &self.source),
-            side(&self.key.shadow, &self.columns, &self.target),
+            side(&self.key.source, &self.inputs()?.source, &self.source),
+            side(&self.key.shadow, &self.inputs()?.target, &self.target),
             names.join(", "),
             names.join(", ")
         );
@@ -450,7 +495,7 @@ mod tests {
             "jsonb",
             "uuid",
         ] {
-            assert_eq!(hash_input("x", ty), "x", "{ty}");
+            assert_eq!(hash_input("x", ty, Some("send")), "x", "{ty}");
         }
         for ty in [
             "double precision",
@@ -463,7 +508,8 @@ mod tests {
             "point",
             "public.mood",
         ] {
-            assert_eq!(hash_input("x", ty), "(x)::text COLLATE \"C\"", "{ty}");
+            assert_eq!(hash_input("x", ty, Some("send")), "send(x)", "{ty}");
+            assert_eq!(hash_input("x", ty, None), "(x)::text COLLATE \"C\"", "{ty}");
         }
     }
 }
