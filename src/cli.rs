@@ -9,6 +9,7 @@ use wraith::Engine;
 use wraith::dsn::{Dsn, PasswordFrom, Sources};
 use wraith::engine::hooks::{HookEvent, Hooks};
 use wraith::error::bad_input;
+use wraith::plan::instant::InstantMode;
 use wraith::plan::{
     MigrationSpec, RunOptions, SpecFile, ThrottleOptions, Transform, parse_duration,
 };
@@ -208,6 +209,14 @@ pub struct MigrateArgs {
     /// Drop the original table after a successful swap (default: keep it as _<table>_old).
     #[arg(long)]
     pub drop_old: bool,
+    /// Apply the ALTER directly, with no copy, when the server can do it as a
+    /// metadata-only change (the dry run says whether it can), through the cutover's
+    /// bounded, retried lock request; refused when it cannot.
+    #[arg(long, conflicts_with = "prefer_instant")]
+    pub instant: bool,
+    /// Like --instant, but rewrite the table online when the change is not metadata-only.
+    #[arg(long)]
+    pub prefer_instant: bool,
     /// Verification before the cutover: off, count (rows per range) or checksum (every row).
     #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
     pub verify: wraith::verify::Mode,
@@ -504,6 +513,11 @@ impl MigrateArgs {
             cutover_attempts: self.cutover_attempts,
             cutover_drain_timeout: self.cutover_drain_timeout,
             drop_old: self.drop_old,
+            instant: match (self.instant, self.prefer_instant) {
+                (true, _) => InstantMode::Require,
+                (_, true) => InstantMode::Prefer,
+                _ => InstantMode::Never,
+            },
             verify: self.verify,
             verify_workers: self.verify_workers.max(1),
             throttle: ThrottleOptions {

@@ -162,7 +162,7 @@ async fn migrate_under_load(
     let stopped = load.stop().await;
     let (plan, summary) = match outcome? {
         Outcome::Migrated(plan, s) => (plan, s),
-        Outcome::Planned(_) | Outcome::AlreadyDone(_) => {
+        Outcome::Planned(_) | Outcome::AlreadyDone(_) | Outcome::AppliedInstantly(_) => {
             anyhow::bail!("the demo migration did not run")
         }
     };

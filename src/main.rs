@@ -168,6 +168,14 @@ async fn run_migration(
             serde_json::json!({ "already_applied": plan.completed, "swapped": false })
         ),
         Outcome::AlreadyDone(plan) => println!("{plan}"),
+        Outcome::AppliedInstantly(plan) if json => println!(
+            "{}",
+            serde_json::json!({ "instant": true, "swapped": false, "table": plan.target })
+        ),
+        Outcome::AppliedInstantly(plan) => println!(
+            "Applied directly as a metadata-only change: {} has its new shape; nothing was copied.",
+            plan.target
+        ),
         Outcome::Migrated(plan, summary) if json => {
             let mut json = summary.to_json();
             json["findings"] = serde_json::json!(plan.findings);

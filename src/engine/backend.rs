@@ -155,6 +155,14 @@ pub trait Backend: Checksums {
     fn confirm(&self, position: String) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Work after the copy that must finish before the swap (validate constraints, statistics).
     fn before_cutover(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// Applies the plan's metadata-only change to the table itself (`--instant`):
+    /// its lock requested for at most `timeout` each time, `attempts` times with
+    /// backoff; when never granted nothing has changed.
+    fn apply_instant(
+        &self,
+        timeout: Duration,
+        attempts: u32,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
     /// Tries to block writes to the source within `timeout`. `false`: not granted, nothing held.
     fn lock_for_cutover(
         &self,

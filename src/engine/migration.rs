@@ -19,6 +19,7 @@ use crate::engine::hooks::{HookEvent, Hooks};
 use crate::engine::throttle;
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
 use crate::error::{Aborted, Stopped, bad_input, is_connection_lost};
+use crate::plan::instant::InstantMode;
 use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
@@ -36,6 +37,8 @@ pub enum Outcome {
     Migrated(Plan, Summary),
     /// This migration was already applied to the table: nothing was done.
     AlreadyDone(Plan),
+    /// The change was metadata-only and applied directly (`--instant`): no copy.
+    AppliedInstantly(Plan),
 }
 
 /// What a caller hands a run besides its options: the live counters it reads,
@@ -84,10 +87,48 @@ pub async fn run<B: Backend>(
     if plan.completed.is_some() {
         return Ok(Outcome::AlreadyDone(plan));
     }
+    let instant = match (opts.instant, &plan.instant) {
+        (InstantMode::Never, _) => false,
+        (_, crate::plan::instant::Instant::MetadataOnly(_)) => true,
+        (InstantMode::Require, why) => {
+            return Err(bad_input(format!(
+                "--instant: {why}; nothing was changed. Leave out --instant (or give \
+                 --prefer-instant) and wraith rewrites the table online"
+            )));
+        }
+        (InstantMode::Prefer, why) => {
+            tracing::info!("{why}: rewriting the table online");
+            false
+        }
+    };
     if !opts.execute {
         return Ok(Outcome::Planned(plan));
     }
     tracing::debug!("plan:\n{plan}");
+    if instant {
+        hooks
+            .run(HookEvent::Start, &stats, None)
+            .await
+            .map_err(|e| bad_input(format!("{e:#}; nothing was changed")))?;
+        stats.set_phase(Phase::Cutover);
+        let applied = backend
+            .apply_instant(opts.cutover_lock_timeout, opts.cutover_attempts)
+            .await
+            .context("applying the metadata-only change");
+        stats.set_phase(Phase::Done);
+        return match applied {
+            Ok(()) => {
+                hooks.report(HookEvent::Success, &stats, None).await;
+                Ok(Outcome::AppliedInstantly(plan))
+            }
+            Err(e) => {
+                hooks
+                    .report(HookEvent::Failure, &stats, Some(&format!("{e:#}")))
+                    .await;
+                Err(e)
+            }
+        };
+    }
 
     let signals = Arc::new(
         backend

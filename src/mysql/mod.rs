@@ -47,6 +47,7 @@ use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied};
 use crate::error::bad_input;
 use crate::key::{Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
+use crate::plan::instant::Instant;
 use crate::plan::{BackendOptions, MigrationSpec, Plan};
 use crate::verify as verify_api;
 use catalog::Table;
@@ -98,6 +99,8 @@ pub struct MyBackend {
     created: AtomicBool,
     /// The interrupted run this one continues.
     resume: OnceLock<Checkpoint>,
+    /// The statements that apply a metadata-only change directly (`--instant`).
+    instant: OnceLock<Vec<String>>,
 }
 
 async fn take<'a>(slot: &'a Slot, name: &str) -> anyhow::Result<MappedMutexGuard<'a, Conn>> {
@@ -130,6 +133,7 @@ impl MyBackend {
             verifier: OnceLock::new(),
             created: AtomicBool::new(false),
             resume: OnceLock::new(),
+            instant: OnceLock::new(),
         })
     }
 
@@ -267,6 +271,10 @@ impl Backend for MyBackend {
         })?;
         let mut plan =
             preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape)?;
+        plan.instant = shadow::instant(&mut ctrl, &self.names, &self.alter, &self.spec).await?;
+        if let Instant::MetadataOnly(stmts) = &plan.instant {
+            let _ = self.instant.set(stmts.clone());
+        }
         plan.warnings = warnings;
         plan.warnings.extend(retention);
         plan.findings = findings;
@@ -288,6 +296,55 @@ impl Backend for MyBackend {
         let _ = self.server.set(server);
         let _ = self.table.set(table);
         Ok(plan)
+    }
+
+    async fn apply_instant(&self, timeout: Duration, attempts: u32) -> anyhow::Result<()> {
+        let stmts = self
+            .instant
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight found no metadata-only change"))?;
+        let table = self.names.src();
+        let mut ctrl = take(&self.s.ctrl, "control").await?;
+        let mut killer = self.session(&self.s.killer, "killer").await?;
+        // Each statement commits on its own: a retry goes on from the first not applied.
+        let mut next = 0;
+        let mut attempt = 0;
+        while next < stmts.len() {
+            attempt += 1;
+            if cutover::lock_within(&mut ctrl, &mut killer, &stmts[next], timeout)
+                .await
+                .with_context(|| {
+                    format!("{table}: the ALTER failed; {next} of its statements were applied")
+                })?
+            {
+                next += 1;
+                continue;
+            }
+            if attempt >= attempts.max(1) {
+                anyhow::bail!(
+                    "{table}: the metadata lock was not granted within {timeout:?} in {attempts} \
+                     attempts; {next} of {} statements were applied. A long transaction on the table \
+                     holds it (see SHOW PROCESSLIST): end it, or raise --cutover-lock-timeout / \
+                     --cutover-attempts",
+                    stmts.len()
+                );
+            }
+            let wait = crate::engine::pacing::cutover_backoff(attempt);
+            tracing::warn!(
+                attempt,
+                "the metadata lock was not granted; retrying in {wait:?}"
+            );
+            tokio::time::sleep(wait).await;
+        }
+        runs::record(
+            &mut ctrl,
+            &self.names,
+            &self.spec.fingerprint(),
+            &self.spec.alter,
+        )
+        .await?;
+        tracing::info!("applied directly, no copy: {}", stmts.join("; "));
+        Ok(())
     }
 
     fn resuming(&self) -> Option<Checkpoint> {

@@ -18,6 +18,7 @@ use crate::mysql::sql::{RowSql, UniqueKey, q};
 use crate::mysql::{foreign_keys, triggers};
 use crate::plan::MigrationSpec;
 use crate::plan::alter::{AlterText, split_top_level};
+use crate::plan::instant::{Instant, spec_needs_copy};
 use crate::plan::mapping::{self, Fill, Mapping, SourceColumn, TargetColumn};
 
 /// The shadow's shape: the mapping, the key on both sides and the row SQL.
@@ -292,6 +293,59 @@ async fn carry_auto_increment(
         shape.ddl.push(stmt);
     }
     Ok(())
+}
+
+/// Whether the server applies the ALTER with `ALGORITHM=INSTANT`: tried on a
+/// scratch copy holding one of the table's rows, then dropped. The statements
+/// returned apply it to the table (the spec's prepare statements have run by then).
+pub async fn instant(
+    c: &mut Conn,
+    names: &Names,
+    alter: &AlterText,
+    spec: &MigrationSpec,
+) -> anyhow::Result<Instant> {
+    if let Some(why) = spec_needs_copy(spec) {
+        return Ok(Instant::Rewrites(why));
+    }
+    let scratch = format!(
+        "{}.{}",
+        q(&names.schema),
+        q(&format!("_{}_plan", names.table))
+    );
+    c.query_drop(format!("CREATE TABLE {scratch} LIKE {}", names.src()))
+        .await
+        .my("creating a scratch copy to try ALGORITHM=INSTANT on")?;
+    // A row, so that no change is instant only because the table is empty; a
+    // table whose columns refuse `SELECT *` (generated ones) is tried empty.
+    let _ = c
+        .query_drop(format!(
+            "INSERT INTO {scratch} SELECT * FROM {} LIMIT 1",
+            names.src()
+        ))
+        .await;
+    let mut verdict = Ok(());
+    for action in &alter.actions {
+        let tried = c
+            .query_drop(format!("ALTER TABLE {scratch} {action}, ALGORITHM=INSTANT"))
+            .await;
+        if let Err(e) = tried {
+            verdict = Err(describe(&e));
+            break;
+        }
+    }
+    c.query_drop(format!("DROP TABLE IF EXISTS {scratch}"))
+        .await
+        .my("dropping the scratch copy")?;
+    Ok(match verdict {
+        Err(why) => Instant::Rewrites(why),
+        Ok(()) => Instant::MetadataOnly(
+            alter
+                .actions
+                .iter()
+                .map(|a| format!("ALTER TABLE {} {a}, ALGORITHM=INSTANT", names.src()))
+                .collect(),
+        ),
+    })
 }
 
 async fn shape_of(

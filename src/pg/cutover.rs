@@ -239,7 +239,7 @@ pub async fn with_lock_timeout(
             Err(e) => {
                 c.batch_execute("ROLLBACK").await.db("rolling back DDL")?;
                 if sqlstate(&e) != Some("55P03") || attempt == attempts {
-                    return Err(anyhow::anyhow!("{stmt}: {}", describe(&e)));
+                    return Err(crate::pg::conn::db_error(e, stmt));
                 }
                 tokio::time::sleep(crate::engine::pacing::cutover_backoff(attempt)).await;
             }

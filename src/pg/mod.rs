@@ -43,6 +43,7 @@ use crate::engine::checkpoint::Checkpoint;
 use crate::engine::{Applied, ApplyOn, Backend, ChangeBatch, Copied};
 use crate::key::{Key, KeyRange};
 use crate::plan::alter::{self, AlterText};
+use crate::plan::instant::Instant;
 use crate::plan::{BackendOptions, MigrationSpec, Plan};
 use crate::verify::{self as verify_api};
 use capture::Decoder;
@@ -83,6 +84,8 @@ pub struct PgBackend {
     to_validate: Mutex<Vec<(String, String)>>,
     /// The interrupted run this one continues.
     resume: OnceLock<Checkpoint>,
+    /// The statements that apply a metadata-only change directly (`--instant`).
+    instant: OnceLock<Vec<String>>,
 }
 
 impl PgBackend {
@@ -110,6 +113,7 @@ impl PgBackend {
             verifier: OnceLock::new(),
             to_validate: Mutex::new(Vec::new()),
             resume: OnceLock::new(),
+            instant: OnceLock::new(),
         })
     }
 
@@ -209,7 +213,40 @@ impl Backend for PgBackend {
         let _ = self.definition.set(checked.definition);
         let _ = self.deps.set(checked.deps);
         let _ = self.server_version.set(checked.server_version);
+        if let Instant::MetadataOnly(stmts) = &checked.plan.instant {
+            let _ = self.instant.set(stmts.clone());
+        }
         Ok(checked.plan)
+    }
+
+    async fn apply_instant(&self, timeout: Duration, attempts: u32) -> anyhow::Result<()> {
+        let stmts = self
+            .instant
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("preflight found no metadata-only change"))?;
+        let mut batch = stmts.clone();
+        batch.extend(runs::record(
+            &self.names,
+            &self.spec.fingerprint(),
+            &self.spec.alter,
+        ));
+        let ctrl = self.ctrl()?;
+        cutover::with_lock_timeout(&ctrl, &batch.join(";\n"), timeout, attempts)
+            .await
+            .map_err(|e| {
+                let table = self.names.src();
+                if conn::is_lock_timeout(&e) {
+                    e.context(format!(
+                        "{table}: the lock was not granted within {timeout:?} in {attempts} attempts; \
+                         nothing was changed. A long transaction on the table holds it (see \
+                         pg_stat_activity): end it, or raise --cutover-lock-timeout / --cutover-attempts"
+                    ))
+                } else {
+                    e.context(format!("{table}: the ALTER failed; nothing was changed"))
+                }
+            })?;
+        tracing::info!("applied directly, no copy: {}", stmts.join("; "));
+        Ok(())
     }
 
     fn resuming(&self) -> Option<Checkpoint> {

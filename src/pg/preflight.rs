@@ -16,6 +16,7 @@ use crate::pg::names::Names;
 use crate::pg::shadow::{self, Shape};
 use crate::pg::{checks, cleanup};
 use crate::plan::alter::AlterText;
+use crate::plan::instant::{Instant, pg_scanning_action, spec_needs_copy};
 use crate::plan::{BackendOptions, MigrationSpec, Plan};
 
 /// The plan's note when the ALTER changes the key's collation.
@@ -108,6 +109,7 @@ pub async fn run(
         findings,
         completed: None,
         fingerprint: spec.fingerprint(),
+        instant: instant(spec, names, alter, &shape),
     };
     if let Some(cp) = &earlier.resume {
         checkpoint::check_shape(cp, &plan, &plan.target)?;
@@ -121,6 +123,24 @@ pub async fn run(
         server_version: server.0,
         resume: earlier.resume,
     })
+}
+
+/// Whether the ALTER is metadata-only here, and the statements that apply it so.
+fn instant(spec: &MigrationSpec, names: &Names, alter: &AlterText, shape: &Shape) -> Instant {
+    let why = spec_needs_copy(spec)
+        .or_else(|| alter.actions.iter().find_map(|a| pg_scanning_action(a)))
+        .or_else(|| shape.rewritten.clone());
+    if let Some(why) = why {
+        return Instant::Rewrites(why);
+    }
+    let mut stmts = spec.prepare.clone();
+    stmts.extend(
+        alter
+            .actions
+            .iter()
+            .map(|a| format!("ALTER TABLE {} {a}", names.src())),
+    );
+    Instant::MetadataOnly(stmts)
 }
 
 fn cutover_steps(names: &Names, table: &Table, deps: &Dependents) -> Vec<String> {

@@ -37,6 +37,9 @@ pub struct Shape {
     /// Foreign keys, added after the copy (`NOT VALID`, then validated in one scan):
     /// checking them row by row would slow the copy several times over.
     pub deferred_fks: Vec<String>,
+    /// What of the table's storage the ALTER rebuilt on the shadow (its heap or an
+    /// index rewritten, an index built): `None` when it changed only the catalog.
+    pub rewritten: Option<String>,
     pub mapping: Mapping,
     pub key: KeyCols,
     pub sql: RowSql,
@@ -126,6 +129,7 @@ pub async fn build(
         ddl.push(stmt);
     }
 
+    let storage_before = storage(c, &shadow).await?;
     for actions in &alter.actions {
         let stmt = format!("ALTER TABLE {shadow} {actions}");
         c.batch_execute(&stmt).await.map_err(|e| {
@@ -139,6 +143,7 @@ pub async fn build(
         })?;
         ddl.push(stmt);
     }
+    let rewritten = rebuilt(&storage_before, &storage(c, &shadow).await?);
 
     for stmt in &spec.shadow_statements {
         let stmt = stmt.replace("{shadow}", &shadow);
@@ -317,10 +322,44 @@ pub async fn build(
         sequence_names,
         deferred_indexes,
         deferred_fks,
+        rewritten,
         mapping,
         key,
         sql,
     })
+}
+
+/// The storage files of a table and its indexes: (relation, relfilenode).
+async fn storage(c: &Client, table: &str) -> anyhow::Result<Vec<(String, u32)>> {
+    let rows = c
+        .query(
+            "SELECT CASE WHEN c.relkind = 'i' THEN c.relname ELSE 'the table' END, \
+                    c.relfilenode::oid FROM pg_class c \
+             WHERE c.oid = $1::text::regclass \
+                OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::text::regclass)",
+            &[&table],
+        )
+        .await
+        .db("reading the shadow's storage")?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// What `after` has that `before` had not: a relation rewritten or built.
+fn rebuilt(before: &[(String, u32)], after: &[(String, u32)]) -> Option<String> {
+    let changed: Vec<&(String, u32)> = after.iter().filter(|a| !before.contains(a)).collect();
+    let table = changed.iter().any(|(what, _)| what == "the table");
+    let indexes = changed.len() - usize::from(table);
+    let indexes = match indexes {
+        0 => None,
+        1 => Some("rebuilds an index".to_string()),
+        n => Some(format!("rebuilds {n} indexes")),
+    };
+    match (table, indexes) {
+        (false, None) => None,
+        (true, None) => Some("the ALTER rewrites the table".into()),
+        (true, Some(i)) => Some(format!("the ALTER rewrites the table and {i}")),
+        (false, Some(i)) => Some(format!("the ALTER {i}")),
+    }
 }
 
 /// The shadow's unique indexes and exclusion constraints other than the key's

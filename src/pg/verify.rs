@@ -103,7 +103,8 @@ impl Verifier {
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect();
-        let input = |expr: String, ty: &str| hash_input(&expr, ty, send.get(ty).map(String::as_str));
+        let input =
+            |expr: String, ty: &str| hash_input(&expr, ty, send.get(ty).map(String::as_str));
         let _ = self.inputs.set(Inputs {
             source: self
                 .pairs

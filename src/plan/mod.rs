@@ -4,10 +4,12 @@
 //! - [`options`]: how it runs (pacing, throttling, cutover), and what a backend gets of that.
 //! - [`alter`]: reading the user's ALTER text (it is applied verbatim; wraith only
 //!   looks inside it for `USING` expressions).
+//! - [`instant`]: whether the server can apply the ALTER as a metadata-only change.
 //! - [`mapping`]: how each column of the new table is filled from the old one.
 //! - [`report`]: the dry-run plan printed before anything is created.
 
 pub mod alter;
+pub mod instant;
 pub mod mapping;
 pub mod options;
 pub mod report;

@@ -55,6 +55,8 @@ pub struct RunOptions {
     /// Resumable run: checkpoints a later run can continue from, and on PostgreSQL a
     /// persistent slot; also continues an interrupted resumable run of the same spec.
     pub resume: bool,
+    /// Apply a metadata-only ALTER directly instead of rewriting the table.
+    pub instant: crate::plan::instant::InstantMode,
 }
 
 impl RunOptions {
@@ -81,6 +83,7 @@ impl RunOptions {
             postpone_flag_file: None,
             kill_blockers: false,
             resume: false,
+            instant: Default::default(),
         }
     }
 

@@ -86,6 +86,8 @@ pub struct Plan {
     pub completed: Option<String>,
     /// The spec's fingerprint (what checkpoints and the history are keyed by).
     pub fingerprint: String,
+    /// Whether the server could apply the change without a copy (`--instant`).
+    pub instant: crate::plan::instant::Instant,
 }
 
 impl fmt::Display for Plan {
@@ -104,6 +106,9 @@ impl fmt::Display for Plan {
             self.estimated_rows,
             self.key_columns.join(", ")
         )?;
+        if self.instant != crate::plan::instant::Instant::Unchecked {
+            writeln!(f, "  {}", self.instant)?;
+        }
         writeln!(f, "\n1. Change capture (created first):")?;
         for s in &self.source_steps {
             writeln!(f, "   {s};")?;
