@@ -224,10 +224,7 @@ async fn postgres_tells_scans_and_rewrites_from_catalog_changes() {
             "ALTER COLUMN name TYPE varchar(10)",
             Some("rewrites the table and rebuilds"),
         ),
-        (
-            "ALTER COLUMN v TYPE bigint",
-            Some("rewrites the table"),
-        ),
+        ("ALTER COLUMN v TYPE bigint", Some("rewrites the table")),
     ] {
         let plan = match migrate(spec(
             &db.dsn,

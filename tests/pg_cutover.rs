@@ -11,6 +11,7 @@ use common::*;
 use wraith::Engine;
 use wraith::bench::workload;
 use wraith::bench::workload::{ITEMS_ACTUAL, ITEMS_ALTER, ITEMS_EXPECTED};
+use wraith::engine::faults::Point;
 use wraith::engine::migration::Outcome;
 use wraith::plan::RunOptions;
 use wraith::sandbox::PgOptions;
@@ -191,4 +192,56 @@ async fn hold_parent(db: &Db, secs: u64) -> tokio::task::JoinHandle<()> {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         blocker.batch_execute("COMMIT").await.unwrap();
     })
+}
+
+/// An autovacuum of the table holds a lock that conflicts with every lock
+/// wraith takes, and PostgreSQL only cancels it for a request that waited a whole
+/// `deadlock_timeout`, longer than wraith's requests wait. A slow vacuum (here
+/// throttled to a page per 100 ms) would outlast every attempt; wraith cancels
+/// it, as the server would, and the run goes through.
+#[tokio::test]
+async fn an_autovacuum_of_the_table_does_not_outlast_the_lock_attempts() {
+    let db = db_with(PgOptions {
+        extra_conf: vec![("autovacuum_naptime".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    db.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v text); \
+             INSERT INTO t SELECT g, repeat('v', 100) FROM generate_series(1, 30000) g; \
+             ALTER TABLE t SET (autovacuum_vacuum_cost_delay = 100, autovacuum_vacuum_cost_limit = 1, \
+                                autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0, \
+                                autovacuum_analyze_threshold = 1000000000); \
+             DELETE FROM t WHERE id % 2 = 0;",
+        )
+        .await
+        .unwrap();
+    // Creating the publication waits for the vacuum long enough for the server to
+    // cancel it; the next one starts within the naptime, during the copy: the
+    // verification waits for it, then the consistent point's lock is requested.
+    let wait_for_vacuum = "DO $$ BEGIN FOR i IN 1..300 LOOP PERFORM pg_stat_clear_snapshot(); \
+         EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' \
+                           AND query LIKE '%VACUUM%public.t%'); \
+         PERFORM pg_sleep(0.1); END LOOP; END $$";
+    let options = RunOptions {
+        execute: true,
+        cutover_lock_timeout: Duration::from_millis(100),
+        cutover_attempts: 4,
+        ..RunOptions::for_engine(Engine::Postgres)
+    };
+    let outcome = migrate(
+        spec(&db.dsn, "t", "ADD COLUMN w int", &[], options).with_faults(sql_at(
+            Point::BeforeVerify,
+            &db.dsn,
+            wait_for_vacuum,
+        )),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Ok(Outcome::Migrated(..))),
+        "the vacuum held the table through every attempt: {outcome:?}"
+    );
+    assert!(scalar_bool(&db.client, "SELECT count(*) = 15000 FROM t").await);
+    assert!(leftovers(&db.client).await.is_empty());
 }

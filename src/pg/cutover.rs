@@ -55,6 +55,7 @@ pub async fn lock(
                 .await
                 .db("rolling back the cutover attempt")?;
             if sqlstate(&e) == Some("55P03") {
+                crate::pg::autovacuum::after_lock_timeout(c, names).await;
                 Ok(false)
             } else {
                 Err(anyhow::anyhow!(
@@ -223,6 +224,7 @@ fn old_index_name(original: &str) -> String {
 /// `timeout` per attempt and retried with backoff, so writers never queue behind it.
 pub async fn with_lock_timeout(
     c: &Client,
+    names: &Names,
     stmt: &str,
     timeout: Duration,
     attempts: u32,
@@ -241,6 +243,7 @@ pub async fn with_lock_timeout(
                 if sqlstate(&e) != Some("55P03") || attempt == attempts {
                     return Err(crate::pg::conn::db_error(e, stmt));
                 }
+                crate::pg::autovacuum::after_lock_timeout(c, names).await;
                 tokio::time::sleep(crate::engine::pacing::cutover_backoff(attempt)).await;
             }
         }

@@ -12,8 +12,10 @@
 //! [`preflight`] (and the plan), [`shadow`], [`capture`] + its decoder
 //! [`pgoutput`], [`rows`] (copy and apply), [`verify`], [`cutover`], [`cleanup`],
 //! [`signals`], [`runs`] (one run per table, completed runs), [`definition`];
-//! PostgreSQL's own: [`dependents`] (moved in the swap), [`checks`] (data checks).
+//! PostgreSQL's own: [`dependents`] (moved in the swap), [`checks`] (data checks),
+//! [`autovacuum`] (workers cancelled when they hold a table wraith must lock).
 
+pub mod autovacuum;
 pub mod capture;
 pub mod catalog;
 pub mod checks;
@@ -231,7 +233,7 @@ impl Backend for PgBackend {
             &self.spec.alter,
         ));
         let ctrl = self.ctrl()?;
-        cutover::with_lock_timeout(&ctrl, &batch.join(";\n"), timeout, attempts)
+        cutover::with_lock_timeout(&ctrl, &self.names, &batch.join(";\n"), timeout, attempts)
             .await
             .map_err(|e| {
                 let table = self.names.src();
@@ -410,6 +412,7 @@ impl Backend for PgBackend {
             self.shape()?,
             resumed,
             lock_timeout,
+            self.opts.lock_attempts,
         )
         .await
     }

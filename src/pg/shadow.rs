@@ -485,6 +485,7 @@ pub async fn bounded(
                     .db("rolling back the shadow transaction")?;
                 match built {
                     Err(e) if conn::is_lock_timeout(&e) && attempt < attempts => {
+                        crate::pg::autovacuum::after_lock_timeout(ctrl, names).await;
                         let wait = crate::engine::pacing::cutover_backoff(attempt);
                         tracing::warn!(
                             attempt,
@@ -516,6 +517,7 @@ pub async fn finish(
     shape: &Shape,
     resumed: bool,
     lock_timeout: Duration,
+    attempts: u32,
 ) -> anyhow::Result<()> {
     let shadow = names.shadow_q();
     let built = |e: &anyhow::Error| {
@@ -539,7 +541,7 @@ pub async fn finish(
     for add in &shape.deferred_fks {
         // Adding a foreign key blocks writes to the table it references until
         // it is done: bounded and retried like the cutover.
-        match cutover::with_lock_timeout(ctrl, add, lock_timeout, 30).await {
+        match cutover::with_lock_timeout(ctrl, names, add, lock_timeout, attempts).await {
             Err(e) if built(&e) => tracing::info!("already added by the interrupted run"),
             other => other.context("adding a foreign key to the shadow table")?,
         }
