@@ -65,6 +65,29 @@ impl Decoder {
     }
 }
 
+/// The memory the decoding of one poll may hold before it spills transactions to
+/// disk. A copy chunk is one transaction of tens of megabytes of decoded rows
+/// (not published, but decoded all the same), so at the server's default of
+/// 64 MB, with copy workers in parallel, nearly every chunk spilled: measured on
+/// 1M orders, decoding took 1.3 s and wrote 274 MB to disk instead of 0.42 s and
+/// nothing. The memory lasts one poll (the SQL interface frees it at the end of
+/// each call).
+pub const DECODING_WORK_MEM_MB: i64 = 256;
+
+/// Raises `logical_decoding_work_mem` of the session that polls the slot to
+/// [`DECODING_WORK_MEM_MB`] unless the server's is already higher.
+pub async fn tune_session(capture: &Client) -> anyhow::Result<()> {
+    capture
+        .batch_execute(&format!(
+            "SELECT set_config('logical_decoding_work_mem', \
+                    greatest(setting::bigint, {}) || 'kB', false) \
+             FROM pg_settings WHERE name = 'logical_decoding_work_mem'",
+            DECODING_WORK_MEM_MB * 1024
+        ))
+        .await
+        .db("raising logical_decoding_work_mem for the capture session")
+}
+
 /// Creates the publication (on `ctrl`) and then the slot (on `capture`, whose
 /// session owns it unless `persistent`). The publication must exist before the
 /// slot's start point. Returns the slot's start point.

@@ -278,6 +278,7 @@ impl Backend for PgBackend {
             conn::connect(dsn, "apply").await?,
             conn::connect(dsn, "heartbeat").await?,
         );
+        capture::tune_session(&capture).await?;
         {
             let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             s.capture = Some(capture.clone());
