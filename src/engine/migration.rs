@@ -19,7 +19,7 @@ use crate::engine::hooks::{HookEvent, Hooks};
 use crate::engine::throttle;
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
 use crate::error::{Aborted, Stopped, bad_input, is_connection_lost};
-use crate::plan::instant::InstantMode;
+use crate::plan::instant::{self, InstantMode};
 use crate::plan::{Plan, RunOptions};
 
 /// Row events read per poll of the change stream.
@@ -87,47 +87,13 @@ pub async fn run<B: Backend>(
     if plan.completed.is_some() {
         return Ok(Outcome::AlreadyDone(plan));
     }
-    let instant = match (opts.instant, &plan.instant) {
-        (InstantMode::Never, _) => false,
-        (_, crate::plan::instant::Instant::MetadataOnly(_)) => true,
-        (InstantMode::Require, why) => {
-            return Err(bad_input(format!(
-                "--instant: {why}; nothing was changed. Leave out --instant (or give \
-                 --prefer-instant) and wraith rewrites the table online"
-            )));
-        }
-        (InstantMode::Prefer, why) => {
-            tracing::info!("{why}: rewriting the table online");
-            false
-        }
-    };
+    let direct = wants_instant(&opts, &plan)?;
     if !opts.execute {
         return Ok(Outcome::Planned(plan));
     }
     tracing::debug!("plan:\n{plan}");
-    if instant {
-        hooks
-            .run(HookEvent::Start, &stats, None)
-            .await
-            .map_err(|e| bad_input(format!("{e:#}; nothing was changed")))?;
-        stats.set_phase(Phase::Cutover);
-        let applied = backend
-            .apply_instant(opts.cutover_lock_timeout, opts.cutover_attempts)
-            .await
-            .context("applying the metadata-only change");
-        stats.set_phase(Phase::Done);
-        return match applied {
-            Ok(()) => {
-                hooks.report(HookEvent::Success, &stats, None).await;
-                Ok(Outcome::AppliedInstantly(plan))
-            }
-            Err(e) => {
-                hooks
-                    .report(HookEvent::Failure, &stats, Some(&format!("{e:#}")))
-                    .await;
-                Err(e)
-            }
-        };
+    if direct {
+        return apply_instantly(&*backend, &opts, &stats, &hooks, plan).await;
     }
 
     let signals = Arc::new(
@@ -214,6 +180,56 @@ pub async fn run<B: Backend>(
         (Err(e), Ok(())) => Err(e),
         (Err(e), Err(c)) => {
             tracing::error!("cleanup after the failure failed too: {c:#}; run `wraith cleanup`");
+            Err(e)
+        }
+    }
+}
+
+/// Whether the run applies the change directly (`--instant`, `--prefer-instant`);
+/// `--instant` on a change that is not metadata-only is refused.
+fn wants_instant(opts: &RunOptions, plan: &Plan) -> anyhow::Result<bool> {
+    match (opts.instant, &plan.instant) {
+        (InstantMode::Never, _) => Ok(false),
+        (_, instant::Instant::MetadataOnly(_)) => Ok(true),
+        (InstantMode::Require, why) => Err(bad_input(format!(
+            "--instant: {why}; nothing was changed. Leave out --instant (or give \
+             --prefer-instant) and wraith rewrites the table online"
+        ))),
+        (InstantMode::Prefer, why) => {
+            tracing::info!("{why}: rewriting the table online");
+            Ok(false)
+        }
+    }
+}
+
+/// The metadata-only change applied to the table itself: no shadow, no copy, no
+/// swap; only the bounded, retried lock request and the hooks.
+async fn apply_instantly<B: Backend>(
+    backend: &B,
+    opts: &RunOptions,
+    stats: &Stats,
+    hooks: &Hooks,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
+    hooks
+        .run(HookEvent::Start, stats, None)
+        .await
+        .map_err(|e| bad_input(format!("{e:#}; nothing was changed")))?;
+    stats.set_phase(Phase::Cutover);
+    let applied = backend
+        .apply_instant(opts.cutover_lock_timeout, opts.cutover_attempts)
+        .await
+        .context("applying the metadata-only change");
+    stats.set_phase(Phase::Done);
+    match applied {
+        Ok(()) => {
+            hooks.report(HookEvent::Success, stats, None).await;
+            Ok(Outcome::AppliedInstantly(plan))
+        }
+        Err(e) => {
+            hooks
+                .report(HookEvent::Failure, stats, Some(&format!("{e:#}")))
+                .await;
             Err(e)
         }
     }

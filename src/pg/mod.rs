@@ -311,8 +311,7 @@ impl Backend for PgBackend {
             table,
             &self.alter,
             &self.spec,
-            self.opts.cutover_lock_timeout,
-            self.opts.lock_attempts,
+            &self.opts,
             shadow::Outcome::Commit,
         )
         .await?;

@@ -57,8 +57,7 @@ pub async fn run(
         &table,
         alter,
         spec,
-        opts.cutover_lock_timeout,
-        opts.lock_attempts,
+        opts,
         // A dry run leaves an earlier attempt's shadow alone: it is only out of the
         // way inside the transaction, which is rolled back.
         shadow::Outcome::RollBack {

@@ -20,7 +20,7 @@ use crate::pg::dependents;
 use crate::pg::names::Names;
 use crate::pg::sql::{KeyCols, RowSql, UniqueIndex, ident, literal};
 use crate::plan::alter::AlterText;
-use crate::plan::{Mapping, MigrationSpec, SourceColumn, TargetColumn, mapping};
+use crate::plan::{BackendOptions, Mapping, MigrationSpec, SourceColumn, TargetColumn, mapping};
 
 /// The shadow as built: its DDL, the column mapping and the statements over it.
 #[derive(Debug, Clone)]
@@ -438,22 +438,20 @@ pub enum Outcome {
     RollBack { set_aside: bool },
 }
 
-/// Builds the shadow in one transaction whose DDL waits at most `lock_timeout`
-/// for a lock (the shadow's foreign keys lock the tables they reference; an
-/// autovacuum of one holds a conflicting lock), retried with backoff up to
-/// `attempts` times when not granted; on failure nothing of it stays.
-#[allow(clippy::too_many_arguments)]
+/// Builds the shadow in one transaction whose DDL waits at most
+/// `--cutover-lock-timeout` for a lock (the shadow's foreign keys lock the tables
+/// they reference; an autovacuum of one holds a conflicting lock), retried with
+/// backoff when not granted; on failure nothing of it stays.
 pub async fn bounded(
     ctrl: &Client,
     names: &Names,
     table: &Table,
     alter: &AlterText,
     spec: &MigrationSpec,
-    lock_timeout: Duration,
-    attempts: u32,
+    opts: &BackendOptions,
     outcome: Outcome,
 ) -> anyhow::Result<Shape> {
-    let attempts = attempts.max(1);
+    let (lock_timeout, attempts) = (opts.cutover_lock_timeout, opts.lock_attempts.max(1));
     let mut attempt = 0;
     loop {
         attempt += 1;
