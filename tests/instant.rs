@@ -82,6 +82,18 @@ async fn metadata_only_changes_apply_directly(mut env: Env) {
     );
     let p = plan(rewrite).await;
     assert!(matches!(p.instant, Instant::Rewrites(_)), "{:?}", p.instant);
+    if let Env::My(..) = env {
+        // The probe's scratch name taken by a table of the user's: not tried, not touched.
+        env.exec("CREATE TABLE _t_plan (x int PRIMARY KEY)").await;
+        let p = plan(instant).await;
+        assert!(
+            matches!(&p.instant, Instant::Rewrites(why) if why.contains("could not try")),
+            "{:?}",
+            p.instant
+        );
+        assert_eq!(count_rows(&mut env, "SELECT x FROM _t_plan").await, 0);
+        env.exec("DROP TABLE _t_plan").await;
+    }
 
     // --instant on a change that rewrites: refused, nothing changed.
     let err = migrate(spec(

@@ -298,23 +298,30 @@ async fn carry_auto_increment(
 /// Whether the server applies the ALTER with `ALGORITHM=INSTANT`: tried on a
 /// scratch copy holding one of the table's rows, then dropped. The statements
 /// returned apply it to the table (the spec's prepare statements have run by then).
+/// A probe that cannot run (the scratch name is taken) only means "not instant".
 pub async fn instant(
     c: &mut Conn,
     names: &Names,
     alter: &AlterText,
     spec: &MigrationSpec,
-) -> anyhow::Result<Instant> {
+) -> Instant {
     if let Some(why) = spec_needs_copy(spec) {
-        return Ok(Instant::Rewrites(why));
+        return Instant::Rewrites(why);
     }
     let scratch = format!(
         "{}.{}",
         q(&names.schema),
         q(&format!("_{}_plan", names.table))
     );
-    c.query_drop(format!("CREATE TABLE {scratch} LIKE {}", names.src()))
+    if let Err(e) = c
+        .query_drop(format!("CREATE TABLE {scratch} LIKE {}", names.src()))
         .await
-        .my("creating a scratch copy to try ALGORITHM=INSTANT on")?;
+    {
+        return Instant::Rewrites(format!(
+            "wraith could not try ALGORITHM=INSTANT on a scratch copy {scratch}: {}",
+            describe(&e)
+        ));
+    }
     // A row, so that no change is instant only because the table is empty; a
     // table whose columns refuse `SELECT *` (generated ones) is tried empty.
     let _ = c
@@ -333,10 +340,13 @@ pub async fn instant(
             break;
         }
     }
-    c.query_drop(format!("DROP TABLE IF EXISTS {scratch}"))
+    if let Err(e) = c
+        .query_drop(format!("DROP TABLE IF EXISTS {scratch}"))
         .await
-        .my("dropping the scratch copy")?;
-    Ok(match verdict {
+    {
+        tracing::error!("could not drop {scratch}: {}", describe(&e));
+    }
+    match verdict {
         Err(why) => Instant::Rewrites(why),
         Ok(()) => Instant::MetadataOnly(
             alter
@@ -345,7 +355,7 @@ pub async fn instant(
                 .map(|a| format!("ALTER TABLE {} {a}, ALGORITHM=INSTANT", names.src()))
                 .collect(),
         ),
-    })
+    }
 }
 
 async fn shape_of(
