@@ -60,6 +60,8 @@ async fn metadata_only_changes_apply_directly(mut env: Env) {
         ..RunOptions::for_engine(engine)
     };
 
+    let run = |alter: &str, mode| migrate(spec(&dsn, "t", alter, &[], options(mode, true)));
+
     // The dry run tells the two apart.
     let plan = |alter| {
         let job = spec(&dsn, "t", alter, &[], options(InstantMode::Never, false));
@@ -96,15 +98,9 @@ async fn metadata_only_changes_apply_directly(mut env: Env) {
     }
 
     // --instant on a change that rewrites: refused, nothing changed.
-    let err = migrate(spec(
-        &dsn,
-        "t",
-        rewrite,
-        &[],
-        options(InstantMode::Require, true),
-    ))
-    .await
-    .expect_err("a rewrite is not instant");
+    let err = run(rewrite, InstantMode::Require)
+        .await
+        .expect_err("a rewrite is not instant");
     let text = format!("{err:#}");
     assert!(
         text.contains("--instant") && text.contains("nothing was changed"),
@@ -151,14 +147,7 @@ async fn metadata_only_changes_apply_directly(mut env: Env) {
             }
         })
     };
-    let outcome = migrate(spec(
-        &dsn,
-        "t",
-        instant,
-        &[],
-        options(InstantMode::Require, true),
-    ))
-    .await;
+    let outcome = run(instant, InstantMode::Require).await;
     release.await.unwrap();
     stop.store(true, Relaxed);
     writes.await.unwrap();
@@ -180,25 +169,11 @@ async fn metadata_only_changes_apply_directly(mut env: Env) {
     );
 
     // Recorded: running the same change again does nothing.
-    let again = migrate(spec(
-        &dsn,
-        "t",
-        instant,
-        &[],
-        options(InstantMode::Require, true),
-    ))
-    .await;
+    let again = run(instant, InstantMode::Require).await;
     assert!(matches!(again, Ok(Outcome::AlreadyDone(_))), "{again:?}");
 
     // --prefer-instant rewrites online what is not metadata-only.
-    let rewritten = migrate(spec(
-        &dsn,
-        "t",
-        rewrite,
-        &[],
-        options(InstantMode::Prefer, true),
-    ))
-    .await;
+    let rewritten = run(rewrite, InstantMode::Prefer).await;
     assert!(
         matches!(rewritten, Ok(Outcome::Migrated(..))),
         "{rewritten:?}"
