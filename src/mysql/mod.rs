@@ -271,7 +271,9 @@ impl Backend for MyBackend {
         })?;
         let mut plan =
             preflight::plan(&self.spec, &self.opts, &self.names, &server, &table, &shape)?;
-        plan.instant = shadow::instant(&mut ctrl, &self.names, &self.alter, &self.spec).await;
+        if self.opts.probe_instant {
+            plan.instant = shadow::instant(&mut ctrl, &self.names, &self.alter, &self.spec).await;
+        }
         if let Instant::MetadataOnly(stmts) = &plan.instant {
             let _ = self.instant.set(stmts.clone());
         }

@@ -95,6 +95,8 @@ impl RunOptions {
             drop_old: self.drop_old,
             cutover_lock_timeout: self.cutover_lock_timeout,
             lock_attempts: self.cutover_attempts.max(1),
+            probe_instant: !self.execute
+                || self.instant != crate::plan::instant::InstantMode::Never,
             slot_create_timeout: self.slot_create_timeout,
             faults,
         }
@@ -114,6 +116,9 @@ pub struct BackendOptions {
     pub cutover_lock_timeout: Duration,
     /// Attempts at such DDL when its lock is not granted in time (with backoff).
     pub lock_attempts: u32,
+    /// Find out whether the change is metadata-only where that costs DDL of its
+    /// own (MySQL's scratch table): for the dry run's plan and `--instant` runs.
+    pub probe_instant: bool,
     /// How long creating the change source may wait.
     pub slot_create_timeout: Duration,
     /// Fault points inside the backend's own steps (mid-chunk, before the swap commits).
