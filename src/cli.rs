@@ -53,10 +53,13 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Control a running migration through its socket: status, throttle, cutover, abort...
     Ctl(CtlArgs),
+    /// Swap a table migrated with --revertible back to its old shape, with every
+    /// write made since the swap (dry run unless --execute); --forget removes the way back.
+    Revert(Box<RevertArgs>),
 }
 
 /// `--dsn` and how wraith connects: credentials and TLS.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct ServerArg {
     /// Connection string: postgres://user@host:5432/db, host=... dbname=..., or
     /// mysql://user@host:3306/db. Keep the password out of it (`ps` shows
@@ -217,6 +220,19 @@ pub struct MigrateArgs {
     /// Like --instant, but rewrite the table online when the change is not metadata-only.
     #[arg(long)]
     pub prefer_instant: bool,
+    /// Keep a way back after the swap: the dry run shows how each column of the old
+    /// table is filled from a row of the new one, and refuses a change whose way back
+    /// wraith cannot derive (name it with --reverse-transform).
+    #[arg(long, conflicts_with_all = ["drop_old", "instant"])]
+    pub revertible: bool,
+    /// Fill a column of the old table from a row of the new one, for --revertible:
+    /// COLUMN=EXPR over the new table's columns (repeatable).
+    #[arg(
+        long = "reverse-transform",
+        value_name = "COLUMN=EXPR",
+        requires = "revertible"
+    )]
+    pub reverse_transforms: Vec<String>,
     /// Verification before the cutover: off, count (rows per range) or checksum (every row).
     #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
     pub verify: wraith::verify::Mode,
@@ -231,7 +247,7 @@ pub struct MigrateArgs {
 }
 
 /// Throttling, live control, postponed cutover, blockers and hooks.
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct OperateArgs {
     /// Pause the copy while this file exists.
     #[arg(long, help_heading = "Throttling")]
@@ -301,6 +317,75 @@ pub struct OperateArgs {
     /// Command run when the run fails or is aborted (WRAITH_ERROR holds why).
     #[arg(long, value_name = "CMD", help_heading = "Hooks")]
     pub hook_failure: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RevertArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// The table a `migrate --revertible` swapped, optionally qualified (schema.table).
+    #[arg(long)]
+    pub table: String,
+    /// Really revert (without it: the plan only, nothing changed).
+    #[arg(long)]
+    pub execute: bool,
+    /// Remove the way back instead (its replication slot stops keeping WAL); the
+    /// old table stays as it is.
+    #[arg(long, conflicts_with = "execute")]
+    pub forget: bool,
+    /// Longest wait for the cutover lock per attempt (default: 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    pub cutover_lock_timeout: Option<Duration>,
+    /// Attempts at the cutover lock before giving up (the table stays as it is).
+    #[arg(long, default_value_t = 30)]
+    pub cutover_attempts: u32,
+    /// Longest the cutover may hold the write lock while applying the last changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub cutover_drain_timeout: Duration,
+    /// Verification of the old table against the table before the swap back.
+    #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
+    pub verify: wraith::verify::Mode,
+    /// Parallel verification sessions.
+    #[arg(long, default_value_t = 2)]
+    pub verify_workers: usize,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub operate: OperateArgs,
+}
+
+impl RevertArgs {
+    /// The revert as a migration of the table: its spec (the table alone) and
+    /// options; always resumable (the way back's slot is persistent).
+    pub fn spec(&self) -> anyhow::Result<(MigrationSpec, RunOptions, Hooks)> {
+        let mut operate = self.operate.clone();
+        operate.resume = true;
+        let migrate = MigrateArgs {
+            server: self.server.clone(),
+            table: Some(self.table.clone()),
+            alter: Some(String::new()),
+            spec: None,
+            transforms: Vec::new(),
+            execute: self.execute,
+            chunk_time: None,
+            max_rows_per_sec: None,
+            threads: Some(1),
+            cutover_lock_timeout: self.cutover_lock_timeout,
+            cutover_attempts: self.cutover_attempts,
+            cutover_drain_timeout: self.cutover_drain_timeout,
+            drop_old: false,
+            instant: false,
+            prefer_instant: false,
+            revertible: false,
+            reverse_transforms: Vec::new(),
+            verify: self.verify,
+            verify_workers: self.verify_workers,
+            json: self.json,
+            operate,
+        };
+        migrate.spec()
+    }
 }
 
 #[derive(Args)]
@@ -545,9 +630,10 @@ impl MigrateArgs {
             postpone_flag_file: o.postpone_cutover_flag_file.clone(),
             kill_blockers: o.kill_blockers,
             resume: o.resume,
+            revertible: self.revertible,
             ..defaults
         };
-        let spec = match &self.spec {
+        let mut spec = match &self.spec {
             Some(path) => SpecFile::read(path)?.into_spec(&dsn)?,
             None => {
                 let mut spec = MigrationSpec::new(dsn, &self.alter.clone().unwrap_or_default());
@@ -556,6 +642,8 @@ impl MigrateArgs {
                 spec
             }
         };
+        spec.reverse_transforms
+            .extend(parse_transforms(&self.reverse_transforms)?);
         Ok((spec, options, hooks))
     }
 }

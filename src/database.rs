@@ -142,6 +142,38 @@ impl Engine {
     ) -> anyhow::Result<Outcome> {
         let engine = Engine::of(&spec.dsn);
         let backend = engine.connect(spec, &opts, cx.faults.clone()).await?;
+        Engine::serve_and_run(backend, opts, cx).await
+    }
+
+    /// `wraith revert`: swaps the table's last `--revertible` migration back, through
+    /// the same phases (the way back's stream, verification, the bounded cutover).
+    pub async fn revert(
+        spec: MigrationSpec,
+        opts: RunOptions,
+        cx: RunContext,
+    ) -> anyhow::Result<Outcome> {
+        let backend = match Engine::of(&spec.dsn) {
+            Engine::Postgres => Connected::Postgres(Arc::new(
+                PgBackend::connect_revert(spec, opts.backend(cx.faults.clone())).await?,
+            )),
+            Engine::MySql => return Err(not_revertible()),
+        };
+        Engine::serve_and_run(backend, opts, cx).await
+    }
+
+    /// `wraith revert --forget`: removes the way back kept for the table.
+    pub async fn forget(self, spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
+        match self {
+            Engine::Postgres => crate::pg::revert::forget_command(spec).await,
+            Engine::MySql => Err(not_revertible()),
+        }
+    }
+
+    async fn serve_and_run(
+        backend: Connected,
+        opts: RunOptions,
+        cx: RunContext,
+    ) -> anyhow::Result<Outcome> {
         let _listener = match (&opts.control_socket, opts.execute) {
             (Some(path), true) => {
                 let l = crate::ctl::listen(path, cx.control.clone(), cx.stats.clone()).await?;
@@ -178,4 +210,12 @@ impl Engine {
             Engine::MySql => crate::mysql::verify::verify_tables(dsn, target, mode, workers).await,
         }
     }
+}
+
+/// MySQL/MariaDB keep no way back yet.
+fn not_revertible() -> anyhow::Error {
+    bad_input(
+        "there is no way back on MySQL/MariaDB yet: migrations there run without --revertible; \
+         nothing was changed",
+    )
 }

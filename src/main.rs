@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use cli::{
     Baseline, BenchArgs, BenchKind, Cli, Command, CtlArgs, DemoArgs, LogFormat, MigrateArgs,
-    TableArgs, VerifyArgs,
+    RevertArgs, TableArgs, VerifyArgs,
 };
 use wraith::Engine;
 use wraith::bench::report::{BenchConfig, BenchScenario, DependentsConfig};
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             Command::Ctl(args) => ctl(args).await,
             Command::Demo(args) => until_interrupted(demo(args)).await,
             Command::Bench(args) => until_interrupted(bench(args)).await,
+            Command::Revert(args) => revert(*args).await,
         }
     });
     match result {
@@ -96,7 +97,54 @@ fn init_logging(format: LogFormat, verbose: u8) {
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let (spec, mut opts, mut hooks) = args.spec()?;
+    let (spec, opts, hooks) = args.spec()?;
+    run_command(
+        spec,
+        opts,
+        hooks,
+        args.json,
+        args.operate.reconnect_for,
+        false,
+    )
+    .await
+}
+
+/// `wraith revert`: the way back as a migration of its own, or `--forget`.
+async fn revert(args: RevertArgs) -> anyhow::Result<()> {
+    let (spec, opts, hooks) = args.spec()?;
+    if args.forget {
+        let removed = Engine::of(&spec.dsn).forget(&spec).await?;
+        if removed.is_empty() {
+            println!("No way back is kept for {}.", spec.table);
+        } else {
+            for r in removed {
+                println!("removed {r}");
+            }
+            println!("The old table stays as it was; it no longer follows the table.");
+        }
+        return Ok(());
+    }
+    run_command(
+        spec,
+        opts,
+        hooks,
+        args.json,
+        args.operate.reconnect_for,
+        true,
+    )
+    .await
+}
+
+/// Runs a migration (or a revert) with Ctrl-C handling, the control socket and,
+/// for a resumable run that lost its server, reconnection.
+async fn run_command(
+    spec: MigrationSpec,
+    mut opts: RunOptions,
+    mut hooks: wraith::engine::hooks::Hooks,
+    json: bool,
+    reconnect_for: Duration,
+    revert: bool,
+) -> anyhow::Result<()> {
     let engine = Engine::of(&spec.dsn);
     let faults = Faults::from_env()?;
     let database = spec.dsn.database().unwrap_or_default().to_string();
@@ -120,7 +168,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
         std::process::exit(130);
     });
     // A resumable run that lost its server resumes itself once the server is back.
-    let deadline = std::time::Instant::now() + args.operate.reconnect_for;
+    let deadline = std::time::Instant::now() + reconnect_for;
     let mut wait = Duration::from_millis(500);
     loop {
         let cx = RunContext {
@@ -128,7 +176,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
             faults: faults.clone(),
             ..RunContext::with_abort(&opts, abort.clone())
         };
-        let result = run_migration(spec.clone(), opts.clone(), cx, args.json).await;
+        let result = run_migration(spec.clone(), opts.clone(), cx, json, revert).await;
         match result {
             Err(e)
                 if opts.resume
@@ -152,13 +200,22 @@ async fn run_migration(
     opts: RunOptions,
     cx: RunContext,
     json: bool,
+    revert: bool,
 ) -> anyhow::Result<()> {
     let reporter = opts.execute.then(|| Reporter::start(cx.stats.clone()));
-    let outcome = Engine::migrate(spec, opts, cx).await;
+    let outcome = if revert {
+        Engine::revert(spec, opts, cx).await
+    } else {
+        Engine::migrate(spec, opts, cx).await
+    };
     if let Some(r) = reporter {
         r.finish().await;
     }
     match outcome? {
+        Outcome::Planned(plan) if revert => {
+            println!("Revert of {}:\n{plan}", plan.target);
+            println!("\nDry run: nothing was changed. Add --execute to swap the old table back.");
+        }
         Outcome::Planned(plan) => {
             println!("{plan}");
             println!("\nDry run: nothing was changed. Add --execute to run this migration.");
@@ -180,6 +237,12 @@ async fn run_migration(
             let mut json = summary.to_json();
             json["findings"] = serde_json::json!(plan.findings);
             println!("{json}");
+        }
+        Outcome::Migrated(_, summary) if revert => {
+            println!(
+                "Revert done: the table has its old shape again, with every write made since the \
+                 swap.\n{summary}"
+            );
         }
         Outcome::Migrated(plan, summary) => {
             println!("Migration done: the table has its new shape.\n{summary}");

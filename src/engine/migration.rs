@@ -439,7 +439,8 @@ impl<B: Backend> Run<B> {
     /// takes up the interrupted run's copy progress and its keys still to re-read.
     async fn start_from_checkpoint(&mut self, start: Option<String>) -> anyhow::Result<()> {
         let cp = self.checkpoint.clone();
-        if self.backend.resuming().is_some() {
+        // A revert starts from a checkpoint of its own making, never saved.
+        if self.backend.resuming().is_some() && cp.saved_unix > 0 {
             tracing::info!("resuming the interrupted migration: {}", cp.describe());
         }
         self.stats.rows_resumed.store(cp.rows_copied, Relaxed);

@@ -212,6 +212,13 @@ impl Backend for MyBackend {
     }
 
     async fn preflight(&self) -> anyhow::Result<Plan> {
+        if self.opts.revertible {
+            return Err(bad_input(
+                "--revertible is not available on MySQL/MariaDB yet (the way back is built on \
+                 PostgreSQL's logical decoding); nothing was changed. Leave out --revertible: \
+                 the old table is kept as it was at the swap",
+            ));
+        }
         let mut ctrl = take(&self.s.ctrl, "control").await?;
         if let Some(holder) = runs::lock_run(&mut ctrl, &self.names).await? {
             return Err(bad_input(format!(

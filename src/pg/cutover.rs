@@ -126,7 +126,7 @@ pub async fn swap(
         stmts.push(format!(
             "ALTER INDEX IF EXISTS {} RENAME TO {}",
             qualified(&names.schema, original),
-            ident(&old_index_name(original))
+            ident(&aside_name(original, names.aside_suffix))
         ));
     }
     for (shadow_index, original) in &shape.index_names {
@@ -163,7 +163,7 @@ pub async fn swap(
         stmts.push(format!(
             "ALTER SEQUENCE {} RENAME TO {}",
             qualified(&names.schema, original),
-            ident(&old_index_name(original))
+            ident(&aside_name(original, names.aside_suffix))
         ));
         stmts.push(format!(
             "ALTER SEQUENCE {} RENAME TO {}",
@@ -211,13 +211,13 @@ pub async fn swap(
 }
 
 /// The name the old table's index (or identity sequence) takes so the new one can
-/// have the original.
-fn old_index_name(original: &str) -> String {
-    let mut end = original.len().min(59);
+/// have the original: `suffix` appended, within PostgreSQL's 63 bytes.
+pub fn aside_name(original: &str, suffix: &str) -> String {
+    let mut end = original.len().min(63 - suffix.len());
     while !original.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}_old", &original[..end])
+    format!("{}{suffix}", &original[..end])
 }
 
 /// Runs DDL that takes a lock other sessions' writes conflict with, bounded by

@@ -450,6 +450,13 @@ impl Dependents {
                     "ALTER TABLE {on} DROP CONSTRAINT {}",
                     ident(&fk.name)
                 ));
+            } else {
+                // The table swapped in may have its own copy already (the old table
+                // on the way back): it is replaced, then validated like the others.
+                out.push(format!(
+                    "ALTER TABLE {on} DROP CONSTRAINT IF EXISTS {}",
+                    ident(&fk.name)
+                ));
             }
             // Re-added NOT VALID: validating would hold the lock for a full scan.
             let def = fk.definition.trim_end_matches(" NOT VALID");

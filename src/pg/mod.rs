@@ -27,6 +27,7 @@ pub mod dependents;
 pub mod names;
 pub mod pgoutput;
 pub mod preflight;
+pub mod revert;
 pub mod rows;
 pub mod runs;
 pub mod shadow;
@@ -88,6 +89,12 @@ pub struct PgBackend {
     resume: OnceLock<Checkpoint>,
     /// The statements that apply a metadata-only change directly (`--instant`).
     instant: OnceLock<Vec<String>>,
+    /// This run is a revert: the table is the source, the old table the shadow.
+    reverting: bool,
+    /// The way back: kept by this migration (`--revertible`), or taken by this revert.
+    way_back: Mutex<Option<revert::Record>>,
+    /// The swap committed.
+    swapped: AtomicBool,
 }
 
 impl PgBackend {
@@ -95,6 +102,26 @@ impl PgBackend {
     pub async fn connect(spec: MigrationSpec, opts: BackendOptions) -> anyhow::Result<PgBackend> {
         let names = Names::new(spec.schema(), &spec.table)?;
         let alter = alter::parse(&spec.alter, &spec.table)?;
+        PgBackend::open(spec, opts, names, alter, false).await
+    }
+
+    /// A revert of the table's last migration (`wraith revert`): the way back it
+    /// kept, run through the same phases.
+    pub async fn connect_revert(
+        spec: MigrationSpec,
+        opts: BackendOptions,
+    ) -> anyhow::Result<PgBackend> {
+        let names = Names::back(spec.schema(), &spec.table)?;
+        PgBackend::open(spec, opts, names, AlterText::default(), true).await
+    }
+
+    async fn open(
+        spec: MigrationSpec,
+        opts: BackendOptions,
+        names: Names,
+        alter: AlterText,
+        reverting: bool,
+    ) -> anyhow::Result<PgBackend> {
         let ctrl = conn::connect(&spec.dsn, "control").await?;
         Ok(PgBackend {
             spec,
@@ -116,7 +143,48 @@ impl PgBackend {
             to_validate: Mutex::new(Vec::new()),
             resume: OnceLock::new(),
             instant: OnceLock::new(),
+            reverting,
+            way_back: Mutex::new(None),
+            swapped: AtomicBool::new(false),
         })
+    }
+
+    /// What the history records the swap under.
+    fn fingerprint(&self) -> String {
+        match self.way_back() {
+            Some(r) if self.reverting => r.revert_fingerprint(),
+            _ => self.spec.fingerprint(),
+        }
+    }
+
+    fn way_back(&self) -> Option<revert::Record> {
+        self.way_back
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The way back's names (its slot, publication and record).
+    fn back_names(&self) -> anyhow::Result<Names> {
+        Names::back(&self.names.schema, &self.names.table)
+    }
+
+    /// A revert's preflight: the way back's record and the tables as they are.
+    async fn preflight_revert(&self) -> anyhow::Result<Plan> {
+        let ctrl = self.ctrl()?;
+        runs::lock(&ctrl, &self.names).await?;
+        let checked = revert::preflight(&ctrl, &self.names, self.opts.execute).await?;
+        *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) =
+            revert::read(&ctrl, &self.names).await?;
+        if let Some(cp) = checked.resume {
+            let _ = self.resume.set(cp);
+        }
+        let _ = self.shape.set(checked.shape);
+        let _ = self.table.set(checked.table);
+        let _ = self.definition.set(checked.definition);
+        let _ = self.deps.set(checked.deps);
+        let _ = self.server_version.set(checked.server_version);
+        Ok(checked.plan)
     }
 
     pub fn names(&self) -> &Names {
@@ -182,6 +250,9 @@ impl Backend for PgBackend {
     }
 
     async fn preflight(&self) -> anyhow::Result<Plan> {
+        if self.reverting {
+            return self.preflight_revert().await;
+        }
         let ctrl = self.ctrl()?;
         // Held by the control session until the run ends.
         runs::lock(&ctrl, &self.names).await?;
@@ -203,6 +274,14 @@ impl Backend for PgBackend {
         }
         let checked =
             preflight::run(&ctrl, &self.spec, &self.opts, &self.names, &self.alter).await?;
+        if let Some(reverse) = &checked.plan.reverse {
+            *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) = Some(revert::Record::new(
+                &self.spec.fingerprint(),
+                &self.spec.alter,
+                reverse.clone(),
+                &checked.shape,
+            ));
+        }
         if let Some(cp) = checked.resume
             && self.opts.execute
         {
@@ -406,15 +485,30 @@ impl Backend for PgBackend {
     async fn before_cutover(&self) -> anyhow::Result<()> {
         let resumed = self.resume.get().is_some();
         let lock_timeout = self.opts.cutover_lock_timeout;
+        let ctrl = self.ctrl()?;
         shadow::finish(
-            &*self.ctrl()?,
+            &ctrl,
             &self.names,
             self.shape()?,
             resumed,
             lock_timeout,
             self.opts.lock_attempts,
         )
-        .await
+        .await?;
+        match self.way_back() {
+            // The way back's stream must exist before the swap commits.
+            Some(record) if !self.reverting => {
+                revert::keep(
+                    &ctrl,
+                    &self.names,
+                    &self.back_names()?,
+                    &record,
+                    self.opts.slot_create_timeout,
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn lock_for_cutover(&self, timeout: Duration) -> anyhow::Result<bool> {
@@ -445,16 +539,21 @@ impl Backend for PgBackend {
             .ok_or_else(|| anyhow::anyhow!("preflight has not run"))?;
         let now = definition::read(&ctrl, &self.names, table.oid).await?;
         before.ensure_unchanged(&now, &self.names.src())?;
+        let mut record = runs::record(&self.names, &self.fingerprint(), &self.alter_text());
+        if let Some(way_back) = self.way_back().filter(|_| !self.reverting) {
+            record.push(revert::mark(&way_back));
+        }
         let validate = cutover::swap(
             &ctrl,
             &self.names,
             self.table()?,
             self.shape()?,
             self.deps()?,
-            &runs::record(&self.names, &self.spec.fingerprint(), &self.spec.alter),
+            &record,
             &self.opts.faults,
         )
         .await?;
+        self.swapped.store(true, Relaxed);
         *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()) = validate;
         self.locked.store(false, Relaxed);
         if self.opts.drop_old {
@@ -470,7 +569,12 @@ impl Backend for PgBackend {
         let statements =
             std::mem::take(&mut *self.to_validate.lock().unwrap_or_else(|e| e.into_inner()));
         match self.ctrl() {
-            Ok(ctrl) => cutover::validate(&ctrl, &statements).await,
+            Ok(ctrl) => {
+                cutover::validate(&ctrl, &statements).await;
+                if !self.reverting {
+                    self.seal_way_back(&ctrl).await;
+                }
+            }
             Err(e) => tracing::error!("cannot validate the re-pointed foreign keys: {e:#}"),
         }
     }
@@ -484,7 +588,17 @@ impl Backend for PgBackend {
     async fn cleanup(&self, keep_shadow: bool) -> anyhow::Result<()> {
         // Closing every session ends any open transaction and the temporary slot.
         self.close().await;
+        let swapped = self.swapped.load(Relaxed);
+        if self.reverting && !swapped {
+            // The way back stays for the next attempt (`wraith revert` again).
+            return Ok(());
+        }
         let c = conn::connect(&self.spec.dsn, "cleanup").await?;
+        if self.way_back().is_some() && !self.reverting && !swapped {
+            for r in revert::forget(&c, &self.back_names()?).await? {
+                tracing::debug!("removed {r} (the way back of a migration that did not swap)");
+            }
+        }
         let removed =
             cleanup::remove(&c, &self.names, cleanup::ActiveSlot::Wait, keep_shadow).await?;
         for r in removed {
@@ -503,6 +617,34 @@ impl verify_api::ChecksumsBy for PgBackend {
 }
 
 impl PgBackend {
+    /// The ALTER the history records: the migration's, or what a revert undid.
+    fn alter_text(&self) -> String {
+        match self.way_back() {
+            Some(r) if self.reverting => format!("revert of: {}", r.alter),
+            _ => self.spec.alter.clone(),
+        }
+    }
+
+    /// Starts the way back's stream at the swap's commit. On failure the revert
+    /// does it (the marker stays in the stream).
+    async fn seal_way_back(&self, ctrl: &Client) {
+        let Some(mut record) = self.way_back() else {
+            return;
+        };
+        let sealed = match self.back_names() {
+            Ok(back) => revert::seal(ctrl, &back, &mut record).await,
+            Err(e) => Err(e),
+        };
+        match sealed {
+            Ok(lsn) => tracing::info!(
+                "the way back is kept from the swap at {lsn}: `wraith revert` swaps the old table \
+                back with every write since, `wraith revert --forget` removes it"
+            ),
+            Err(e) => tracing::warn!("{e:#}; `wraith revert` will start the way back itself"),
+        }
+        *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+    }
+
     async fn lock(&self, timeout: Duration, mode: cutover::LockMode) -> anyhow::Result<bool> {
         let granted = cutover::lock(&*self.ctrl()?, &self.names, timeout, mode).await?;
         self.locked.store(granted, Relaxed);

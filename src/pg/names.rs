@@ -23,6 +23,9 @@ pub struct Names {
     pub checkpoint: String,
     pub slot: String,
     pub publication: String,
+    /// What the swap appends to the names of the indexes and identity sequences it
+    /// sets aside with the table it renames away (`_old`; `_reverted` on the way back).
+    pub aside_suffix: &'static str,
 }
 
 impl Names {
@@ -59,6 +62,35 @@ impl Names {
             checkpoint,
             publication: slot.clone(),
             slot,
+            aside_suffix: "_old",
+        })
+    }
+
+    /// The names of the way back (`--revertible`, `wraith revert`): the table the
+    /// application uses is the source, the old table is the shadow, and the swap
+    /// sets the new shape aside as `_<table>_reverted`. Its own slot, publication and
+    /// checkpoint table (which also holds the way back's record).
+    pub fn back(schema: &str, table: &str) -> anyhow::Result<Names> {
+        let forward = Names::new(schema, table)?;
+        let reverted = format!("_{table}_reverted");
+        let checkpoint = format!("_{table}_back");
+        for n in [&reverted, &checkpoint] {
+            if n.len() > MAX_IDENT {
+                return Err(bad_input(format!(
+                    "the table name {table:?} is too long for wraith's helper name {n:?} \
+                     (PostgreSQL allows {MAX_IDENT} bytes): --revertible needs a shorter name"
+                )));
+            }
+        }
+        let slot = format!("{}_back", forward.slot);
+        Ok(Names {
+            shadow: forward.old,
+            old: reverted,
+            checkpoint,
+            publication: slot.clone(),
+            slot,
+            aside_suffix: "_reverted",
+            ..forward
         })
     }
 

@@ -109,6 +109,10 @@ pub async fn run(
         completed: None,
         fingerprint: spec.fingerprint(),
         instant: instant(spec, names, alter, &shape),
+        reverse: opts
+            .revertible
+            .then(|| reverse(&table, &shape, spec))
+            .transpose()?,
     };
     if let Some(cp) = &earlier.resume {
         checkpoint::check_shape(cp, &plan, &plan.target)?;
@@ -142,7 +146,7 @@ fn instant(spec: &MigrationSpec, names: &Names, alter: &AlterText, shape: &Shape
     Instant::MetadataOnly(stmts)
 }
 
-fn cutover_steps(names: &Names, table: &Table, deps: &Dependents) -> Vec<String> {
+pub(crate) fn cutover_steps(names: &Names, table: &Table, deps: &Dependents) -> Vec<String> {
     let mut steps = vec![
         "wait until the change backlog is small".to_string(),
         format!(
@@ -436,4 +440,25 @@ async fn leftovers(
         shadow: marked && !settled.removed,
         resume: settled.resume,
     })
+}
+
+/// The way back after the swap (`--revertible`), from the forward mapping and the
+/// table's own columns.
+fn reverse(
+    table: &Table,
+    shape: &Shape,
+    spec: &MigrationSpec,
+) -> anyhow::Result<crate::plan::reverse::Reverse> {
+    use crate::plan::reverse::{self, OldColumn};
+    let old: Vec<OldColumn> = table
+        .columns
+        .iter()
+        .map(|c| OldColumn {
+            name: c.name.clone(),
+            type_name: c.type_name.clone(),
+            required: c.not_null && !c.has_default,
+            generated: c.generated,
+        })
+        .collect();
+    reverse::derive(&shape.mapping, &old, &spec.reverse_transforms)
 }

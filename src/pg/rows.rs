@@ -249,12 +249,17 @@ async fn write_keys(
             .await
             .db("checking constraints at once")?;
     }
+    if let Some(guard) = &sql.guard {
+        refuse_inexact(c, guard, &keys).await?;
+    }
     for _ in 0..CONFLICT_ROUNDS {
         let columns = by_column(&keys);
         let params: Vec<Param> = columns.iter().map(|c| c as Param).collect();
-        c.execute(&sql.apply_delete, &params)
-            .await
-            .db("deleting re-read rows from the shadow")?;
+        if !sql.apply_delete.is_empty() {
+            c.execute(&sql.apply_delete, &params)
+                .await
+                .db("deleting re-read rows from the shadow")?;
+        }
         if sql.conflicts.is_empty() {
             c.execute(&sql.apply_insert, &params)
                 .await
@@ -316,6 +321,61 @@ async fn write_keys(
          coming after {CONFLICT_ROUNDS} rounds ({} keys); nothing was swapped",
         keys.len()
     )
+}
+
+/// Refuses the re-read when a row of `keys` would not come out the same in the
+/// shadow's types ([`RowSql::guard`]): the keys (found one by one when the check
+/// itself fails, as a cast that overflows does) and their count, never a
+/// truncated value.
+async fn refuse_inexact(c: &Client, guard: &str, keys: &[Key]) -> anyhow::Result<()> {
+    let check = |keys: Vec<Key>| async move {
+        let columns = by_column(&keys);
+        let params: Vec<Param> = columns.iter().map(|c| c as Param).collect();
+        c.batch_execute("SAVEPOINT wraith_guard")
+            .await
+            .db("starting the check of values cast back")?;
+        let found = c.query(guard, &params).await;
+        let end = if found.is_ok() {
+            "RELEASE SAVEPOINT wraith_guard"
+        } else {
+            "ROLLBACK TO SAVEPOINT wraith_guard"
+        };
+        c.batch_execute(end)
+            .await
+            .db("ending the check of values cast back")?;
+        anyhow::Ok(found.map(|rows| {
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| r.get::<_, String>(i)).collect::<Key>())
+                .collect::<Vec<Key>>()
+        }))
+    };
+    let (bad, why) = match check(keys.to_vec()).await? {
+        Ok(bad) if bad.is_empty() => return Ok(()),
+        Ok(bad) => (bad, "it would not come back the same".to_string()),
+        Err(e) => {
+            let why = describe(&e);
+            let mut bad = Vec::new();
+            for k in keys {
+                if !matches!(check(vec![k.clone()]).await?, Ok(b) if b.is_empty()) {
+                    bad.push(k.clone());
+                }
+            }
+            (bad, why)
+        }
+    };
+    let shown: Vec<String> = bad
+        .iter()
+        .take(10)
+        .map(|k| format!("({})", k.join(", ")))
+        .collect();
+    Err(crate::error::bad_input(format!(
+        "the old table's types cannot hold {} row(s) written to the new table since the swap, \
+                keys {}{}: {why}; nothing was swapped back. Change or delete those rows, or give \
+                --reverse-transform for their columns, and run the revert again",
+        bad.len(),
+        shown.join(" "),
+        if bad.len() > 10 { " ..." } else { "" }
+    )))
 }
 
 /// Runs `f` again after a deadlock or serialization failure, a few times.

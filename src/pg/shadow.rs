@@ -365,7 +365,7 @@ fn rebuilt(before: &[(String, u32)], after: &[(String, u32)]) -> Option<String> 
 /// The shadow's unique indexes and exclusion constraints other than the key's
 /// index: a re-read row may conflict under them with an older version of another
 /// key that the apply has not reached yet.
-async fn unique_indexes(
+pub(crate) async fn unique_indexes(
     c: &Client,
     shadow: &str,
     key: &[String],

@@ -82,6 +82,10 @@ pub struct RowSql {
     /// The shadow's key sorts differently from the source's: `shadow_has` would
     /// scan the whole shadow, so every chunk takes `copy_merge`.
     pub always_merge: bool,
+    /// `$1..$k` = one text[] per key column: the keys whose source rows the shadow's
+    /// types cannot hold exactly (the way back: a value cast back that would not
+    /// come out the same). Run before each apply; `None`: nothing to check.
+    pub guard: Option<String>,
 }
 
 /// A unique index or exclusion constraint of the shadow other than the key's, as
@@ -262,7 +266,7 @@ impl KeyCols {
     }
 
     /// Condition "key of this row is one of the given arrays" on `cols`.
-    fn in_arrays(&self, cols: &[String]) -> String {
+    pub(crate) fn in_arrays(&self, cols: &[String]) -> String {
         if self.len() == 1 {
             return format!("{} = ANY($1::text[]::{}[])", ident(&cols[0]), self.types[0]);
         }
@@ -395,7 +399,65 @@ impl RowSql {
                     .join(", ")
             ),
             always_merge: key.order_differs(),
+            guard: None,
         }
+    }
+
+    /// The way back: the old table keeps its own values of the columns the new
+    /// table lacks (`kept`: column and the expression a row new since the swap
+    /// takes, its default or NULL). The apply deletes the keys' rows and re-inserts
+    /// them in one statement that carries those values over; `apply_delete` is
+    /// then empty.
+    pub fn keep_old_values(
+        &mut self,
+        src: &str,
+        shadow: &str,
+        key: &KeyCols,
+        mapping: &Mapping,
+        kept: &[(String, String)],
+    ) {
+        if kept.is_empty() {
+            return;
+        }
+        let written: Vec<_> = mapping.written().collect();
+        let mut targets: Vec<String> = written.iter().map(|c| c.target.clone()).collect();
+        let mut exprs: Vec<String> = written
+            .iter()
+            .map(|c| c.expr.clone().unwrap_or_default())
+            .collect();
+        let n = key.len();
+        let mut returning: Vec<String> = key.shadow.iter().map(|c| ident(c)).collect();
+        let mut aliases: Vec<String> = (0..n).map(|i| format!("wraith_k{i}")).collect();
+        for (i, (col, default)) in kept.iter().enumerate() {
+            returning.push(ident(col));
+            aliases.push(format!("wraith_v{i}"));
+            targets.push(col.clone());
+            exprs.push(format!(
+                "CASE WHEN w.wraith_k0 IS NULL THEN {default} ELSE w.wraith_v{i} END"
+            ));
+        }
+        let join: Vec<String> = key
+            .source
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("w.wraith_k{i} = {src}.{}", ident(c)))
+            .collect();
+        // The ORDER BY reads every deleted row before the first insert, so no
+        // re-inserted row meets an old one under a unique constraint.
+        self.apply_insert = format!(
+            "WITH gone AS (DELETE FROM ONLY {shadow} WHERE {} RETURNING {}), \
+                was AS (SELECT * FROM gone ORDER BY 1) \
+                INSERT INTO {shadow} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM ONLY {src} \
+                LEFT JOIN was AS w({}) ON {} WHERE {}",
+            key.in_arrays(&key.shadow),
+            returning.join(", "),
+            list(&targets),
+            exprs.join(", "),
+            aliases.join(", "),
+            join.join(" AND "),
+            key.in_arrays(&key.source)
+        );
+        self.apply_delete = String::new();
     }
 }
 

@@ -13,6 +13,7 @@ pub mod instant;
 pub mod mapping;
 pub mod options;
 pub mod report;
+pub mod reverse;
 pub mod spec;
 
 pub use mapping::{ColumnMap, Fill, Mapping, SourceColumn, TargetColumn};

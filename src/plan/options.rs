@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub resume: bool,
     /// Apply a metadata-only ALTER directly instead of rewriting the table.
     pub instant: crate::plan::instant::InstantMode,
+    /// Keep a way back after the swap (`--revertible`): the reverse mapping is
+    /// derived (or refused) in preflight.
+    pub revertible: bool,
 }
 
 impl RunOptions {
@@ -84,6 +87,7 @@ impl RunOptions {
             kill_blockers: false,
             resume: false,
             instant: Default::default(),
+            revertible: false,
         }
     }
 
@@ -92,6 +96,7 @@ impl RunOptions {
         BackendOptions {
             execute: self.execute,
             resume: self.resume,
+            revertible: self.revertible,
             drop_old: self.drop_old,
             cutover_lock_timeout: self.cutover_lock_timeout,
             lock_attempts: self.cutover_attempts.max(1),
@@ -110,6 +115,8 @@ pub struct BackendOptions {
     pub execute: bool,
     /// Resumable run (persistent change source, checkpoints).
     pub resume: bool,
+    /// Derive the way back after the swap (`--revertible`).
+    pub revertible: bool,
     /// Drop the original table right after the swap.
     pub drop_old: bool,
     /// Bounds the DDL that locks other tables (shadow creation, foreign keys).

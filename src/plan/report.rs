@@ -88,6 +88,8 @@ pub struct Plan {
     pub fingerprint: String,
     /// Whether the server could apply the change without a copy (`--instant`).
     pub instant: crate::plan::instant::Instant,
+    /// The way back after the swap (`--revertible`).
+    pub reverse: Option<crate::plan::reverse::Reverse>,
 }
 
 impl fmt::Display for Plan {
@@ -166,6 +168,14 @@ impl fmt::Display for Plan {
                 "\n7. Data checks of the spec (source rows at preflight):"
             )?;
             f.write_str(&findings_text(&self.findings))?;
+        }
+        if let Some(reverse) = &self.reverse {
+            writeln!(
+                f,
+                "\n{}. The way back (--revertible): old column <- new table",
+                if self.findings.is_empty() { 7 } else { 8 }
+            )?;
+            write!(f, "{reverse}")?;
         }
         for w in &self.warnings {
             writeln!(f, "\nwarning: {w}")?;

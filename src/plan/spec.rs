@@ -89,6 +89,9 @@ pub struct MigrationSpec {
     pub shadow_statements: Vec<String>,
     /// Data checks run in preflight.
     pub checks: Vec<Check>,
+    /// `--reverse-transform col=EXPR`: how a column of the old table is filled from
+    /// a row of the new one, where wraith cannot derive it (`--revertible`).
+    pub reverse_transforms: Vec<Transform>,
 }
 
 /// A migration spec file (`wraith migrate --spec file.toml`).
@@ -111,6 +114,9 @@ pub struct SpecFile {
     /// Data checks (`[[check]]` tables).
     #[serde(default, rename = "check")]
     pub checks: Vec<Check>,
+    /// Old column = expression over the new row, for `--revertible`.
+    #[serde(default)]
+    pub reverse_transforms: std::collections::BTreeMap<String, String>,
 }
 
 impl SpecFile {
@@ -140,6 +146,11 @@ impl SpecFile {
             prepare: self.prepare,
             shadow_statements: self.shadow,
             checks: self.checks,
+            reverse_transforms: self
+                .reverse_transforms
+                .into_iter()
+                .map(|(column, expr)| Transform { column, expr })
+                .collect(),
         };
         spec.set_table(&self.table)?;
         Ok(spec)
@@ -158,6 +169,7 @@ impl MigrationSpec {
             prepare: vec![],
             shadow_statements: vec![],
             checks: vec![],
+            reverse_transforms: vec![],
         }
     }
 
@@ -321,6 +333,7 @@ mod tests {
             prepare: vec![],
             shadow_statements: vec![],
             checks: vec![],
+            reverse_transforms: vec![],
         };
         s.set_table("sales.orders").unwrap();
         assert_eq!((s.schema(), s.table.as_str()), ("sales", "orders"));
