@@ -188,31 +188,35 @@ pub async fn seal(c: &Client, back: &Names, record: &mut Record) -> anyhow::Resu
     if let Some(from) = &record.from {
         return Ok(from.clone());
     }
-    let rows = c
-        .query_raw(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, \
-               'proto_version', '1', 'publication_names', $2, 'messages', 'true')",
-            [&back.slot, &back.publication],
-        )
-        .await
-        .db("reading the way back's stream")?;
-    pin_mut!(rows);
-    let mut marked = false;
-    let mut from = None;
-    while let Some(row) = rows.try_next().await.db("reading the way back's stream")? {
-        let data: &[u8] = row.get(0);
-        match pgoutput::decode(data).map_err(|e| anyhow::anyhow!("decoding the stream: {e}"))? {
-            Message::Message {
-                prefix, content, ..
-            } if prefix == FENCE_PREFIX && content == record.marker.as_bytes() => marked = true,
-            Message::Commit { end_lsn, .. } if marked => {
-                from = Some(pgoutput::format_lsn(end_lsn));
-                break;
+    // The stream is dropped before the next statement on the session: unread rows
+    // would hold the connection.
+    let from = {
+        let rows = c
+            .query_raw(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, \
+                   'proto_version', '1', 'publication_names', $2, 'messages', 'true')",
+                [&back.slot, &back.publication],
+            )
+            .await
+            .db("reading the way back's stream")?;
+        pin_mut!(rows);
+        let mut marked = false;
+        let mut from = None;
+        while let Some(row) = rows.try_next().await.db("reading the way back's stream")? {
+            let data: &[u8] = row.get(0);
+            match pgoutput::decode(data).map_err(|e| anyhow::anyhow!("decoding the stream: {e}"))? {
+                Message::Message {
+                    prefix, content, ..
+                } if prefix == FENCE_PREFIX && content == record.marker.as_bytes() => marked = true,
+                Message::Commit { end_lsn, .. } if marked => {
+                    from = Some(pgoutput::format_lsn(end_lsn));
+                    break;
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    drop(rows);
+        from
+    };
     let from = from.ok_or_else(|| {
         anyhow::anyhow!(
             "the swap is not in the way back's stream: the migration that kept it never swapped; \

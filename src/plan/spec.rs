@@ -376,6 +376,7 @@ mod tests {
                 prepare: vec![],
                 shadow: vec![],
                 checks: vec![],
+                reverse_transforms: Default::default(),
             }
             .into_spec(&Dsn::parse(dsn).unwrap())
             .unwrap()
