@@ -397,6 +397,24 @@ impl Dependents {
             .collect()
     }
 
+    /// With a way back kept (`--revertible`): what the swap re-created on the new
+    /// table and must not act on the old one while the way back writes it (its
+    /// triggers would fire again; a reference to itself refuses a row deleted and
+    /// re-inserted while its children point at it). A revert's swap brings them
+    /// back from the new table's own.
+    pub fn set_aside(&self, old: &str) -> Vec<String> {
+        let triggers = self
+            .triggers
+            .iter()
+            .map(|(name, _, _)| format!("DROP TRIGGER IF EXISTS {} ON {old}", ident(name)));
+        let own = self
+            .fks
+            .iter()
+            .filter(|f| f.self_reference)
+            .map(|f| format!("ALTER TABLE {old} DROP CONSTRAINT IF EXISTS {}", ident(&f.name)));
+        triggers.chain(own).collect()
+    }
+
     /// In the swap transaction, after the renames (`new` is the table's name again).
     pub fn after_rename(&self, new: &str, old: &str) -> Vec<String> {
         let mut out = Vec::new();
@@ -448,13 +466,6 @@ impl Dependents {
             if !fk.self_reference {
                 out.push(format!(
                     "ALTER TABLE {on} DROP CONSTRAINT {}",
-                    ident(&fk.name)
-                ));
-            } else {
-                // The table swapped in may have its own copy already (the old table
-                // on the way back): it is replaced, then validated like the others.
-                out.push(format!(
-                    "ALTER TABLE {on} DROP CONSTRAINT IF EXISTS {}",
                     ident(&fk.name)
                 ));
             }

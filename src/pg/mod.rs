@@ -541,6 +541,7 @@ impl Backend for PgBackend {
         before.ensure_unchanged(&now, &self.names.src())?;
         let mut record = runs::record(&self.names, &self.fingerprint(), &self.alter_text());
         if let Some(way_back) = self.way_back().filter(|_| !self.reverting) {
+            record.extend(self.deps()?.set_aside(&self.names.old_q()));
             record.push(revert::mark(&way_back));
         }
         let validate = cutover::swap(

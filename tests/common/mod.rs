@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod dependents;
 pub mod env;
 pub mod ops;
 pub mod servers;

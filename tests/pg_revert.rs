@@ -1,0 +1,311 @@
+//! The way back on PostgreSQL: a migration run with `--revertible`, writes to the
+//! new table after the swap, then `wraith revert` swaps the old table back with
+//! every one of those writes and every dependent under its name. A write the old
+//! shape cannot hold stops the revert with its key; a revert killed at its
+//! cutover, or while it reads the way back's stream, is run again.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use wraith::Engine;
+use wraith::engine::Stats;
+use wraith::engine::migration::Outcome;
+use wraith::plan::{MigrationSpec, RunOptions};
+use wraith::sandbox::PgOptions;
+
+const ALTER: &str = "ALTER COLUMN amount TYPE bigint, ALTER COLUMN customer_id TYPE bigint";
+
+/// `wraith revert --execute` of `table` through the library.
+async fn revert(dsn: &str, table: &str) -> anyhow::Result<Outcome> {
+    let mut spec = MigrationSpec::new(common::dsn(dsn), "");
+    spec.set_table(table).unwrap();
+    let opts = RunOptions {
+        resume: true,
+        ..execute()
+    };
+    let cx = Job::new(spec.clone(), opts.clone()).context(Arc::new(Stats::default()));
+    Engine::revert(spec, opts, cx).await
+}
+
+fn revertible() -> RunOptions {
+    RunOptions {
+        revertible: true,
+        initial_chunk_rows: 300,
+        ..execute()
+    }
+}
+
+async fn the_old_table_comes_back_with_every_write(opts: PgOptions) {
+    let db = db_with(opts).await;
+    let c = &db.client;
+    c.batch_execute(dependents::FIXTURE).await.unwrap();
+    let before = dependents::bound_to(c, "orders").await;
+
+    let writer = dependents::Writer::start(&db).await;
+    let outcome = migrate(spec(&db.dsn, "orders", ALTER, &[], revertible())).await;
+    assert!(
+        matches!(outcome, Ok(Outcome::Migrated(..))),
+        "migration: {outcome:?}"
+    );
+    // The application writes to the new table for a while.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(scalar_bool(c, "SELECT to_regclass('_orders_back') IS NOT NULL").await);
+
+    // The dry run shows the way back and changes nothing.
+    let plan = wraith_ok(&["revert", "--dsn", &db.dsn, "--table", "orders"]);
+    assert!(plan.contains("_orders_reverted"), "{plan}");
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
+             WHERE attrelid = 'orders'::regclass AND attname = 'amount'"
+        )
+        .await
+    );
+
+    let outcome = revert(&db.dsn, "orders").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failed = writer.stop().await;
+    let Ok(Outcome::Migrated(_, summary)) = outcome else {
+        panic!("revert: {outcome:?}")
+    };
+    assert!(summary.swapped);
+    assert!(
+        summary.keys_applied > 0,
+        "the writes since the swap came back"
+    );
+    assert_eq!(failed, 0, "the application saw errors");
+
+    // The old shape, with every write made before and after either swap.
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT format_type(atttypid, atttypmod) = 'integer' FROM pg_attribute \
+             WHERE attrelid = 'orders'::regclass AND attname = 'amount'"
+        )
+        .await
+    );
+    assert_eq!(
+        dependents::differs_from_mirror(c, "customer_id, amount").await,
+        0,
+        "the reverted table differs from the mirror"
+    );
+    // Every dependent is back on it under its own name; none left on the new shape.
+    assert_eq!(dependents::bound_to(c, "orders").await, before);
+    let aside = dependents::bound_to(c, "_orders_reverted").await;
+    assert!(
+        aside.iter().all(|o| !o.starts_with("view ")
+            && !o.starts_with("referenced by ")
+            && !o.starts_with("publication ")),
+        "the new shape still has dependents: {aside:?}"
+    );
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT bool_and(convalidated) FROM pg_constraint WHERE confrelid = 'orders'::regclass"
+        )
+        .await
+    );
+    // The sequences go on from where the new table left them.
+    let max = scalar_i64(c, "SELECT max(id)::int8 FROM orders").await;
+    let id = scalar_i64(
+        c,
+        "INSERT INTO orders (customer_id, amount) VALUES (1, 1) RETURNING id::int8",
+    )
+    .await;
+    assert!(id > max, "id {id} after {max}");
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
+                AND to_regclass('_orders_back') IS NULL AND to_regclass('_orders_old') IS NULL"
+        )
+        .await,
+        "the way back is removed"
+    );
+    assert!(leftovers(c).await.is_empty(), "{:?}", leftovers(c).await);
+}
+
+on_postgres_versions!(the_old_table_comes_back_with_every_write,);
+
+/// A value written since the swap that the old type cannot hold: the revert
+/// stops with its key and leaves everything as it was; once the row is fixed it
+/// goes through. A change whose way back wraith cannot derive is refused up front.
+#[tokio::test]
+async fn a_value_the_old_shape_cannot_hold_stops_the_revert() {
+    let db = db().await;
+    let c = &db.client;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL, note varchar(5), gone text DEFAULT 'g');
+         INSERT INTO t SELECT g, g, 'n' || g, 'old' FROM generate_series(1, 1000) g;",
+    )
+    .await
+    .unwrap();
+
+    let using = wraith(&[
+        "migrate",
+        "--dsn",
+        &db.dsn,
+        "--table",
+        "t",
+        "--alter",
+        "ALTER COLUMN v TYPE text USING 'v' || v",
+        "--revertible",
+    ]);
+    assert_eq!(using.status.code(), Some(2), "{}", show(&using));
+    assert!(
+        show(&using).contains("--reverse-transform v="),
+        "{}",
+        show(&using)
+    );
+
+    let alter = "ALTER COLUMN v TYPE bigint, ALTER COLUMN note TYPE text, DROP COLUMN gone";
+    let outcome = migrate(spec(&db.dsn, "t", alter, &[], revertible())).await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    c.batch_execute(
+        "INSERT INTO t VALUES (2001, 5000000000, 'ok'), (2002, 1, 'too long');
+         UPDATE t SET v = -v WHERE id <= 10; DELETE FROM t WHERE id BETWEEN 11 AND 20;",
+    )
+    .await
+    .unwrap();
+
+    let refused = revert(&db.dsn, "t")
+        .await
+        .expect_err("the revert is refused");
+    let msg = format!("{refused:#}");
+    assert!(msg.contains("(2001)"), "{msg}");
+    assert!(wraith::error::exit_code(&refused) == 2, "{msg}");
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
+             WHERE attrelid = 't'::regclass AND attname = 'v'"
+        )
+        .await,
+        "the table is as it was"
+    );
+    c.batch_execute("UPDATE t SET v = 7 WHERE id = 2001")
+        .await
+        .unwrap();
+    // A text longer than the old varchar(5) is refused too, not truncated.
+    let refused = revert(&db.dsn, "t")
+        .await
+        .expect_err("the revert is refused");
+    assert!(format!("{refused:#}").contains("(2002)"), "{refused:#}");
+    c.batch_execute("UPDATE t SET note = 'short' WHERE id = 2002")
+        .await
+        .unwrap();
+
+    let outcome = revert(&db.dsn, "t").await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    assert_eq!(scalar_i64(c, "SELECT count(*) FROM t").await, 992);
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT (SELECT sum(v) FROM t WHERE id <= 10) = -55 \
+               AND (SELECT v FROM t WHERE id = 2001) = 7 \
+               AND (SELECT gone FROM t WHERE id = 1) = 'old' \
+               AND (SELECT gone FROM t WHERE id = 2001) = 'g' \
+               AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                    WHERE attrelid = 't'::regclass AND attname = 'note') = 'character varying(5)'"
+        )
+        .await,
+        "old values kept, new rows take the dropped column's default"
+    );
+    assert!(leftovers(c).await.is_empty(), "{:?}", leftovers(c).await);
+}
+
+/// `wraith revert` killed outright while it reads the way back's stream, and
+/// again with its swap done but not committed: each time the table is whole and
+/// in use, and the next `wraith revert` finishes the job. `--forget` removes a
+/// way back and leaves the old table alone.
+#[tokio::test]
+async fn a_killed_revert_is_run_again() {
+    let db = db().await;
+    let c = &db.client;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 2000) g;",
+    )
+    .await
+    .unwrap();
+    let outcome = migrate(spec(
+        &db.dsn,
+        "t",
+        "ALTER COLUMN v TYPE bigint",
+        &[],
+        revertible(),
+    ))
+    .await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    c.batch_execute("UPDATE t SET v = v + 1000 WHERE id <= 500; INSERT INTO t VALUES (5000, 5);")
+        .await
+        .unwrap();
+
+    let args: Vec<String> = ["revert", "--dsn", &db.dsn, "--table", "t", "--execute"]
+        .map(String::from)
+        .to_vec();
+    for point in ["before-verify", "before-swap-commit"] {
+        let out = wraith_async_env(
+            args.clone(),
+            vec![("WRAITH_FAULT_POINT".into(), point.into())],
+        )
+        .await;
+        assert!(!out.status.success(), "killed at {point}: {}", show(&out));
+        // The new shape is still the table, writable.
+        assert!(
+            scalar_bool(
+                c,
+                "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
+                 WHERE attrelid = 't'::regclass AND attname = 'v'"
+            )
+            .await,
+            "killed at {point}"
+        );
+        c.batch_execute(&format!(
+            "INSERT INTO t VALUES ({}, 1)",
+            if point == "before-verify" { 6001 } else { 6002 }
+        ))
+        .await
+        .unwrap();
+    }
+    let out = wraith_async(args.clone()).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT count(*) = 2003 AND sum(v) = 2001000 + 500000 + 5 + 2 \
+                AND format_type(min(a.atttypid), min(a.atttypmod)) = 'integer' \
+             FROM t, pg_attribute a WHERE a.attrelid = 't'::regclass AND a.attname = 'v'"
+        )
+        .await
+    );
+
+    // Another revertible migration, then forgotten: the old table stays, the slot goes.
+    c.batch_execute("DROP TABLE _t_reverted").await.unwrap();
+    let outcome = migrate(spec(
+        &db.dsn,
+        "t",
+        "ALTER COLUMN v TYPE bigint",
+        &[],
+        revertible(),
+    ))
+    .await;
+    assert!(matches!(outcome, Ok(Outcome::Migrated(..))), "{outcome:?}");
+    let out = wraith_ok(&["revert", "--dsn", &db.dsn, "--table", "t", "--forget"]);
+    assert!(out.contains("removed replication slot"), "{out}");
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
+                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_old') IS NOT NULL"
+        )
+        .await
+    );
+    let again = wraith(&["revert", "--dsn", &db.dsn, "--table", "t"]);
+    assert_eq!(again.status.code(), Some(2), "{}", show(&again));
+    assert!(show(&again).contains("no way back"), "{}", show(&again));
+}
