@@ -372,7 +372,12 @@ impl Backend for PgBackend {
             .set(Mutex::new(Decoder::new(table, version, &self.names.slot)));
         if self.resume.get().is_some() {
             let lsn = capture::reopen(&ctrl, &self.names, self.decoder()?).await?;
-            self.set_verifier(self.shape()?);
+            if self.reverting {
+                let verifier = revert::verifier(&ctrl, &self.spec.dsn, &self.names, table).await?;
+                let _ = self.verifier.set(verifier);
+            } else {
+                self.set_verifier(self.shape()?);
+            }
             return Ok(Some(lsn));
         }
         // The change source first (DESIGN 2.A), then the shadow.

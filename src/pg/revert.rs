@@ -30,7 +30,7 @@ use crate::pg::pgoutput::{self, Message};
 use crate::pg::shadow::{self, Shape};
 use crate::pg::sql::{KeyCols, RowSql, ident, literal};
 use crate::plan::mapping::{self, Fill, SourceColumn, TargetColumn};
-use crate::plan::reverse::{Back, Reverse};
+use crate::plan::reverse::{Back, Reverse, ReverseColumn};
 use crate::plan::{Transform, fnv1a};
 
 /// The record's row in the way back's table; its checkpoints take row 1.
@@ -372,6 +372,64 @@ pub async fn adopt(
         key,
         sql,
     })
+}
+
+/// Verification of the way back, old table against the table, each column of
+/// the old one compared in its successor's type: a column carried over (cast
+/// back exactly, see [`guard`]) with the column it went to, a column given by
+/// `--reverse-transform` with the column of its name, where the new table has
+/// one (json that went to jsonb and back compares as jsonb, not as text). The
+/// columns the ALTER dropped (kept in the old table) and added (left behind)
+/// are not compared.
+pub async fn verifier(
+    c: &Client,
+    dsn: &crate::dsn::Dsn,
+    back: &Names,
+    table: &Table,
+) -> anyhow::Result<crate::pg::verify::Verifier> {
+    let record = read(c, back)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the way back's record is gone"))?;
+    let old = catalog::table(c, &back.schema, &back.shadow).await?;
+    let new_type = |name: &str| {
+        table
+            .columns
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.type_name.clone())
+    };
+    let pairs = record
+        .reverse
+        .columns
+        .iter()
+        .filter_map(|r| {
+            let successor = match &r.back {
+                Back::Column { from, .. } => from.clone(),
+                Back::Given(_) => r.old.clone(),
+                Back::Kept | Back::Generated => return None,
+            };
+            Some((ident(&r.old), successor.clone(), new_type(&successor)?))
+        })
+        .collect();
+    let new_key: Vec<String> = old
+        .key
+        .iter()
+        .map(|k| match record.reverse.columns.iter().find(|r| &r.old == k) {
+            Some(ReverseColumn {
+                back: Back::Column { from, .. },
+                ..
+            }) => from.clone(),
+            _ => k.clone(),
+        })
+        .collect();
+    let key = KeyCols::new(&old, new_key, &table.columns);
+    Ok(crate::pg::verify::Verifier::new(
+        dsn,
+        back.shadow_q(),
+        back.src(),
+        key,
+        pairs,
+    ))
 }
 
 /// The keys among `$1..$k` whose values cast back would not come out the same:
