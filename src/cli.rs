@@ -233,6 +233,11 @@ pub struct MigrateArgs {
         requires = "revertible"
     )]
     pub reverse_transforms: Vec<String>,
+    /// How long wraith keeps the old table following the new one after the swap
+    /// (--revertible): `wraith ctl <socket> revert` swaps it back within it; when it
+    /// ends the way back is removed (its slot stops keeping WAL) and wraith exits.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, requires = "revertible")]
+    pub revert_window: Duration,
     /// Verification before the cutover: off, count (rows per range) or checksum (every row).
     #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
     pub verify: wraith::verify::Mode,
@@ -379,6 +384,7 @@ impl RevertArgs {
             prefer_instant: false,
             revertible: false,
             reverse_transforms: Vec::new(),
+            revert_window: Duration::ZERO,
             verify: self.verify,
             verify_workers: self.verify_workers,
             json: self.json,

@@ -16,7 +16,7 @@ use crate::error::bad_input;
 use crate::plan::{fnv1a, parse_duration};
 
 /// What `wraith ctl` accepts.
-pub const COMMANDS: &str = "status, throttle, no-throttle, chunk-time=MS, threads=N, max-lag=MS, max-load=N, cutover, abort";
+pub const COMMANDS: &str = "status, throttle, no-throttle, chunk-time=MS, threads=N, max-lag=MS, max-load=N, cutover, revert, abort";
 
 /// The default socket of a migration: one per server, database and table (the
 /// hash tells apart servers whose databases share a name).
@@ -158,6 +158,19 @@ pub fn execute(command: &str, control: &Control, stats: &Stats) -> String {
                 "ok: the cutover proceeds once the copy and verification are done".to_string()
             } else {
                 "ok: the cutover was not postponed".to_string()
+            }
+        }
+        // A migration kept revertible follows the table into the old one, its
+        // swap back held like a postponed cutover.
+        ("revert", None) => {
+            if control.postponed() {
+                control.release_cutover();
+                tracing::info!("ctl: revert requested");
+                "ok: the old table is swapped back once it is caught up and verified".to_string()
+            } else {
+                "error: this run is not holding a way back (only `migrate --revertible` after \
+                 its swap does)"
+                    .to_string()
             }
         }
         ("abort", None) => {

@@ -98,13 +98,14 @@ fn init_logging(format: LogFormat, verbose: u8) {
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let (spec, opts, hooks) = args.spec()?;
+    let follow = (opts.revertible && opts.execute).then_some(args.revert_window);
     run_command(
         spec,
         opts,
         hooks,
         args.json,
         args.operate.reconnect_for,
-        false,
+        Job::Migrate { follow },
     )
     .await
 }
@@ -130,9 +131,75 @@ async fn revert(args: RevertArgs) -> anyhow::Result<()> {
         hooks,
         args.json,
         args.operate.reconnect_for,
-        true,
+        Job::Revert,
     )
     .await
+}
+
+/// What [`run_command`] runs.
+#[derive(Clone, Copy)]
+enum Job {
+    /// A migration; with `follow`, the way back it kept is followed that long.
+    Migrate {
+        follow: Option<Duration>,
+    },
+    Revert,
+}
+
+/// After a `--revertible` swap: the old table follows the table for `window`
+/// (the revert run, its cutover held); `ctl revert` swaps it back, the end of the
+/// window removes the way back, Ctrl-C leaves it for `wraith revert`.
+async fn follow_way_back(
+    spec: MigrationSpec,
+    forward: RunOptions,
+    window: Duration,
+    json: bool,
+    abort: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let opts = RunOptions {
+        revertible: false,
+        resume: true,
+        threads: 1,
+        postpone_cutover: true,
+        postpone_flag_file: None,
+        ..forward
+    };
+    let cx = RunContext::with_abort(&opts, abort);
+    let (control, ended) = (cx.control.clone(), Arc::new(AtomicBool::new(false)));
+    let timer = {
+        let ended = ended.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            ended.store(true, Relaxed);
+            control.abort(Some(format!("the revert window of {window:?} ended")));
+        })
+    };
+    let socket = opts
+        .control_socket
+        .as_ref()
+        .map(|s| s.display().to_string())
+        .unwrap_or_default();
+    tracing::info!(
+        "the old table follows the table for {window:?}: `wraith ctl {socket} revert` swaps it \
+         back; when the window ends the way back is removed"
+    );
+    let result = run_migration(spec.clone(), opts, cx, json, true).await;
+    timer.abort();
+    match result {
+        Err(_) if ended.load(Relaxed) => {
+            Engine::of(&spec.dsn).forget(&spec).await?;
+            println!(
+                "The revert window ended: the way back is removed (the old table stays as it was \
+                 at the end of it); the table keeps its new shape."
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.context(
+            "the old table stopped following the table; the way back is kept: `wraith revert \
+             --execute` continues it, `wraith revert --forget` removes it",
+        )),
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Runs a migration (or a revert) with Ctrl-C handling, the control socket and,
@@ -143,8 +210,9 @@ async fn run_command(
     mut hooks: wraith::engine::hooks::Hooks,
     json: bool,
     reconnect_for: Duration,
-    revert: bool,
+    job: Job,
 ) -> anyhow::Result<()> {
+    let revert = matches!(job, Job::Revert);
     let engine = Engine::of(&spec.dsn);
     let faults = Faults::from_env()?;
     let database = spec.dsn.database().unwrap_or_default().to_string();
@@ -188,6 +256,13 @@ async fn run_command(
                 tracing::warn!("reconnecting in {wait:?} to resume the migration");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Ok(())
+                if let Job::Migrate {
+                    follow: Some(window),
+                } = job =>
+            {
+                return follow_way_back(spec, opts, window, json, abort).await;
             }
             other => return other,
         }

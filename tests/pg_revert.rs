@@ -379,3 +379,82 @@ async fn the_oracle_workload_goes_through_the_revert() {
     );
     env.stop().await;
 }
+
+/// `migrate --revertible` stays after its swap with the old table following the
+/// table: `ctl revert` swaps it back with the writes made meanwhile. With a short
+/// window and no `ctl revert`, the way back is removed when it ends and the new
+/// shape stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_old_table_follows_the_table_for_the_window() {
+    let db = db().await;
+    let c = &db.client;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g;",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ctl.sock");
+    let args = |window: &str| -> Vec<String> {
+        [
+            "migrate",
+            "--dsn",
+            &db.dsn,
+            "--table",
+            "t",
+            "--alter",
+            "ALTER COLUMN v TYPE bigint",
+            "--execute",
+            "--revertible",
+            "--revert-window",
+            window,
+            "--control-socket",
+            socket.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = tokio::spawn(wraith_async(args("5m")));
+    let status = ops::wait_status(&socket, Duration::from_secs(60), |s| {
+        s["phase"] == "postponed"
+    })
+    .await;
+    assert_eq!(status["cutover_postponed"], true, "{status}");
+    c.batch_execute("INSERT INTO t VALUES (9001, 1); UPDATE t SET v = 0 WHERE id <= 100")
+        .await
+        .unwrap();
+    ops::wait_status(&socket, Duration::from_secs(30), |s| {
+        s["keys_applied"].as_u64() >= Some(101)
+    })
+    .await;
+    let reply = wraith::ctl::send(&socket, "revert").await.unwrap();
+    assert!(reply.starts_with("ok"), "{reply}");
+    let out = run.await.unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("Revert done"), "{}", show(&out));
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT count(*) = 3001 AND sum(v) = 4501500 - 5050 + 1 \
+                AND format_type(min(a.atttypid), min(a.atttypmod)) = 'integer' \
+             FROM t, pg_attribute a WHERE a.attrelid = 't'::regclass AND a.attname = 'v'"
+        )
+        .await
+    );
+
+    c.batch_execute("DROP TABLE _t_reverted").await.unwrap();
+    let out = wraith_async(args("2s")).await;
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("revert window ended"), "{}", show(&out));
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
+                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_old') IS NOT NULL \
+                AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = 't'::regclass AND attname = 'v') = 'bigint'"
+        )
+        .await
+    );
+}

@@ -407,11 +407,12 @@ impl Dependents {
             .triggers
             .iter()
             .map(|(name, _, _)| format!("DROP TRIGGER IF EXISTS {} ON {old}", ident(name)));
-        let own = self
-            .fks
-            .iter()
-            .filter(|f| f.self_reference)
-            .map(|f| format!("ALTER TABLE {old} DROP CONSTRAINT IF EXISTS {}", ident(&f.name)));
+        let own = self.fks.iter().filter(|f| f.self_reference).map(|f| {
+            format!(
+                "ALTER TABLE {old} DROP CONSTRAINT IF EXISTS {}",
+                ident(&f.name)
+            )
+        });
         triggers.chain(own).collect()
     }
 

@@ -414,13 +414,15 @@ pub async fn verifier(
     let new_key: Vec<String> = old
         .key
         .iter()
-        .map(|k| match record.reverse.columns.iter().find(|r| &r.old == k) {
-            Some(ReverseColumn {
-                back: Back::Column { from, .. },
-                ..
-            }) => from.clone(),
-            _ => k.clone(),
-        })
+        .map(
+            |k| match record.reverse.columns.iter().find(|r| &r.old == k) {
+                Some(ReverseColumn {
+                    back: Back::Column { from, .. },
+                    ..
+                }) => from.clone(),
+                _ => k.clone(),
+            },
+        )
         .collect();
     let key = KeyCols::new(&old, new_key, &table.columns);
     Ok(crate::pg::verify::Verifier::new(
