@@ -374,11 +374,17 @@ impl fmt::Display for Summary {
             self.apply_lag_p50_ms, self.apply_lag_p99_ms, self.max_apply_lag_ms, self.heartbeats
         )?;
         if self.verify_time > Duration::ZERO {
-            let share =
-                100.0 * self.verify_time.as_secs_f64() / self.copy_time.as_secs_f64().max(0.001);
+            // A run that copied nothing (a revert) has no copy to compare with.
+            let share = if self.rows_copied > 0 {
+                let pct = 100.0 * self.verify_time.as_secs_f64()
+                    / self.copy_time.as_secs_f64().max(0.001);
+                format!(" ({pct:.0}% of the copy time)")
+            } else {
+                String::new()
+            };
             writeln!(
                 f,
-                "verification:      {} rows in {} ms ({share:.0}% of the copy time), {} keys repaired",
+                "verification:      {} rows in {} ms{share}, {} keys repaired",
                 self.verify_rows,
                 self.verify_time.as_millis(),
                 self.verify_repaired
