@@ -209,7 +209,8 @@ pub struct MigrateArgs {
     /// Longest the cutover may hold the write lock while applying the last changes.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub cutover_drain_timeout: Duration,
-    /// Drop the original table after a successful swap (default: keep it as _<table>_old).
+    /// Drop the original table after a successful swap (default: keep it as _<table>_old);
+    /// with --revertible, when the way back is removed at the end of the window.
     #[arg(long)]
     pub drop_old: bool,
     /// Apply the ALTER directly, with no copy, when the server can do it as a
@@ -223,7 +224,7 @@ pub struct MigrateArgs {
     /// Keep a way back after the swap: the dry run shows how each column of the old
     /// table is filled from a row of the new one, and refuses a change whose way back
     /// wraith cannot derive (name it with --reverse-transform).
-    #[arg(long, conflicts_with_all = ["drop_old", "instant"])]
+    #[arg(long, conflicts_with = "instant")]
     pub revertible: bool,
     /// Fill a column of the old table from a row of the new one, for --revertible:
     /// COLUMN=EXPR over the new table's columns (repeatable).
@@ -335,9 +336,12 @@ pub struct RevertArgs {
     #[arg(long)]
     pub execute: bool,
     /// Remove the way back instead (its replication slot stops keeping WAL); the
-    /// old table stays as it is.
+    /// old table stays as it is unless --drop-old.
     #[arg(long, conflicts_with = "execute")]
     pub forget: bool,
+    /// With --forget: drop the old table too.
+    #[arg(long, requires = "forget")]
+    pub drop_old: bool,
     /// Longest wait for the cutover lock per attempt (default: 500ms).
     #[arg(long, value_parser = parse_duration)]
     pub cutover_lock_timeout: Option<Duration>,
@@ -603,7 +607,8 @@ impl MigrateArgs {
                 .unwrap_or(defaults.cutover_lock_timeout),
             cutover_attempts: self.cutover_attempts,
             cutover_drain_timeout: self.cutover_drain_timeout,
-            drop_old: self.drop_old,
+            // With a way back, the old table is needed until it is forgotten.
+            drop_old: self.drop_old && !self.revertible,
             instant: match (self.instant, self.prefer_instant) {
                 (true, _) => InstantMode::Require,
                 (_, true) => InstantMode::Prefer,

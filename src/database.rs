@@ -161,10 +161,11 @@ impl Engine {
         Engine::serve_and_run(backend, opts, cx).await
     }
 
-    /// `wraith revert --forget`: removes the way back kept for the table.
-    pub async fn forget(self, spec: &MigrationSpec) -> anyhow::Result<Vec<String>> {
+    /// `wraith revert --forget`: removes the way back kept for the table (and with
+    /// `drop_old` the old table).
+    pub async fn forget(self, spec: &MigrationSpec, drop_old: bool) -> anyhow::Result<Vec<String>> {
         match self {
-            Engine::Postgres => crate::pg::revert::forget_command(spec).await,
+            Engine::Postgres => crate::pg::revert::forget_command(spec, drop_old).await,
             Engine::MySql => Err(not_revertible()),
         }
     }

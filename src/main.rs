@@ -98,7 +98,10 @@ fn init_logging(format: LogFormat, verbose: u8) {
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let (spec, opts, hooks) = args.spec()?;
-    let follow = (opts.revertible && opts.execute).then_some(args.revert_window);
+    let follow = (opts.revertible && opts.execute).then_some(Follow {
+        window: args.revert_window,
+        drop_old: args.drop_old,
+    });
     run_command(
         spec,
         opts,
@@ -114,14 +117,16 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
 async fn revert(args: RevertArgs) -> anyhow::Result<()> {
     let (spec, opts, hooks) = args.spec()?;
     if args.forget {
-        let removed = Engine::of(&spec.dsn).forget(&spec).await?;
+        let removed = Engine::of(&spec.dsn).forget(&spec, args.drop_old).await?;
         if removed.is_empty() {
             println!("No way back is kept for {}.", spec.table);
         } else {
             for r in removed {
                 println!("removed {r}");
             }
-            println!("The old table stays as it was; it no longer follows the table.");
+            if !args.drop_old {
+                println!("The old table stays as it was; it no longer follows the table.");
+            }
         }
         return Ok(());
     }
@@ -139,11 +144,19 @@ async fn revert(args: RevertArgs) -> anyhow::Result<()> {
 /// What [`run_command`] runs.
 #[derive(Clone, Copy)]
 enum Job {
-    /// A migration; with `follow`, the way back it kept is followed that long.
+    /// A migration; with `follow`, the way back it kept is followed after its swap.
     Migrate {
-        follow: Option<Duration>,
+        follow: Option<Follow>,
     },
     Revert,
+}
+
+/// How long the old table follows the table after a `--revertible` swap, and
+/// whether it goes with the way back when the window ends.
+#[derive(Clone, Copy)]
+struct Follow {
+    window: Duration,
+    drop_old: bool,
 }
 
 /// After a `--revertible` swap: the old table follows the table for `window`
@@ -152,10 +165,11 @@ enum Job {
 async fn follow_way_back(
     spec: MigrationSpec,
     forward: RunOptions,
-    window: Duration,
+    follow: Follow,
     json: bool,
     abort: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
+    let window = follow.window;
     let opts = RunOptions {
         revertible: false,
         resume: true,
@@ -187,10 +201,15 @@ async fn follow_way_back(
     timer.abort();
     match result {
         Err(_) if ended.load(Relaxed) => {
-            Engine::of(&spec.dsn).forget(&spec).await?;
+            Engine::of(&spec.dsn).forget(&spec, follow.drop_old).await?;
             println!(
-                "The revert window ended: the way back is removed (the old table stays as it was \
-                 at the end of it); the table keeps its new shape."
+                "The revert window ended: the way back is removed ({}); the table keeps its new \
+                 shape.",
+                if follow.drop_old {
+                    "and the old table with it"
+                } else {
+                    "the old table stays as it was at the end of it"
+                }
             );
             Ok(())
         }
@@ -259,10 +278,10 @@ async fn run_command(
             }
             Ok(())
                 if let Job::Migrate {
-                    follow: Some(window),
+                    follow: Some(follow),
                 } = job =>
             {
-                return follow_way_back(spec, opts, window, json, abort).await;
+                return follow_way_back(spec, opts, follow, json, abort).await;
             }
             other => return other,
         }
@@ -295,6 +314,11 @@ async fn run_migration(
             println!("{plan}");
             println!("\nDry run: nothing was changed. Add --execute to run this migration.");
         }
+        Outcome::AlreadyDone(plan) if revert => println!(
+            "{}: already reverted {}.",
+            plan.target,
+            plan.completed.unwrap_or_default()
+        ),
         Outcome::AlreadyDone(plan) if json => println!(
             "{}",
             serde_json::json!({ "already_applied": plan.completed, "swapped": false })

@@ -220,8 +220,9 @@ async fn a_value_the_old_shape_cannot_hold_stops_the_revert() {
 
 /// `wraith revert` killed outright while it reads the way back's stream, and
 /// again with its swap done but not committed: each time the table is whole and
-/// in use, and the next `wraith revert` finishes the job. `--forget` removes a
-/// way back and leaves the old table alone.
+/// in use, and the next `wraith revert` finishes the job; killed right after its
+/// swap, the next one only removes the way back. `--forget` removes a way back
+/// and leaves the old table alone.
 #[tokio::test]
 async fn a_killed_revert_is_run_again() {
     let db = db().await;
@@ -272,8 +273,24 @@ async fn a_killed_revert_is_run_again() {
         .await
         .unwrap();
     }
+    // Killed right after its swap committed: the table is reverted; the next run
+    // only removes the way back.
+    let out = wraith_async_env(
+        args.clone(),
+        vec![("WRAITH_FAULT_POINT".into(), "after-swap-commit".into())],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", show(&out));
     let out = wraith_async(args.clone()).await;
     assert!(out.status.success(), "{}", show(&out));
+    assert!(show(&out).contains("reverted"), "{}", show(&out));
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) AND to_regclass('_t_back') IS NULL"
+        )
+        .await
+    );
     assert!(
         scalar_bool(
             c,
@@ -382,8 +399,8 @@ async fn the_oracle_workload_goes_through_the_revert() {
 
 /// `migrate --revertible` stays after its swap with the old table following the
 /// table: `ctl revert` swaps it back with the writes made meanwhile. With a short
-/// window and no `ctl revert`, the way back is removed when it ends and the new
-/// shape stays.
+/// window and no `ctl revert`, the way back (with `--drop-old`, the old table
+/// too) is removed when it ends and the new shape stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_old_table_follows_the_table_for_the_window() {
     let db = db().await;
@@ -444,14 +461,16 @@ async fn the_old_table_follows_the_table_for_the_window() {
     );
 
     c.batch_execute("DROP TABLE _t_reverted").await.unwrap();
-    let out = wraith_async(args("2s")).await;
+    let mut short = args("2s");
+    short.push("--drop-old".into());
+    let out = wraith_async(short).await;
     assert!(out.status.success(), "{}", show(&out));
     assert!(show(&out).contains("revert window ended"), "{}", show(&out));
     assert!(
         scalar_bool(
             c,
             "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
-                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_old') IS NOT NULL \
+                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_old') IS NULL \
                 AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
                      WHERE attrelid = 't'::regclass AND attname = 'v') = 'bigint'"
         )

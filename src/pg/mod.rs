@@ -173,6 +173,27 @@ impl PgBackend {
     async fn preflight_revert(&self) -> anyhow::Result<Plan> {
         let ctrl = self.ctrl()?;
         runs::lock(&ctrl, &self.names).await?;
+        if revert::swapped_back(&ctrl, &self.names).await? {
+            if self.opts.execute {
+                for r in revert::forget(&ctrl, &self.names).await? {
+                    tracing::warn!("removed {r}, left by the revert that swapped the table back");
+                }
+            }
+            return Ok(Plan {
+                target: format!("{}.{}", self.names.schema, self.names.table),
+                server: "PostgreSQL".into(),
+                completed: Some(format!(
+                    "(the new shape is set aside as {}); {}",
+                    self.names.old_q(),
+                    if self.opts.execute {
+                        "its way back is removed now"
+                    } else {
+                        "--execute removes its way back"
+                    }
+                )),
+                ..Plan::default()
+            });
+        }
         let checked = revert::preflight(&ctrl, &self.names, self.opts.execute).await?;
         *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) =
             revert::read(&ctrl, &self.names).await?;

@@ -242,6 +242,18 @@ pub async fn seal(c: &Client, back: &Names, record: &mut Record) -> anyhow::Resu
     Ok(from)
 }
 
+/// A revert swapped and stopped before it removed the way back: the old table
+/// is the table again and the new shape is set aside.
+pub async fn swapped_back(c: &Client, back: &Names) -> anyhow::Result<bool> {
+    Ok(c.query_one(
+        "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NULL AND to_regclass($3) IS NOT NULL",
+        &[&back.checkpoint_q(), &back.shadow_q(), &back.old_q()],
+    )
+    .await
+    .db("looking for a revert that swapped")?
+    .get(0))
+}
+
 /// Removes the way back: its slot, publication and record (the old table stays).
 pub async fn forget(c: &Client, back: &Names) -> anyhow::Result<Vec<String>> {
     crate::pg::cleanup::remove(c, back, crate::pg::cleanup::ActiveSlot::Refuse, true).await
@@ -249,11 +261,23 @@ pub async fn forget(c: &Client, back: &Names) -> anyhow::Result<Vec<String>> {
 
 /// `wraith revert --forget`: the way back goes; what it kept the old table
 /// up to stays.
-pub async fn forget_command(spec: &crate::plan::MigrationSpec) -> anyhow::Result<Vec<String>> {
+pub async fn forget_command(
+    spec: &crate::plan::MigrationSpec,
+    drop_old: bool,
+) -> anyhow::Result<Vec<String>> {
     let back = Names::back(spec.schema(), &spec.table)?;
     let c = crate::pg::conn::connect(&spec.dsn, "forget").await?;
     crate::pg::runs::lock(&c, &back).await?;
-    forget(&c, &back).await
+    let kept = read(&c, &back).await?.is_some();
+    let mut removed = forget(&c, &back).await?;
+    // Only the old table of a way back: never a table that merely has its name.
+    if drop_old && kept {
+        c.batch_execute(&format!("DROP TABLE IF EXISTS {}", back.shadow_q()))
+            .await
+            .db("dropping the old table (--drop-old)")?;
+        removed.push(format!("old table {}", back.shadow_q()));
+    }
+    Ok(removed)
 }
 
 /// The old table as the shadow of the way back: its columns filled from the

@@ -287,7 +287,7 @@ pub fn fnv1a(s: &str) -> u32 {
     })
 }
 
-/// A duration like `500ms`, `2s`, `1m` (a bare number is milliseconds).
+/// A duration like `500ms`, `2s`, `1m`, `1h` (a bare number is milliseconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
@@ -301,7 +301,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1000.0,
         "s" => v,
         "m" | "min" => v * 60.0,
-        _ => return Err(format!("unknown unit in {s:?}: use ms, s or m")),
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s, m or h")),
     };
     Ok(Duration::from_secs_f64(secs))
 }
