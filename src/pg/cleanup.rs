@@ -120,5 +120,16 @@ pub async fn cleanup_command(spec: &crate::plan::MigrationSpec) -> anyhow::Resul
     // A resumable run's persistent slot is idle between reads: only the run lock
     // tells that the run is alive.
     crate::pg::runs::lock(&c, &names).await?;
-    remove(&c, &names, ActiveSlot::Refuse, false).await
+    let removed = remove(&c, &names, ActiveSlot::Refuse, false).await?;
+    // A way back is kept on purpose, so it stays; but its slot keeps WAL.
+    let back = Names::back(&names.schema, &names.table)?;
+    if crate::pg::revert::read(&c, &back).await?.is_some() {
+        tracing::warn!(
+            "a way back is kept for {} (`migrate --revertible`): its replication slot {} keeps \
+             WAL until `wraith revert` uses it or `wraith revert --forget` removes it",
+            names.src(),
+            back.slot
+        );
+    }
+    Ok(removed)
 }
