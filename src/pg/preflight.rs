@@ -80,6 +80,30 @@ pub async fn run(
             .map(|p| format!("creating the replication slot will wait for {p}")),
     );
 
+    let mut cutover_steps = cutover_steps(names, &table, &deps);
+    if opts.revertible {
+        let back = Names::back(&names.schema, &names.table)?;
+        let n = cutover_steps.len();
+        cutover_steps.insert(
+            1,
+            format!(
+                "the way back (--revertible): CREATE PUBLICATION {} FOR TABLE {}; a persistent \
+                 slot {}; its record in {}",
+                crate::pg::sql::ident(&back.publication),
+                names.shadow_q(),
+                back.slot,
+                back.checkpoint_q()
+            ),
+        );
+        cutover_steps.insert(
+            n,
+            format!(
+                "the way back: the triggers and references to itself of {} are set aside; a \
+                 marker in the stream, from whose commit the way back's slot starts",
+                names.old_q()
+            ),
+        );
+    }
     let plan = Plan {
         target: format!("{}.{}", names.schema, names.table),
         server: format!("PostgreSQL {}", server.1),
@@ -103,7 +127,7 @@ pub async fn run(
             shape.sql.apply_delete.clone(),
             shape.sql.apply_insert.clone(),
         ],
-        cutover_steps: cutover_steps(names, &table, &deps),
+        cutover_steps,
         warnings,
         findings,
         completed: None,
