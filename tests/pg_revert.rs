@@ -477,3 +477,45 @@ async fn the_old_table_follows_the_table_for_the_window() {
         .await
     );
 }
+
+/// A `--revertible` migration stopped after the way back was created but before
+/// its swap (here by a failing hook) removes the way back with everything else:
+/// no slot keeps WAL, the table is as it was.
+#[tokio::test]
+async fn a_migration_that_does_not_swap_leaves_no_way_back() {
+    let db = db().await;
+    let c = &db.client;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;",
+    )
+    .await
+    .unwrap();
+    let out = wraith(&[
+        "migrate",
+        "--dsn",
+        &db.dsn,
+        "--table",
+        "t",
+        "--alter",
+        "ALTER COLUMN v TYPE bigint",
+        "--revertible",
+        "--execute",
+        "--hook-before-cutover",
+        "false",
+    ]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
+                AND NOT EXISTS (SELECT 1 FROM pg_publication) \
+                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_old') IS NULL \
+                AND (SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+                     WHERE attrelid = 't'::regclass AND attname = 'v') = 'integer'"
+        )
+        .await,
+        "{}",
+        show(&out)
+    );
+}
