@@ -101,6 +101,7 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let follow = (opts.revertible && opts.execute).then_some(Follow {
         window: args.revert_window,
         drop_old: args.drop_old,
+        reconnect_for: args.operate.reconnect_for,
     });
     run_command(
         spec,
@@ -157,6 +158,8 @@ enum Job {
 struct Follow {
     window: Duration,
     drop_old: bool,
+    /// How long a follower that lost its server keeps reconnecting.
+    reconnect_for: Duration,
 }
 
 /// After a `--revertible` swap: the old table follows the table for `window`
@@ -197,7 +200,31 @@ async fn follow_way_back(
         "the old table follows the table for {window:?}: `wraith ctl {socket} revert` swaps it \
          back; when the window ends the way back is removed"
     );
-    let result = run_migration(spec.clone(), opts, cx, json, true).await;
+    // A lost server: the revert continues from its checkpoint once it is back, with
+    // the same knobs (a `ctl revert` already sent still holds).
+    let deadline = std::time::Instant::now() + follow.reconnect_for;
+    let mut wait = Duration::from_millis(500);
+    let mut cx = cx;
+    let result = loop {
+        let again = RunContext {
+            stats: Arc::new(Default::default()),
+            ..cx.clone()
+        };
+        match run_migration(spec.clone(), opts.clone(), cx, json, true).await {
+            Err(e)
+                if wraith::error::is_connection_lost(&e)
+                    && std::time::Instant::now() + wait < deadline
+                    && !again.control.aborted() =>
+            {
+                tracing::warn!("{e:#}");
+                tracing::warn!("reconnecting in {wait:?}; the old table goes on following");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                cx = again;
+            }
+            other => break other,
+        }
+    };
     timer.abort();
     match result {
         Err(_) if ended.load(Relaxed) => {

@@ -398,26 +398,28 @@ async fn the_oracle_workload_goes_through_the_revert() {
 }
 
 /// `migrate --revertible` stays after its swap with the old table following the
-/// table: `ctl revert` swaps it back with the writes made meanwhile. With a short
+/// table, through a restart of the server: `ctl revert` swaps it back with the
+/// writes made meanwhile. With a short
 /// window and no `ctl revert`, the way back (with `--drop-old`, the old table
 /// too) is removed when it ends and the new shape stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_old_table_follows_the_table_for_the_window() {
-    let db = db().await;
-    let c = &db.client;
-    c.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g;",
-    )
-    .await
-    .unwrap();
+    let mut db = db().await;
+    let dsn = db.dsn.clone();
+    db.client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ctl.sock");
     let args = |window: &str| -> Vec<String> {
         [
             "migrate",
             "--dsn",
-            &db.dsn,
+            &dsn,
             "--table",
             "t",
             "--alter",
@@ -438,13 +440,33 @@ async fn the_old_table_follows_the_table_for_the_window() {
     })
     .await;
     assert_eq!(status["cutover_postponed"], true, "{status}");
-    c.batch_execute("INSERT INTO t VALUES (9001, 1); UPDATE t SET v = 0 WHERE id <= 100")
+    db.client
+        .batch_execute("INSERT INTO t VALUES (9001, 1)")
         .await
         .unwrap();
-    ops::wait_status(&socket, Duration::from_secs(30), |s| {
-        s["keys_applied"].as_u64() >= Some(101)
-    })
-    .await;
+    // The server goes away and comes back: the old table goes on following.
+    db.pg.restart().await.expect("restart PostgreSQL");
+    db.client = db.pg.connect("app").await.unwrap();
+    db.client
+        .batch_execute("UPDATE t SET v = 0 WHERE id <= 100")
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let reply = wraith::ctl::send(&socket, "status")
+            .await
+            .unwrap_or_default();
+        let s: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
+        if s["phase"] == "postponed" && s["keys_applied"].as_u64() >= Some(100) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "never caught up again: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = &db.client;
     let reply = wraith::ctl::send(&socket, "revert").await.unwrap();
     assert!(reply.starts_with("ok"), "{reply}");
     let out = run.await.unwrap();
