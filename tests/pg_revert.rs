@@ -398,8 +398,9 @@ async fn the_oracle_workload_goes_through_the_revert() {
 }
 
 /// `migrate --revertible` stays after its swap with the old table following the
-/// table, through a restart of the server: `ctl revert` swaps it back with the
-/// writes made meanwhile. With a short
+/// table, through a restart of the server and a value it cannot hold for a while
+/// (reported in `ctl status`, parked): `ctl revert` swaps it back with the writes
+/// made meanwhile. With a short
 /// window and no `ctl revert`, the way back (with `--drop-old`, the old table
 /// too) is removed when it ends and the new shape stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -467,6 +468,18 @@ async fn the_old_table_follows_the_table_for_the_window() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let c = &db.client;
+    // A value the old type cannot hold is reported and parked, and the old table
+    // goes on following; once it fits again it is carried over.
+    let refused = |n: u64| move |s: &serde_json::Value| s["keys_refused"].as_u64() == Some(n);
+    c.batch_execute("UPDATE t SET v = 5000000000 WHERE id = 3000")
+        .await
+        .unwrap();
+    let status = ops::wait_status(&socket, Duration::from_secs(30), refused(1)).await;
+    assert_eq!(status["phase"], "postponed", "{status}");
+    c.batch_execute("UPDATE t SET v = 3000 WHERE id = 3000")
+        .await
+        .unwrap();
+    ops::wait_status(&socket, Duration::from_secs(30), refused(0)).await;
     let reply = wraith::ctl::send(&socket, "revert").await.unwrap();
     assert!(reply.starts_with("ok"), "{reply}");
     let out = run.await.unwrap();

@@ -55,6 +55,10 @@ pub struct Applied {
     pub keys: u64,
     /// Keys held back because a copy chunk in flight covers them (DESIGN 2.C).
     pub held: Vec<Key>,
+    /// The way back: keys whose rows the old table's types cannot hold, left out
+    /// (re-read again until they fit; the revert refuses while any remain).
+    pub refused: Vec<Key>,
+    pub refused_why: String,
 }
 
 /// Which session re-reads keys: the background applier, or the cutover

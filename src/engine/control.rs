@@ -170,6 +170,7 @@ impl Control {
             "load": stats.load.load(Relaxed),
             "dirty_keys": stats.dirty_waiting.load(Relaxed),
             "keys_applied": stats.keys_applied.load(Relaxed),
+            "keys_refused": stats.keys_refused.load(Relaxed),
             "throttle": {
                 "throttled": pace <= 0.0,
                 "pace": pace,

@@ -114,6 +114,8 @@ impl<B: Backend> Run<B> {
         for attempt in 1..=attempts {
             self.catch_up().await?;
             self.settle().await?;
+            // Rows the way back parked are left out of its drain: none may remain.
+            self.refuse_if_refused()?;
             blocked_by = self.blockers_in_the_way(attempt).await?;
             if blocked_by.is_some() {
                 continue;

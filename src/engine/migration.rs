@@ -19,6 +19,7 @@ use crate::engine::hooks::{HookEvent, Hooks};
 use crate::engine::throttle;
 use crate::engine::{ApplyOn, Backend, ChangeBatch, Phase, Signals, Stats, Summary};
 use crate::error::{Aborted, Stopped, bad_input, is_connection_lost};
+use crate::key::Key;
 use crate::plan::instant::{self, InstantMode};
 use crate::plan::{Plan, RunOptions};
 
@@ -140,6 +141,8 @@ pub async fn run<B: Backend>(
         tracker: Arc::new(ChunkTracker::default()),
         gate: Arc::new(Gate::default()),
         keep_shadow: false,
+        refused: Vec::new(),
+        refused_why: String::new(),
     };
     let result = run.migrate().await;
 
@@ -252,6 +255,10 @@ pub(crate) struct Run<B: Backend> {
     pub(crate) gate: Arc<Gate>,
     /// Verification failed: the shadow stays for inspection.
     pub(crate) keep_shadow: bool,
+    /// The way back: keys the old table's types cannot hold, and why; re-read at
+    /// every apply until they fit, and no swap while any remain.
+    refused: Vec<Key>,
+    refused_why: String,
     /// The last checkpoint saved, and when.
     checkpoint: Checkpoint,
     checkpointed: Instant,
@@ -326,6 +333,7 @@ impl<B: Backend> Run<B> {
         self.catch_up().await?;
         self.check_abort()?;
         self.faults.hit(Point::BeforeVerify).await;
+        self.refuse_if_refused()?;
         self.verify().await?;
         self.check_abort()?;
         self.hook(HookEvent::Verified).await?;
@@ -363,6 +371,7 @@ impl<B: Backend> Run<B> {
         }
         tracing::info!("cutover released");
         self.catch_up().await?;
+        self.refuse_if_refused()?;
         if self.opts.verify == crate::verify::Mode::Checksum {
             self.verify().await?;
         }
@@ -424,6 +433,7 @@ impl<B: Backend> Run<B> {
         }
         let mut pending = self.dirty.snapshot();
         pending.extend(self.held.keys());
+        pending.extend(self.refused.iter().cloned());
         pending.extend(recheck);
         cp.pending = pending;
         cp.saved_unix = unix_us() / 1_000_000;
@@ -509,8 +519,16 @@ impl<B: Backend> Run<B> {
     /// Re-reads every dirty key (and released held keys) from the source.
     pub(crate) async fn apply_dirty(&mut self) -> anyhow::Result<()> {
         self.collect_waiting();
-        while !self.dirty.is_empty() {
-            let keys = self.dirty.take(self.opts.apply_batch_keys);
+        // Keys refused before are re-read in a batch of their own: finding which keys
+        // of a batch do not fit costs a statement per key.
+        let before = self.refused.len();
+        let mut retry = std::mem::take(&mut self.refused);
+        while !self.dirty.is_empty() || !retry.is_empty() {
+            let keys = if self.dirty.is_empty() {
+                std::mem::take(&mut retry)
+            } else {
+                self.dirty.take(self.opts.apply_batch_keys)
+            };
             let n = keys.len() as u64;
             // No chunk registers while this apply runs; keys of chunks already in
             // flight are held back until they commit (DESIGN 2.C).
@@ -526,11 +544,41 @@ impl<B: Backend> Run<B> {
             if let Some(id) = newest {
                 self.held.hold(id, applied.held);
             }
-            self.stats.keys_applied.fetch_add(n - held, Relaxed);
+            let refused = applied.refused.len() as u64;
+            if refused > 0 {
+                self.refused_why = applied.refused_why;
+            }
+            self.refused.extend(applied.refused);
+            self.stats
+                .keys_applied
+                .fetch_add(n.saturating_sub(held + refused), Relaxed);
             self.update_waiting();
+        }
+        self.refused.sort();
+        self.refused.dedup();
+        let now = self.refused.len();
+        self.stats.keys_refused.store(now as u64, Relaxed);
+        if now > before {
+            tracing::warn!(
+                "{:#}",
+                crate::plan::reverse::cannot_carry(&self.refused, &self.refused_why)
+            );
+        } else if now < before && now == 0 {
+            tracing::info!("every row written since the swap fits the old table again");
         }
         self.update_waiting();
         Ok(())
+    }
+
+    /// The way back: no verification or swap while rows do not fit the old table.
+    pub(crate) fn refuse_if_refused(&self) -> anyhow::Result<()> {
+        if self.refused.is_empty() {
+            return Ok(());
+        }
+        Err(crate::plan::reverse::cannot_carry(
+            &self.refused,
+            &self.refused_why,
+        ))
     }
 
     /// Moves into the dirty set the held keys whose chunks have committed and the

@@ -78,6 +78,8 @@ pub struct Stats {
     pub events_read: AtomicU64,
     pub keys_applied: AtomicU64,
     pub dirty_waiting: AtomicU64,
+    /// The way back: keys whose rows the old table cannot hold (reported, parked).
+    pub keys_refused: AtomicU64,
     pub apply_lag_ms: AtomicU64,
     pub max_apply_lag_ms: AtomicU64,
     pub cutover_lock_wait_ms: AtomicU64,
@@ -126,6 +128,7 @@ impl Default for Stats {
             events_read: AtomicU64::new(0),
             keys_applied: AtomicU64::new(0),
             dirty_waiting: AtomicU64::new(0),
+            keys_refused: AtomicU64::new(0),
             apply_lag_ms: AtomicU64::new(0),
             max_apply_lag_ms: AtomicU64::new(0),
             cutover_lock_wait_ms: AtomicU64::new(0),

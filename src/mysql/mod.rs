@@ -499,7 +499,7 @@ impl Backend for MyBackend {
         }
         Ok(Applied {
             keys: n,
-            held: Vec::new(),
+            ..Applied::default()
         })
     }
 

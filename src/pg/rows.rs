@@ -173,9 +173,19 @@ pub async fn apply_keys(
     in_txn: bool,
     in_flight: &[KeyRange],
 ) -> anyhow::Result<Applied> {
-    let (keys, mut held) = split_in_flight(c, sql, keys, in_flight).await?;
+    let (mut keys, mut held) = split_in_flight(c, sql, keys, in_flight).await?;
+    let (refused, refused_why) = leave_out_inexact(c, sql, &mut keys, in_txn).await?;
+    if in_txn && !refused.is_empty() {
+        // Under the cutover's lock nothing may be left behind.
+        return Err(crate::plan::reverse::cannot_carry(&refused, &refused_why));
+    }
     if keys.is_empty() {
-        return Ok(Applied { keys: 0, held });
+        return Ok(Applied {
+            keys: 0,
+            held,
+            refused,
+            refused_why,
+        });
     }
     let written = if in_txn {
         write_keys(c, sql, keys.clone(), in_flight).await?
@@ -209,10 +219,17 @@ pub async fn apply_keys(
         Written::Done => Ok(Applied {
             keys: keys.len() as u64,
             held,
+            refused,
+            refused_why,
         }),
         Written::Held if !in_txn => {
             held.extend(keys);
-            Ok(Applied { keys: 0, held })
+            Ok(Applied {
+                keys: 0,
+                held,
+                refused,
+                refused_why,
+            })
         }
         Written::Held => {
             anyhow::bail!("a re-read conflicts with a copy chunk in flight under the cutover lock")
@@ -248,9 +265,6 @@ async fn write_keys(
         c.batch_execute("SET CONSTRAINTS ALL IMMEDIATE")
             .await
             .db("checking constraints at once")?;
-    }
-    if let Some(guard) = &sql.guard {
-        refuse_inexact(c, guard, &keys).await?;
     }
     for _ in 0..CONFLICT_ROUNDS {
         let columns = by_column(&keys);
@@ -323,11 +337,10 @@ async fn write_keys(
     )
 }
 
-/// Refuses the re-read when a row of `keys` would not come out the same in the
-/// shadow's types ([`RowSql::guard`]): the keys (found one by one when the check
-/// itself fails, as a cast that overflows does) and their count, never a
-/// truncated value.
-async fn refuse_inexact(c: &Client, guard: &str, keys: &[Key]) -> anyhow::Result<()> {
+/// The keys of `keys` whose rows would not come out the same in the shadow's
+/// types ([`RowSql::guard`]), and why (found one by one when the check itself
+/// fails, as a cast that overflows does). Runs in `c`'s open transaction.
+async fn inexact(c: &Client, guard: &str, keys: &[Key]) -> anyhow::Result<(Vec<Key>, String)> {
     let check = |keys: Vec<Key>| async move {
         let columns = by_column(&keys);
         let params: Vec<Param> = columns.iter().map(|c| c as Param).collect();
@@ -349,8 +362,7 @@ async fn refuse_inexact(c: &Client, guard: &str, keys: &[Key]) -> anyhow::Result
                 .collect::<Vec<Key>>()
         }))
     };
-    let (bad, why) = match check(keys.to_vec()).await? {
-        Ok(bad) if bad.is_empty() => return Ok(()),
+    Ok(match check(keys.to_vec()).await? {
         Ok(bad) => (bad, "it would not come back the same".to_string()),
         Err(e) => {
             let why = describe(&e);
@@ -362,20 +374,34 @@ async fn refuse_inexact(c: &Client, guard: &str, keys: &[Key]) -> anyhow::Result
             }
             (bad, why)
         }
+    })
+}
+
+/// Leaves out of `keys` those the shadow's types cannot hold ([`RowSql::guard`]),
+/// returned with why. In the caller's transaction (`in_txn`), or a short one.
+async fn leave_out_inexact(
+    c: &Client,
+    sql: &RowSql,
+    keys: &mut Vec<Key>,
+    in_txn: bool,
+) -> anyhow::Result<(Vec<Key>, String)> {
+    let Some(guard) = &sql.guard else {
+        return Ok((Vec::new(), String::new()));
     };
-    let shown: Vec<String> = bad
-        .iter()
-        .take(10)
-        .map(|k| format!("({})", k.join(", ")))
-        .collect();
-    Err(crate::error::bad_input(format!(
-        "the old table's types cannot hold {} row(s) written to the new table since the swap, \
-                keys {}{}: {why}; nothing was swapped back. Change or delete those rows, or give \
-                --reverse-transform for their columns, and run the revert again",
-        bad.len(),
-        shown.join(" "),
-        if bad.len() > 10 { " ..." } else { "" }
-    )))
+    if !in_txn {
+        c.batch_execute("BEGIN")
+            .await
+            .db("starting the check of values cast back")?;
+    }
+    let found = inexact(c, guard, keys).await;
+    if !in_txn {
+        c.batch_execute("ROLLBACK")
+            .await
+            .db("ending the check of values cast back")?;
+    }
+    let (bad, why) = found?;
+    keys.retain(|k| !bad.contains(k));
+    Ok((bad, why))
 }
 
 /// Runs `f` again after a deadlock or serialization failure, a few times.

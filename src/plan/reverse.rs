@@ -140,6 +140,24 @@ pub fn derive(
     })
 }
 
+/// The refusal of a revert while rows written since the swap do not fit the old
+/// table's types: their keys (the first ten) and count, and what to do.
+pub fn cannot_carry(keys: &[crate::key::Key], why: &str) -> anyhow::Error {
+    let shown: Vec<String> = keys
+        .iter()
+        .take(10)
+        .map(|k| format!("({})", k.join(", ")))
+        .collect();
+    bad_input(format!(
+        "the old table's types cannot hold {} row(s) written to the new table since the swap, \
+         keys {}{}: {why}; nothing was swapped back. Change or delete those rows, or give \
+         --reverse-transform for their columns, and run the revert again",
+        keys.len(),
+        shown.join(" "),
+        if keys.len() > 10 { " ..." } else { "" }
+    ))
+}
+
 impl fmt::Display for Reverse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = self.columns.iter().map(|c| c.old.len()).max().unwrap_or(0);
