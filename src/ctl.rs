@@ -163,7 +163,16 @@ pub fn execute(command: &str, control: &Control, stats: &Stats) -> String {
         // A migration kept revertible follows the table into the old one, its
         // swap back held like a postponed cutover.
         ("revert", None) => {
-            if control.postponed() {
+            let refused = stats
+                .keys_refused
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if refused > 0 {
+                // Releasing now would end the following with a refusal.
+                format!(
+                    "error: {refused} row(s) written since the swap do not fit the old table (their \
+                     keys are in the log): change or delete them, then ask again"
+                )
+            } else if control.postponed() {
                 control.release_cutover();
                 tracing::info!("ctl: revert requested");
                 "ok: the old table is swapped back once it is caught up and verified".to_string()

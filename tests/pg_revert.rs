@@ -476,6 +476,11 @@ async fn the_old_table_follows_the_table_for_the_window() {
         .unwrap();
     let status = ops::wait_status(&socket, Duration::from_secs(30), refused(1)).await;
     assert_eq!(status["phase"], "postponed", "{status}");
+    let reply = wraith::ctl::send(&socket, "revert").await.unwrap();
+    assert!(
+        reply.starts_with("error") && reply.contains("1 row"),
+        "{reply}"
+    );
     c.batch_execute("UPDATE t SET v = 3000 WHERE id = 3000")
         .await
         .unwrap();
