@@ -181,7 +181,7 @@ async fn follow_way_back(
         postpone_flag_file: None,
         ..forward
     };
-    let cx = RunContext::with_abort(&opts, abort);
+    let cx = RunContext::with_abort(&opts, abort.clone());
     let (control, ended) = (cx.control.clone(), Arc::new(AtomicBool::new(false)));
     let timer = {
         let ended = ended.clone();
@@ -202,29 +202,14 @@ async fn follow_way_back(
     );
     // A lost server: the revert continues from its checkpoint once it is back, with
     // the same knobs (a `ctl revert` already sent still holds).
-    let deadline = std::time::Instant::now() + follow.reconnect_for;
-    let mut wait = Duration::from_millis(500);
-    let mut cx = cx;
-    let result = loop {
-        let again = RunContext {
+    let result = reconnecting(follow.reconnect_for, true, &abort, || {
+        let cx = RunContext {
             stats: Arc::new(Default::default()),
             ..cx.clone()
         };
-        match run_migration(spec.clone(), opts.clone(), cx, json, true).await {
-            Err(e)
-                if wraith::error::is_connection_lost(&e)
-                    && std::time::Instant::now() + wait < deadline
-                    && !again.control.aborted() =>
-            {
-                tracing::warn!("{e:#}");
-                tracing::warn!("reconnecting in {wait:?}; the old table goes on following");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
-                cx = again;
-            }
-            other => break other,
-        }
-    };
+        run_migration(spec.clone(), opts.clone(), cx, json, true)
+    })
+    .await;
     timer.abort();
     match result {
         Err(_) if ended.load(Relaxed) => {
@@ -282,33 +267,53 @@ async fn run_command(
         std::process::exit(130);
     });
     // A resumable run that lost its server resumes itself once the server is back.
-    let deadline = std::time::Instant::now() + reconnect_for;
-    let mut wait = Duration::from_millis(500);
-    loop {
+    let result = reconnecting(reconnect_for, opts.resume, &abort, || {
         let cx = RunContext {
             hooks: hooks.clone(),
             faults: faults.clone(),
             ..RunContext::with_abort(&opts, abort.clone())
         };
-        let result = run_migration(spec.clone(), opts.clone(), cx, json, revert).await;
-        match result {
+        run_migration(spec.clone(), opts.clone(), cx, json, revert)
+    })
+    .await;
+    match (result, job) {
+        (
+            Ok(()),
+            Job::Migrate {
+                follow: Some(follow),
+            },
+        ) => follow_way_back(spec, opts, follow, json, abort).await,
+        (other, _) => other,
+    }
+}
+
+/// Runs `attempt` again while it fails for a lost connection (when `resumable`),
+/// with backoff, for at most `reconnect_for`, unless aborted: each attempt
+/// continues from the checkpoint the last one saved.
+async fn reconnecting<F, Fut>(
+    reconnect_for: Duration,
+    resumable: bool,
+    abort: &AtomicBool,
+    mut attempt: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let deadline = std::time::Instant::now() + reconnect_for;
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match attempt().await {
             Err(e)
-                if opts.resume
+                if resumable
                     && wraith::error::is_connection_lost(&e)
                     && std::time::Instant::now() + wait < deadline
                     && !abort.load(Relaxed) =>
             {
                 tracing::warn!("{e:#}");
-                tracing::warn!("reconnecting in {wait:?} to resume the migration");
+                tracing::warn!("reconnecting in {wait:?} to continue");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(10));
-            }
-            Ok(())
-                if let Job::Migrate {
-                    follow: Some(follow),
-                } = job =>
-            {
-                return follow_way_back(spec, opts, follow, json, abort).await;
             }
             other => return other,
         }
