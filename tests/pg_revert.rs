@@ -18,6 +18,18 @@ use wraith::sandbox::PgOptions;
 
 const ALTER: &str = "ALTER COLUMN amount TYPE bigint, ALTER COLUMN customer_id TYPE bigint";
 
+/// The type of `table.column`, as `format_type` prints it.
+async fn type_of(c: &tokio_postgres::Client, table: &str, column: &str) -> String {
+    c.query_one(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+         WHERE attrelid = $1::text::regclass AND attname = $2",
+        &[&table, &column],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// `wraith revert --execute` of `table` through the library.
 async fn revert(dsn: &str, table: &str) -> anyhow::Result<Outcome> {
     let mut spec = MigrationSpec::new(common::dsn(dsn), "");
@@ -57,14 +69,7 @@ async fn the_old_table_comes_back_with_every_write(opts: PgOptions) {
     // The dry run shows the way back and changes nothing.
     let plan = wraith_ok(&["revert", "--dsn", &db.dsn, "--table", "orders"]);
     assert!(plan.contains("_orders_reverted"), "{plan}");
-    assert!(
-        scalar_bool(
-            c,
-            "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
-             WHERE attrelid = 'orders'::regclass AND attname = 'amount'"
-        )
-        .await
-    );
+    assert_eq!(type_of(c, "orders", "amount").await, "bigint");
 
     let outcome = revert(&db.dsn, "orders").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -80,14 +85,7 @@ async fn the_old_table_comes_back_with_every_write(opts: PgOptions) {
     assert_eq!(failed, 0, "the application saw errors");
 
     // The old shape, with every write made before and after either swap.
-    assert!(
-        scalar_bool(
-            c,
-            "SELECT format_type(atttypid, atttypmod) = 'integer' FROM pg_attribute \
-             WHERE attrelid = 'orders'::regclass AND attname = 'amount'"
-        )
-        .await
-    );
+    assert_eq!(type_of(c, "orders", "amount").await, "integer");
     assert_eq!(
         dependents::differs_from_mirror(c, "customer_id, amount").await,
         0,
@@ -178,13 +176,9 @@ async fn a_value_the_old_shape_cannot_hold_stops_the_revert() {
     let msg = format!("{refused:#}");
     assert!(msg.contains("(2001)"), "{msg}");
     assert!(wraith::error::exit_code(&refused) == 2, "{msg}");
-    assert!(
-        scalar_bool(
-            c,
-            "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
-             WHERE attrelid = 't'::regclass AND attname = 'v'"
-        )
-        .await,
+    assert_eq!(
+        type_of(c, "t", "v").await,
+        "bigint",
         "the table is as it was"
     );
     c.batch_execute("UPDATE t SET v = 7 WHERE id = 2001")
@@ -257,15 +251,7 @@ async fn a_killed_revert_is_run_again() {
         .await;
         assert!(!out.status.success(), "killed at {point}: {}", show(&out));
         // The new shape is still the table, writable.
-        assert!(
-            scalar_bool(
-                c,
-                "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute \
-                 WHERE attrelid = 't'::regclass AND attname = 'v'"
-            )
-            .await,
-            "killed at {point}"
-        );
+        assert_eq!(type_of(c, "t", "v").await, "bigint", "killed at {point}");
         c.batch_execute(&format!(
             "INSERT INTO t VALUES ({}, 1)",
             if point == "before-verify" { 6001 } else { 6002 }
@@ -381,14 +367,7 @@ async fn the_oracle_workload_goes_through_the_revert() {
     .await
     .unwrap();
     assert_eq!(diff, 0, "the reverted table differs from the mirror");
-    assert!(
-        scalar_bool(
-            &db.client,
-            "SELECT format_type(atttypid, atttypmod) = 'integer' FROM pg_attribute \
-             WHERE attrelid = 'items'::regclass AND attname = 'id'"
-        )
-        .await
-    );
+    assert_eq!(type_of(&db.client, "items", "id").await, "integer");
     assert!(
         leftovers(&db.client).await.is_empty(),
         "{:?}",

@@ -35,6 +35,19 @@ pub struct Table {
     pub sequences: Vec<(String, String, bool)>,
 }
 
+impl Table {
+    /// Its columns as the column mapping sees a source.
+    pub fn source_columns(&self) -> Vec<crate::plan::mapping::SourceColumn> {
+        self.columns
+            .iter()
+            .map(|col| crate::plan::mapping::SourceColumn {
+                name: col.name.clone(),
+                type_name: col.type_name.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Reads the table; a missing table or one wraith cannot rewrite is bad input.
 pub async fn table(c: &Client, schema: &str, name: &str) -> anyhow::Result<Table> {
     let row = c

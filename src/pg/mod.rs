@@ -194,18 +194,12 @@ impl PgBackend {
                 ..Plan::default()
             });
         }
-        let checked = revert::preflight(&ctrl, &self.names, self.opts.execute).await?;
-        *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) =
-            revert::read(&ctrl, &self.names).await?;
-        if let Some(cp) = checked.resume {
+        let (checked, record) = revert::preflight(&ctrl, &self.names, self.opts.execute).await?;
+        *self.way_back.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+        if let Some(cp) = checked.resume.clone() {
             let _ = self.resume.set(cp);
         }
-        let _ = self.shape.set(checked.shape);
-        let _ = self.table.set(checked.table);
-        let _ = self.definition.set(checked.definition);
-        let _ = self.deps.set(checked.deps);
-        let _ = self.server_version.set(checked.server_version);
-        Ok(checked.plan)
+        Ok(self.hold(checked, true))
     }
 
     pub fn names(&self) -> &Names {
@@ -303,22 +297,16 @@ impl Backend for PgBackend {
                 &checked.shape,
             ));
         }
-        if let Some(cp) = checked.resume
-            && self.opts.execute
-        {
-            // The interrupted run's shadow has the shape preflight just built (and
-            // threw away): its statements serve the resumed run.
-            let _ = self.resume.set(cp);
-            let _ = self.shape.set(checked.shape);
-        }
-        let _ = self.table.set(checked.table);
-        let _ = self.definition.set(checked.definition);
-        let _ = self.deps.set(checked.deps);
-        let _ = self.server_version.set(checked.server_version);
         if let Instant::MetadataOnly(stmts) = &checked.plan.instant {
             let _ = self.instant.set(stmts.clone());
         }
-        Ok(checked.plan)
+        let resumed = match checked.resume.clone() {
+            // The interrupted run's shadow has the shape preflight just built (and
+            // threw away): its statements serve the resumed run.
+            Some(cp) if self.opts.execute => self.resume.set(cp).is_ok(),
+            _ => false,
+        };
+        Ok(self.hold(checked, resumed))
     }
 
     async fn apply_instant(&self, timeout: Duration, attempts: u32) -> anyhow::Result<()> {
@@ -644,6 +632,19 @@ impl verify_api::ChecksumsBy for PgBackend {
 }
 
 impl PgBackend {
+    /// Keeps what preflight found for the later phases (the shape too when the run
+    /// continues one whose shadow has it); returns the plan.
+    fn hold(&self, checked: preflight::Checked, with_shape: bool) -> Plan {
+        if with_shape {
+            let _ = self.shape.set(checked.shape);
+        }
+        let _ = self.table.set(checked.table);
+        let _ = self.definition.set(checked.definition);
+        let _ = self.deps.set(checked.deps);
+        let _ = self.server_version.set(checked.server_version);
+        checked.plan
+    }
+
     /// The ALTER the history records: the migration's, or what a revert undid.
     fn alter_text(&self) -> String {
         match self.way_back() {

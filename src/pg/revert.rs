@@ -29,7 +29,7 @@ use crate::pg::names::Names;
 use crate::pg::pgoutput::{self, Message};
 use crate::pg::shadow::{self, Shape};
 use crate::pg::sql::{KeyCols, RowSql, ident, literal};
-use crate::plan::mapping::{self, Fill, SourceColumn, TargetColumn};
+use crate::plan::mapping::{self, Fill, TargetColumn};
 use crate::plan::reverse::{Back, Reverse, ReverseColumn};
 use crate::plan::{Transform, fnv1a};
 
@@ -310,14 +310,7 @@ pub async fn adopt(
             .find(|r| r.old == name)
             .map(|r| &r.back)
     };
-    let source: Vec<SourceColumn> = table
-        .columns
-        .iter()
-        .map(|col| SourceColumn {
-            name: col.name.clone(),
-            type_name: col.type_name.clone(),
-        })
-        .collect();
+    let source = table.source_columns();
     let targets: Vec<TargetColumn> = old_columns
         .iter()
         .map(|col| TargetColumn {
@@ -502,7 +495,7 @@ pub async fn preflight(
     c: &Client,
     back: &Names,
     execute: bool,
-) -> anyhow::Result<crate::pg::preflight::Checked> {
+) -> anyhow::Result<(crate::pg::preflight::Checked, Record)> {
     let target = format!("{}.{}", back.schema, back.table);
     let mut record = read(c, back).await?.ok_or_else(|| {
         bad_input(format!(
@@ -582,7 +575,7 @@ pub async fn preflight(
         },
     };
     crate::engine::checkpoint::check_shape(&resume, &plan, &target)?;
-    Ok(crate::pg::preflight::Checked {
+    let checked = crate::pg::preflight::Checked {
         table,
         definition,
         deps,
@@ -590,5 +583,6 @@ pub async fn preflight(
         plan,
         server_version,
         resume: Some(resume),
-    })
+    };
+    Ok((checked, record))
 }

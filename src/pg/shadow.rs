@@ -20,7 +20,7 @@ use crate::pg::dependents;
 use crate::pg::names::Names;
 use crate::pg::sql::{KeyCols, RowSql, UniqueIndex, ident, literal};
 use crate::plan::alter::AlterText;
-use crate::plan::{BackendOptions, Mapping, MigrationSpec, SourceColumn, TargetColumn, mapping};
+use crate::plan::{BackendOptions, Mapping, MigrationSpec, TargetColumn, mapping};
 
 /// The shadow as built: its DDL, the column mapping and the statements over it.
 #[derive(Debug, Clone)]
@@ -252,14 +252,7 @@ pub async fn build(
             }
         }
     }
-    let source: Vec<SourceColumn> = table
-        .columns
-        .iter()
-        .map(|col| SourceColumn {
-            name: col.name.clone(),
-            type_name: col.type_name.clone(),
-        })
-        .collect();
+    let source = table.source_columns();
     let targets: Vec<TargetColumn> = after
         .iter()
         .map(|col| TargetColumn {
