@@ -499,7 +499,8 @@ async fn the_old_table_follows_the_table_for_the_window() {
 
 /// A `--revertible` migration stopped after the way back was created but before
 /// its swap (here by a failing hook) removes the way back with everything else:
-/// no slot keeps WAL, the table is as it was.
+/// no slot keeps WAL, the table is as it was. Killed there instead, `wraith
+/// cleanup` removes it.
 #[tokio::test]
 async fn a_migration_that_does_not_swap_leaves_no_way_back() {
     let db = db().await;
@@ -537,4 +538,38 @@ async fn a_migration_that_does_not_swap_leaves_no_way_back() {
         "{}",
         show(&out)
     );
+
+    // Killed before its swap committed: what it left, the way back included, goes
+    // with `wraith cleanup`.
+    let out = wraith_async_env(
+        [
+            "migrate",
+            "--dsn",
+            &db.dsn,
+            "--table",
+            "t",
+            "--alter",
+            "ALTER COLUMN v TYPE bigint",
+            "--revertible",
+            "--execute",
+        ]
+        .map(String::from)
+        .to_vec(),
+        vec![("WRAITH_FAULT_POINT".into(), "before-swap-commit".into())],
+    )
+    .await;
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(scalar_bool(c, "SELECT to_regclass('_t_back') IS NOT NULL").await);
+    let out = wraith_ok(&["cleanup", "--dsn", &db.dsn, "--table", "t"]);
+    assert!(
+        scalar_bool(
+            c,
+            "SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots) \
+                AND NOT EXISTS (SELECT 1 FROM pg_publication) \
+                AND to_regclass('_t_back') IS NULL AND to_regclass('_t_new') IS NULL"
+        )
+        .await,
+        "{out}"
+    );
+    assert_eq!(type_of(c, "t", "v").await, "integer");
 }

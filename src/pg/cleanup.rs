@@ -120,10 +120,17 @@ pub async fn cleanup_command(spec: &crate::plan::MigrationSpec) -> anyhow::Resul
     // A resumable run's persistent slot is idle between reads: only the run lock
     // tells that the run is alive.
     crate::pg::runs::lock(&c, &names).await?;
-    let removed = remove(&c, &names, ActiveSlot::Refuse, false).await?;
-    // A way back is kept on purpose, so it stays; but its slot keeps WAL.
+    // A way back whose migration never swapped (its shadow is still here, never
+    // renamed) can never be used: it goes with the rest.
     let back = Names::back(&names.schema, &names.table)?;
-    if crate::pg::revert::read(&c, &back).await?.is_some() {
+    let way_back = crate::pg::revert::read(&c, &back).await?;
+    let unswapped =
+        way_back.as_ref().is_some_and(|r| r.from.is_none()) && is_marked_shadow(&c, &names).await?;
+    let mut removed = remove(&c, &names, ActiveSlot::Refuse, false).await?;
+    if unswapped {
+        removed.extend(crate::pg::revert::forget(&c, &back).await?);
+    } else if way_back.is_some() {
+        // A way back is kept on purpose, so it stays; but its slot keeps WAL.
         tracing::warn!(
             "a way back is kept for {} (`migrate --revertible`): its replication slot {} keeps \
              WAL until `wraith revert` uses it or `wraith revert --forget` removes it",
