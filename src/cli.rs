@@ -199,16 +199,8 @@ pub struct MigrateArgs {
     /// at most 4 unless given.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Longest wait for the cutover lock per attempt; the application waits at most
-    /// this long. Default: 500ms on PostgreSQL, 2s on MySQL/MariaDB.
-    #[arg(long, value_parser = parse_duration)]
-    pub cutover_lock_timeout: Option<Duration>,
-    /// Cutover attempts before giving up (nothing is changed then).
-    #[arg(long, default_value_t = 30)]
-    pub cutover_attempts: u32,
-    /// Longest the cutover may hold the write lock while applying the last changes.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub cutover_drain_timeout: Duration,
+    #[command(flatten)]
+    pub cutover: CutoverArgs,
     /// Drop the original table after a successful swap (default: keep it as _<table>_old);
     /// with --revertible, when the way back is removed at the end of the window.
     #[arg(long)]
@@ -239,17 +231,32 @@ pub struct MigrateArgs {
     /// ends the way back is removed (its slot stops keeping WAL) and wraith exits.
     #[arg(long, default_value = "1h", value_parser = parse_duration, requires = "revertible")]
     pub revert_window: Duration,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub operate: OperateArgs,
+}
+
+/// The cutover's bounds and the verification before it (migrate and revert).
+#[derive(Args, Clone)]
+pub struct CutoverArgs {
+    /// Longest wait for the cutover lock per attempt; the application waits at most
+    /// this long. Default: 500ms on PostgreSQL, 2s on MySQL/MariaDB.
+    #[arg(long, value_parser = parse_duration)]
+    pub cutover_lock_timeout: Option<Duration>,
+    /// Cutover attempts before giving up (nothing is changed then).
+    #[arg(long, default_value_t = 30)]
+    pub cutover_attempts: u32,
+    /// Longest the cutover may hold the write lock while applying the last changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub cutover_drain_timeout: Duration,
     /// Verification before the cutover: off, count (rows per range) or checksum (every row).
     #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
     pub verify: wraith::verify::Mode,
     /// Parallel verification sessions.
     #[arg(long, default_value_t = 2)]
     pub verify_workers: usize,
-    /// Print the final summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub operate: OperateArgs,
 }
 
 /// Throttling, live control, postponed cutover, blockers and hooks.
@@ -342,21 +349,8 @@ pub struct RevertArgs {
     /// With --forget: drop the old table too.
     #[arg(long, requires = "forget")]
     pub drop_old: bool,
-    /// Longest wait for the cutover lock per attempt (default: 500ms).
-    #[arg(long, value_parser = parse_duration)]
-    pub cutover_lock_timeout: Option<Duration>,
-    /// Attempts at the cutover lock before giving up (the table stays as it is).
-    #[arg(long, default_value_t = 30)]
-    pub cutover_attempts: u32,
-    /// Longest the cutover may hold the write lock while applying the last changes.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub cutover_drain_timeout: Duration,
-    /// Verification of the old table against the table before the swap back.
-    #[arg(long, value_enum, default_value_t = wraith::verify::Mode::Checksum)]
-    pub verify: wraith::verify::Mode,
-    /// Parallel verification sessions.
-    #[arg(long, default_value_t = 2)]
-    pub verify_workers: usize,
+    #[command(flatten)]
+    pub cutover: CutoverArgs,
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -380,17 +374,13 @@ impl RevertArgs {
             chunk_time: None,
             max_rows_per_sec: None,
             threads: Some(1),
-            cutover_lock_timeout: self.cutover_lock_timeout,
-            cutover_attempts: self.cutover_attempts,
-            cutover_drain_timeout: self.cutover_drain_timeout,
+            cutover: self.cutover.clone(),
             drop_old: false,
             instant: false,
             prefer_instant: false,
             revertible: false,
             reverse_transforms: Vec::new(),
             revert_window: Duration::ZERO,
-            verify: self.verify,
-            verify_workers: self.verify_workers,
             json: self.json,
             operate,
         };
@@ -603,10 +593,11 @@ impl MigrateArgs {
                 None => default_threads(&dsn),
             },
             cutover_lock_timeout: self
+                .cutover
                 .cutover_lock_timeout
                 .unwrap_or(defaults.cutover_lock_timeout),
-            cutover_attempts: self.cutover_attempts,
-            cutover_drain_timeout: self.cutover_drain_timeout,
+            cutover_attempts: self.cutover.cutover_attempts,
+            cutover_drain_timeout: self.cutover.cutover_drain_timeout,
             // With a way back, the old table is needed until it is forgotten.
             drop_old: self.drop_old && !self.revertible,
             instant: match (self.instant, self.prefer_instant) {
@@ -614,8 +605,8 @@ impl MigrateArgs {
                 (_, true) => InstantMode::Prefer,
                 _ => InstantMode::Never,
             },
-            verify: self.verify,
-            verify_workers: self.verify_workers.max(1),
+            verify: self.cutover.verify,
+            verify_workers: self.cutover.verify_workers.max(1),
             throttle: ThrottleOptions {
                 flag_file: o.throttle_flag_file.clone(),
                 query: o.throttle_query.clone(),

@@ -18,6 +18,19 @@ use wraith::sandbox::PgOptions;
 
 const ALTER: &str = "ALTER COLUMN amount TYPE bigint, ALTER COLUMN customer_id TYPE bigint";
 
+/// A database with `t (id int PRIMARY KEY, v int NOT NULL)` of `rows` rows, v = id.
+async fn table_t(rows: i64) -> Db {
+    let db = db().await;
+    db.client
+        .batch_execute(&format!(
+            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
+             INSERT INTO t SELECT g, g FROM generate_series(1, {rows}) g;"
+        ))
+        .await
+        .unwrap();
+    db
+}
+
 /// The type of `table.column`, as `format_type` prints it.
 async fn type_of(c: &tokio_postgres::Client, table: &str, column: &str) -> String {
     c.query_one(
@@ -219,14 +232,8 @@ async fn a_value_the_old_shape_cannot_hold_stops_the_revert() {
 /// and leaves the old table alone.
 #[tokio::test]
 async fn a_killed_revert_is_run_again() {
-    let db = db().await;
+    let db = table_t(2000).await;
     let c = &db.client;
-    c.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, g FROM generate_series(1, 2000) g;",
-    )
-    .await
-    .unwrap();
     let outcome = migrate(spec(
         &db.dsn,
         "t",
@@ -384,15 +391,8 @@ async fn the_oracle_workload_goes_through_the_revert() {
 /// too) is removed when it ends and the new shape stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_old_table_follows_the_table_for_the_window() {
-    let mut db = db().await;
+    let mut db = table_t(3000).await;
     let dsn = db.dsn.clone();
-    db.client
-        .batch_execute(
-            "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-             INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g;",
-        )
-        .await
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("ctl.sock");
     let args = |window: &str| -> Vec<String> {
@@ -503,14 +503,8 @@ async fn the_old_table_follows_the_table_for_the_window() {
 /// cleanup` removes it.
 #[tokio::test]
 async fn a_migration_that_does_not_swap_leaves_no_way_back() {
-    let db = db().await;
+    let db = table_t(1000).await;
     let c = &db.client;
-    c.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;",
-    )
-    .await
-    .unwrap();
     let out = wraith(&[
         "migrate",
         "--dsn",

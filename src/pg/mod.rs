@@ -382,7 +382,11 @@ impl Backend for PgBackend {
         if self.resume.get().is_some() {
             let lsn = capture::reopen(&ctrl, &self.names, self.decoder()?).await?;
             if self.reverting {
-                let verifier = revert::verifier(&ctrl, &self.spec.dsn, &self.names, table).await?;
+                let record = self
+                    .way_back()
+                    .ok_or_else(|| anyhow::anyhow!("the way back's record is not read"))?;
+                let verifier =
+                    revert::verifier(&ctrl, &self.spec.dsn, &self.names, table, &record).await?;
                 let _ = self.verifier.set(verifier);
             } else {
                 self.set_verifier(self.shape()?);

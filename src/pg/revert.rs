@@ -403,10 +403,8 @@ pub async fn verifier(
     dsn: &crate::dsn::Dsn,
     back: &Names,
     table: &Table,
+    record: &Record,
 ) -> anyhow::Result<crate::pg::verify::Verifier> {
-    let record = read(c, back)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("the way back's record is gone"))?;
     let old = catalog::table(c, &back.schema, &back.shadow).await?;
     let new_type = |name: &str| {
         table
